@@ -1,0 +1,102 @@
+//! Running a split criterion through the ABI, and checking what it decides.
+
+use std::cell::RefCell;
+
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{RStr, RVec};
+use splitnas_plugin_api::{
+    ffi_guard, CriterionContext, CriterionContext_TO, GramSample, OptionGradients, PluginError, PluginResult, SplitCriterionBox,
+    SplitDecision, SplitRequest,
+};
+
+use crate::random::SeededRng;
+
+/// Where per-option gradients come from (the host's gradient provider, or a test double).
+pub trait GradientSource {
+    fn gradient_gram(&self, choice_point: u32) -> Result<GramSample, PluginError>;
+    fn option_gradients(&self, choice_point: u32) -> Result<OptionGradients, PluginError>;
+}
+
+/// The context handed to a criterion: seeded randomness, gradients if a source is attached,
+/// and metrics collected for the split tree's record.
+pub struct HostCriterionContext<'a> {
+    rng: RefCell<SeededRng>,
+    gradients: Option<&'a dyn GradientSource>,
+    pub metrics: RefCell<Vec<(String, f64)>>,
+}
+
+impl<'a> HostCriterionContext<'a> {
+    pub fn new(rng: SeededRng, gradients: Option<&'a dyn GradientSource>) -> Self {
+        HostCriterionContext { rng: RefCell::new(rng), gradients, metrics: RefCell::new(Vec::new()) }
+    }
+
+    pub fn rng(&self) -> SeededRng {
+        *self.rng.borrow()
+    }
+
+    fn source(&self) -> Result<&'a dyn GradientSource, PluginError> {
+        self.gradients.ok_or_else(|| PluginError::unsupported("this split has no gradient source attached"))
+    }
+}
+
+impl CriterionContext for HostCriterionContext<'_> {
+    fn gradient_gram(&self, choice_point: u32) -> PluginResult<GramSample> {
+        ffi_guard(|| self.source()?.gradient_gram(choice_point))
+    }
+    fn option_gradients(&self, choice_point: u32) -> PluginResult<OptionGradients> {
+        ffi_guard(|| self.source()?.option_gradients(choice_point))
+    }
+    fn next_random(&self) -> PluginResult<u64> {
+        ffi_guard(|| Ok(self.rng.borrow_mut().next_u64()))
+    }
+    fn log_metric(&self, name: RStr<'_>, value: f64) -> PluginResult<()> {
+        ffi_guard(|| {
+            self.metrics.borrow_mut().push((name.to_string(), value));
+            Ok(())
+        })
+    }
+}
+
+/// A criterion returned a decision that does not fit the request.
+#[derive(Debug, thiserror::Error)]
+pub enum SplitError {
+    #[error("the criterion failed: {0}")]
+    Plugin(#[from] PluginError),
+    #[error("the criterion chose choice point {0}, which is not a candidate")]
+    NotACandidate(u32),
+    #[error("the criterion returned {found} groups, {expected} were asked for")]
+    GroupCount { expected: u32, found: usize },
+    #[error("the criterion's groups are not a partition of the allowed options {allowed:?} of choice point {choice_point}: {groups:?}")]
+    NotAPartition { choice_point: u32, allowed: Vec<u32>, groups: Vec<Vec<u32>> },
+}
+
+/// Asks `criterion` to split and checks that the answer is a partition of the chosen choice
+/// point's allowed options into the requested number of non-empty groups.
+pub fn run_split(criterion: &mut SplitCriterionBox, request: &SplitRequest, context: &HostCriterionContext<'_>) -> Result<SplitDecision, SplitError> {
+    let context_object = CriterionContext_TO::from_ptr(context, TD_Opaque);
+    let decision = criterion.split(request, context_object).into_result()?;
+    validate_decision(request, &decision)?;
+    Ok(decision)
+}
+
+pub fn validate_decision(request: &SplitRequest, decision: &SplitDecision) -> Result<(), SplitError> {
+    let point = decision.choice_point;
+    if !request.candidates.contains(&point) {
+        return Err(SplitError::NotACandidate(point));
+    }
+    if decision.groups.len() != request.groups as usize {
+        return Err(SplitError::GroupCount { expected: request.groups, found: decision.groups.len() });
+    }
+    let allowed = request.mask.allowed(point as usize);
+    let mut seen: Vec<u32> = decision.groups.iter().flat_map(|g| g.iter().copied()).collect();
+    seen.sort_unstable();
+    let empty_group = decision.groups.iter().any(RVec::is_empty);
+    if empty_group || seen != allowed {
+        return Err(SplitError::NotAPartition {
+            choice_point: point,
+            allowed,
+            groups: decision.groups.iter().map(|g| g.to_vec()).collect(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! Choosing where tensors live.
+
+use std::fmt;
+use std::str::FromStr;
+
+use splitnas_plugin_api::Device;
+
+/// What the user asked for: `cpu`, `cuda`, `cuda:N` or `auto` (CUDA where available).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceChoice {
+    Auto,
+    Cpu,
+    Cuda(u32),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("unknown device `{0}`: use cpu, cuda, cuda:N or auto")]
+    Unknown(String),
+    #[error("device {requested} requested, but {available}")]
+    Unavailable { requested: String, available: String },
+}
+
+impl FromStr for DeviceChoice {
+    type Err = DeviceError;
+    fn from_str(text: &str) -> Result<Self, DeviceError> {
+        match text {
+            "auto" => Ok(DeviceChoice::Auto),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" => Ok(DeviceChoice::Cuda(0)),
+            other => other
+                .strip_prefix("cuda:")
+                .and_then(|index| index.parse().ok())
+                .map(DeviceChoice::Cuda)
+                .ok_or_else(|| DeviceError::Unknown(other.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceChoice::Auto => f.write_str("auto"),
+            DeviceChoice::Cpu => f.write_str("cpu"),
+            DeviceChoice::Cuda(index) => write!(f, "cuda:{index}"),
+        }
+    }
+}
+
+/// What this process can use.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeviceReport {
+    pub cuda_available: bool,
+    pub cuda_devices: usize,
+    pub cudnn_available: bool,
+    pub torch_abi: &'static str,
+    pub cpu_threads: i32,
+}
+
+pub fn device_report() -> DeviceReport {
+    DeviceReport {
+        cuda_available: tch::Cuda::is_available(),
+        cuda_devices: tch::Cuda::device_count().max(0) as usize,
+        cudnn_available: tch::Cuda::cudnn_is_available(),
+        torch_abi: splitnas_plugin_api::TORCH_ABI,
+        cpu_threads: tch::get_num_threads(),
+    }
+}
+
+impl DeviceChoice {
+    /// The concrete device, or an error saying what is available.
+    pub fn resolve(self) -> Result<Device, DeviceError> {
+        let count = tch::Cuda::device_count().max(0) as u32;
+        match self {
+            DeviceChoice::Cpu => Ok(Device::Cpu),
+            DeviceChoice::Auto => Ok(if count > 0 { Device::Cuda(0) } else { Device::Cpu }),
+            DeviceChoice::Cuda(index) if index < count => Ok(Device::Cuda(index)),
+            DeviceChoice::Cuda(index) => Err(DeviceError::Unavailable {
+                requested: format!("cuda:{index}"),
+                available: if count == 0 {
+                    "CUDA is not available in this process (no GPU or driver found); use --device cpu".to_string()
+                } else {
+                    format!("only {count} CUDA device(s) exist")
+                },
+            }),
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! What plugin authors implement: plain Rust traits with `tch` types and `Result`s.
+//!
+//! The export macros ([`crate::export_space!`], [`crate::export_criterion!`],
+//! [`crate::export_algorithm!`]) wrap an implementation in the adapters below, which
+//! implement the ABI-stable traits of [`crate::traits`] and run every method inside
+//! [`ffi_guard`]. An author therefore cannot export an unguarded method.
+
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{RStr, RString, RVec};
+use serde::de::DeserializeOwned;
+use tch::Tensor;
+
+use crate::guard::ffi_guard;
+use crate::module::{ComponentFactory, ComponentInfo};
+use crate::tensor::{NamedTensor, OwnedTensor, TensorRef};
+use crate::traits::*;
+use crate::types::*;
+
+/// What every component states about itself.
+pub trait Component: Sized + Send + 'static {
+    /// Unique within its kind across all loaded plugins (`exhaustive`, `nb201`, `darts`).
+    const NAME: &'static str;
+    /// One line for `splitnas plugins list`.
+    const DESCRIPTION: &'static str;
+    /// The complete default configuration, a JSON object. Every key a user may set appears here.
+    fn default_config() -> serde_json::Value;
+}
+
+/// Parses a component's configuration, mapping errors to [`ErrorKind::InvalidConfig`].
+/// Use `#[serde(deny_unknown_fields)]` on `C` so that a misspelt key is named in the error.
+pub fn parse_config<C: DeserializeOwned>(component: &str, text: &str) -> Result<C, PluginError> {
+    serde_json::from_str(text).map_err(|error| PluginError::invalid_config(format!("{component}: {error}")))
+}
+
+/// A search space.
+pub trait SpacePlugin: Component + Sync {
+    type Supernet: SupernetPlugin;
+    type Network: NetworkPlugin;
+    fn create(config: &str) -> Result<Self, PluginError>;
+    fn info(&self) -> Result<SpaceInfo, PluginError>;
+    fn build_supernet(&self, mask: &Mask, device: Device) -> Result<Self::Supernet, PluginError>;
+    fn build_network(&self, architecture: &Architecture, device: Device) -> Result<Self::Network, PluginError>;
+    fn network_stats(&self, architecture: &Architecture, image_size: u32) -> Result<NetworkStats, PluginError>;
+    fn derive(&self, weights: &Tensor, mask: &Mask) -> Result<Architecture, PluginError>;
+    fn format_genotype(&self, architecture: &Architecture) -> Result<String, PluginError>;
+    fn parse_genotype(&self, text: &str) -> Result<Architecture, PluginError>;
+}
+
+/// A supernet built by a [`SpacePlugin`].
+pub trait SupernetPlugin: Send + 'static {
+    fn forward(&self, input: &Tensor, weights: &Tensor, active: &Mask, train: bool) -> Result<Tensor, PluginError>;
+    fn parameters(&self) -> Result<Vec<NamedTensor>, PluginError>;
+    fn buffers(&self) -> Result<Vec<NamedTensor>, PluginError>;
+    fn choice_point_parameters(&self, choice_point: u32) -> Result<Vec<String>, PluginError>;
+    fn shared_parameters(&self, choice_point: u32) -> Result<Vec<String>, PluginError>;
+}
+
+/// A stand-alone network built by a [`SpacePlugin`].
+pub trait NetworkPlugin: Send + 'static {
+    /// Logits, and auxiliary logits where the network has an auxiliary head.
+    fn forward(&self, input: &Tensor, mode: ForwardMode) -> Result<(Tensor, Option<Tensor>), PluginError>;
+    fn parameters(&self) -> Result<Vec<NamedTensor>, PluginError>;
+    fn buffers(&self) -> Result<Vec<NamedTensor>, PluginError>;
+}
+
+/// A search algorithm. See [`SearchAlgorithm`] for what each method means.
+pub trait AlgorithmPlugin: Component {
+    fn create(config: &str, setup: &AlgorithmSetup) -> Result<Self, PluginError>;
+    fn architecture_parameters(&self) -> Result<Vec<NamedTensor>, PluginError>;
+    fn on_epoch_start(&mut self, _context: &HostContextRef<'_>, _progress: TrainingProgress) -> Result<(), PluginError> {
+        Ok(())
+    }
+    fn weight_step(&mut self, context: &HostContextRef<'_>, batch: &Batch) -> Result<WeightStepLoss, PluginError>;
+    fn architecture_step(&mut self, _context: &HostContextRef<'_>, _valid_batch: &Batch, _train_batch: &Batch) -> Result<ArchitectureStep, PluginError> {
+        Ok(ArchitectureStep::Skip)
+    }
+    fn context_sample(&mut self, context: &HostContextRef<'_>) -> Result<WeightSample, PluginError>;
+    fn evaluation_sample(&mut self, context: &HostContextRef<'_>) -> Result<WeightSample, PluginError>;
+    fn derive(&mut self, context: &HostContextRef<'_>) -> Result<Architecture, PluginError>;
+    fn state_json(&self) -> Result<String, PluginError> {
+        Ok("{}".to_string())
+    }
+    fn load_state_json(&mut self, _state: &str) -> Result<(), PluginError> {
+        Ok(())
+    }
+}
+
+/// A split criterion.
+pub trait CriterionPlugin: Component {
+    fn create(config: &str) -> Result<Self, PluginError>;
+    fn split(&mut self, request: &SplitRequest, context: &CriterionContextRef<'_>) -> Result<SplitDecision, PluginError>;
+}
+
+fn component_info<T: Component>(version: &str, factory: ComponentFactory) -> ComponentInfo {
+    ComponentInfo {
+        name: T::NAME.into(),
+        version: version.into(),
+        description: T::DESCRIPTION.into(),
+        default_config: RString::from(T::default_config().to_string()),
+        factory,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Adapters: author trait -> ABI-stable trait, every method guarded.
+
+struct GuardedSpace<T>(T);
+struct GuardedSupernet<T>(T);
+struct GuardedNetwork<T>(T);
+struct GuardedAlgorithm<T>(T);
+struct GuardedCriterion<T>(T);
+
+fn rvec<T>(items: Vec<T>) -> RVec<T> {
+    RVec::from(items)
+}
+
+fn rstrings(items: Vec<String>) -> RVec<RString> {
+    items.into_iter().map(RString::from).collect()
+}
+
+impl<T: SpacePlugin> SearchSpace for GuardedSpace<T> {
+    fn info(&self) -> PluginResult<SpaceInfo> {
+        ffi_guard(|| self.0.info())
+    }
+    fn build_supernet(&self, mask: &Mask, device: Device) -> PluginResult<SupernetBox> {
+        ffi_guard(|| {
+            let net = self.0.build_supernet(mask, device)?;
+            Ok(Supernet_TO::from_value(GuardedSupernet(net), TD_Opaque))
+        })
+    }
+    fn build_network(&self, architecture: &Architecture, device: Device) -> PluginResult<NetworkBox> {
+        ffi_guard(|| {
+            let net = self.0.build_network(architecture, device)?;
+            Ok(Network_TO::from_value(GuardedNetwork(net), TD_Opaque))
+        })
+    }
+    fn network_stats(&self, architecture: &Architecture, image_size: u32) -> PluginResult<NetworkStats> {
+        ffi_guard(|| self.0.network_stats(architecture, image_size))
+    }
+    fn derive(&self, weights: TensorRef<'_>, mask: &Mask) -> PluginResult<Architecture> {
+        ffi_guard(|| self.0.derive(&weights.tensor(), mask))
+    }
+    fn format_genotype(&self, architecture: &Architecture) -> PluginResult<RString> {
+        ffi_guard(|| self.0.format_genotype(architecture).map(RString::from))
+    }
+    fn parse_genotype(&self, text: RStr<'_>) -> PluginResult<Architecture> {
+        ffi_guard(|| self.0.parse_genotype(text.as_str()))
+    }
+}
+
+impl<T: SupernetPlugin> Supernet for GuardedSupernet<T> {
+    fn forward(&self, input: TensorRef<'_>, weights: TensorRef<'_>, active: &Mask, train: bool) -> PluginResult<OwnedTensor> {
+        ffi_guard(|| self.0.forward(&input.tensor(), &weights.tensor(), active, train).map(OwnedTensor::new))
+    }
+    fn parameters(&self) -> PluginResult<RVec<NamedTensor>> {
+        ffi_guard(|| self.0.parameters().map(rvec))
+    }
+    fn buffers(&self) -> PluginResult<RVec<NamedTensor>> {
+        ffi_guard(|| self.0.buffers().map(rvec))
+    }
+    fn choice_point_parameters(&self, choice_point: u32) -> PluginResult<RVec<RString>> {
+        ffi_guard(|| self.0.choice_point_parameters(choice_point).map(rstrings))
+    }
+    fn shared_parameters(&self, choice_point: u32) -> PluginResult<RVec<RString>> {
+        ffi_guard(|| self.0.shared_parameters(choice_point).map(rstrings))
+    }
+}
+
+impl<T: NetworkPlugin> Network for GuardedNetwork<T> {
+    fn forward(&self, input: TensorRef<'_>, mode: ForwardMode) -> PluginResult<NetworkOutput> {
+        ffi_guard(|| {
+            let (logits, auxiliary) = self.0.forward(&input.tensor(), mode)?;
+            Ok(NetworkOutput { logits: OwnedTensor::new(logits), auxiliary_logits: auxiliary.map(OwnedTensor::new).into() })
+        })
+    }
+    fn parameters(&self) -> PluginResult<RVec<NamedTensor>> {
+        ffi_guard(|| self.0.parameters().map(rvec))
+    }
+    fn buffers(&self) -> PluginResult<RVec<NamedTensor>> {
+        ffi_guard(|| self.0.buffers().map(rvec))
+    }
+}
+
+impl<T: AlgorithmPlugin> SearchAlgorithm for GuardedAlgorithm<T> {
+    fn architecture_parameters(&self) -> PluginResult<RVec<NamedTensor>> {
+        ffi_guard(|| self.0.architecture_parameters().map(rvec))
+    }
+    fn on_epoch_start(&mut self, context: HostContextRef<'_>, progress: TrainingProgress) -> PluginResult<()> {
+        ffi_guard(|| self.0.on_epoch_start(&context, progress))
+    }
+    fn weight_step(&mut self, context: HostContextRef<'_>, batch: &Batch) -> PluginResult<WeightStepLoss> {
+        ffi_guard(|| self.0.weight_step(&context, batch))
+    }
+    fn architecture_step(&mut self, context: HostContextRef<'_>, valid_batch: &Batch, train_batch: &Batch) -> PluginResult<ArchitectureStep> {
+        ffi_guard(|| self.0.architecture_step(&context, valid_batch, train_batch))
+    }
+    fn context_sample(&mut self, context: HostContextRef<'_>) -> PluginResult<WeightSample> {
+        ffi_guard(|| self.0.context_sample(&context))
+    }
+    fn evaluation_sample(&mut self, context: HostContextRef<'_>) -> PluginResult<WeightSample> {
+        ffi_guard(|| self.0.evaluation_sample(&context))
+    }
+    fn derive(&mut self, context: HostContextRef<'_>) -> PluginResult<Architecture> {
+        ffi_guard(|| self.0.derive(&context))
+    }
+    fn state_json(&self) -> PluginResult<RString> {
+        ffi_guard(|| self.0.state_json().map(RString::from))
+    }
+    fn load_state_json(&mut self, state: RStr<'_>) -> PluginResult<()> {
+        ffi_guard(|| self.0.load_state_json(state.as_str()))
+    }
+}
+
+impl<T: CriterionPlugin> SplitCriterion for GuardedCriterion<T> {
+    fn split(&mut self, request: &SplitRequest, context: CriterionContextRef<'_>) -> PluginResult<SplitDecision> {
+        ffi_guard(|| self.0.split(request, &context))
+    }
+}
+
+extern "C" fn space_factory<T: SpacePlugin>(config: RStr<'_>) -> PluginResult<SearchSpaceBox> {
+    ffi_guard(|| Ok(SearchSpace_TO::from_value(GuardedSpace(T::create(config.as_str())?), TD_Opaque)))
+}
+
+extern "C" fn criterion_factory<T: CriterionPlugin>(config: RStr<'_>) -> PluginResult<SplitCriterionBox> {
+    ffi_guard(|| Ok(SplitCriterion_TO::from_value(GuardedCriterion(T::create(config.as_str())?), TD_Opaque)))
+}
+
+extern "C" fn algorithm_factory<T: AlgorithmPlugin>(config: RStr<'_>, setup: &AlgorithmSetup) -> PluginResult<SearchAlgorithmBox> {
+    ffi_guard(|| Ok(SearchAlgorithm_TO::from_value(GuardedAlgorithm(T::create(config.as_str(), setup)?), TD_Opaque)))
+}
+
+/// Used by [`crate::export_space!`].
+pub fn space_component<T: SpacePlugin>(version: &str) -> ComponentInfo {
+    component_info::<T>(version, ComponentFactory::Space(space_factory::<T>))
+}
+
+/// Used by [`crate::export_criterion!`].
+pub fn criterion_component<T: CriterionPlugin>(version: &str) -> ComponentInfo {
+    component_info::<T>(version, ComponentFactory::Criterion(criterion_factory::<T>))
+}
+
+/// Used by [`crate::export_algorithm!`].
+pub fn algorithm_component<T: AlgorithmPlugin>(version: &str) -> ComponentInfo {
+    component_info::<T>(version, ComponentFactory::Algorithm(algorithm_factory::<T>))
+}

@@ -1,0 +1,155 @@
+
+//! The ABI-stable traits: what plugins implement (space, supernet, network, algorithm,
+//! criterion) and what the host implements for them (contexts).
+//!
+//! Plugin authors do not implement these directly: they implement the plain Rust traits in
+//! [`crate::author`], and the export macros wrap every method in [`crate::ffi_guard`], so
+//! that no panic can cross the boundary. Every method returns [`PluginResult`] for the same
+//! reason. New methods are only ever appended after the `last_prefix_field` ones.
+
+use abi_stable::sabi_trait;
+use abi_stable::sabi_types::RRef;
+use abi_stable::std_types::{RBox, RStr, RString, RVec};
+
+use crate::tensor::{NamedTensor, OwnedTensor, TensorRef};
+use crate::types::*;
+
+/// A search space: describes its choice points and builds networks.
+#[sabi_trait]
+pub trait SearchSpace: Send + Sync {
+    /// Choice points and their options.
+    fn info(&self) -> PluginResult<SpaceInfo>;
+
+    /// The supernet of the sub-space `mask`, on `device`, with freshly initialised weights.
+    fn build_supernet(&self, mask: &Mask, device: Device) -> PluginResult<SupernetBox>;
+
+    /// The stand-alone network of one architecture, freshly initialised.
+    fn build_network(&self, architecture: &Architecture, device: Device) -> PluginResult<NetworkBox>;
+
+    /// Parameter count and FLOPs of the stand-alone network for a square input of `image_size`.
+    fn network_stats(&self, architecture: &Architecture, image_size: u32) -> PluginResult<NetworkStats>;
+
+    /// The architecture that mixing weights `[choice points, max_options]` select within `mask`.
+    fn derive(&self, weights: TensorRef<'_>, mask: &Mask) -> PluginResult<Architecture>;
+
+    /// The space's conventional genotype string.
+    fn format_genotype(&self, architecture: &Architecture) -> PluginResult<RString>;
+
+    /// Parses the conventional genotype string.
+    #[sabi(last_prefix_field)]
+    fn parse_genotype(&self, text: RStr<'_>) -> PluginResult<Architecture>;
+}
+
+/// A supernet: every allowed option of every choice point, mixed by weights.
+#[sabi_trait]
+pub trait Supernet: Send {
+    /// Logits `[B, classes]`. Each choice point mixes its `active` options by `weights`;
+    /// inactive options are not computed.
+    fn forward(&self, input: TensorRef<'_>, weights: TensorRef<'_>, active: &Mask, train: bool) -> PluginResult<OwnedTensor>;
+
+    /// Every trainable parameter, with stable names (checkpoints and optimizers key on them).
+    fn parameters(&self) -> PluginResult<RVec<NamedTensor>>;
+
+    /// Non-trainable state (BN running statistics), inherited by children on a split.
+    fn buffers(&self) -> PluginResult<RVec<NamedTensor>>;
+
+    /// Names of the parameters owned by the options of one choice point.
+    fn choice_point_parameters(&self, choice_point: u32) -> PluginResult<RVec<RString>>;
+
+    /// Names of the parameters whose gradients gradient matching compares when scoring
+    /// `choice_point` (space-specific; NB201: every search-cell op parameter except that
+    /// choice point's, plus the reduction blocks).
+    #[sabi(last_prefix_field)]
+    fn shared_parameters(&self, choice_point: u32) -> PluginResult<RVec<RString>>;
+}
+
+/// A stand-alone network of one architecture.
+#[sabi_trait]
+pub trait Network: Send {
+    fn forward(&self, input: TensorRef<'_>, mode: ForwardMode) -> PluginResult<NetworkOutput>;
+    fn parameters(&self) -> PluginResult<RVec<NamedTensor>>;
+    #[sabi(last_prefix_field)]
+    fn buffers(&self) -> PluginResult<RVec<NamedTensor>>;
+}
+
+/// A search algorithm: owns architecture parameters and the sampling policy of one
+/// sub-supernet. The host owns the weights, the optimizers and the data.
+#[sabi_trait]
+pub trait SearchAlgorithm: Send {
+    /// The architecture parameters (α); the host's architecture optimizer steps them.
+    fn architecture_parameters(&self) -> PluginResult<RVec<NamedTensor>>;
+
+    /// Called at every epoch start (temperature schedules, phases).
+    fn on_epoch_start(&mut self, context: HostContextRef<'_>, progress: TrainingProgress) -> PluginResult<()>;
+
+    /// The training loss of one step on `batch`.
+    fn weight_step(&mut self, context: HostContextRef<'_>, batch: &Batch) -> PluginResult<WeightStepLoss>;
+
+    /// One architecture update on a validation batch (`train_batch` for second-order methods).
+    fn architecture_step(&mut self, context: HostContextRef<'_>, valid_batch: &Batch, train_batch: &Batch) -> PluginResult<ArchitectureStep>;
+
+    /// The weights other choice points use while gradient matching scores one choice point.
+    fn context_sample(&mut self, context: HostContextRef<'_>) -> PluginResult<WeightSample>;
+
+    /// The weights used to report the supernet's validation accuracy.
+    fn evaluation_sample(&mut self, context: HostContextRef<'_>) -> PluginResult<WeightSample>;
+
+    /// The architecture this sub-supernet's search ends with.
+    fn derive(&mut self, context: HostContextRef<'_>) -> PluginResult<Architecture>;
+
+    /// Scalar state that is not a tensor (temperatures, counters), as JSON, for checkpoints.
+    fn state_json(&self) -> PluginResult<RString>;
+
+    #[sabi(last_prefix_field)]
+    fn load_state_json(&mut self, state: RStr<'_>) -> PluginResult<()>;
+}
+
+/// A split criterion: picks the choice point to split and the partition of its options.
+#[sabi_trait]
+pub trait SplitCriterion: Send {
+    #[sabi(last_prefix_field)]
+    fn split(&mut self, request: &SplitRequest, context: CriterionContextRef<'_>) -> PluginResult<SplitDecision>;
+}
+
+/// What the host offers a search algorithm during training.
+#[sabi_trait]
+pub trait HostContext {
+    fn device(&self) -> PluginResult<Device>;
+    fn space_info(&self) -> PluginResult<SpaceInfo>;
+    /// The mask of the sub-supernet being trained.
+    fn mask(&self) -> PluginResult<Mask>;
+    fn progress(&self) -> PluginResult<TrainingProgress>;
+    /// The supernet's forward pass.
+    fn forward(&self, input: TensorRef<'_>, weights: TensorRef<'_>, active: &Mask, train: bool) -> PluginResult<OwnedTensor>;
+    /// The supernet's parameters (handles sharing storage), e.g. for second-order DARTS.
+    fn supernet_parameters(&self) -> PluginResult<RVec<NamedTensor>>;
+    /// Validation accuracy (0..1) of one architecture through the supernet (single path).
+    fn evaluate(&self, architecture: &Architecture) -> PluginResult<f64>;
+    /// The space's derivation of an architecture from weights, within the mask.
+    fn derive(&self, weights: TensorRef<'_>) -> PluginResult<Architecture>;
+    /// The next number of the run's seeded generator (reproducible, checkpointed by the host).
+    fn next_random(&self) -> PluginResult<u64>;
+    #[sabi(last_prefix_field)]
+    fn log_metric(&self, name: RStr<'_>, value: f64) -> PluginResult<()>;
+}
+
+/// What the host offers a split criterion.
+#[sabi_trait]
+pub trait CriterionContext {
+    /// One repeat (a fresh batch and context sample) for `choice_point`: the Gram matrix of
+    /// the shared-set gradients of its allowed options.
+    fn gradient_gram(&self, choice_point: u32) -> PluginResult<GramSample>;
+    /// One repeat as per-option concatenated gradients.
+    fn option_gradients(&self, choice_point: u32) -> PluginResult<OptionGradients>;
+    fn next_random(&self) -> PluginResult<u64>;
+    #[sabi(last_prefix_field)]
+    fn log_metric(&self, name: RStr<'_>, value: f64) -> PluginResult<()>;
+}
+
+pub type SearchSpaceBox = SearchSpace_TO<'static, RBox<()>>;
+pub type SupernetBox = Supernet_TO<'static, RBox<()>>;
+pub type NetworkBox = Network_TO<'static, RBox<()>>;
+pub type SearchAlgorithmBox = SearchAlgorithm_TO<'static, RBox<()>>;
+pub type SplitCriterionBox = SplitCriterion_TO<'static, RBox<()>>;
+pub type HostContextRef<'a> = HostContext_TO<'a, RRef<'a, ()>>;
+pub type CriterionContextRef<'a> = CriterionContext_TO<'a, RRef<'a, ()>>;
