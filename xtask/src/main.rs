@@ -1,1 +1,170 @@
-fn main(){}
+//! `cargo xtask setup | build | test | demo`: everything a fresh machine needs, in one place.
+//!
+//! `setup` provisions PyTorch 2.11.0 (the CUDA build from PyPI, with its nvidia wheels)
+//! into a virtual environment in a cache outside the checkout, idempotently, and points
+//! `.libtorch` (read by `.cargo/config.toml`) at its `torch/` directory. After it, plain
+//! `cargo build`, `cargo run` and `cargo test` work with nothing exported.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// The PyTorch release tch 0.24 is built for.
+const TORCH_VERSION: &str = "2.11.0";
+/// Overrides the cache directory (default `~/.cache/splitnas`).
+const CACHE_VARIABLE: &str = "SPLITNAS_CACHE";
+/// Python packages of the provisioned environment: libtorch itself, and what the committed
+/// fixture generators import.
+const PYTHON_PACKAGES: &[&str] = &["torch==2.11.0", "numpy", "safetensors", "scipy"];
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  setup   provision libtorch (PyTorch 2.11.0 from PyPI) into the cache and configure the build
+  build   setup, then build the release `splitnas` binary and every plugin (target/release)
+  test    setup, then build the plugins and run the whole test suite
+  demo    build, then run the quickstart search on the embedded dataset";
+
+fn main() -> Result<()> {
+    let command = std::env::args().nth(1).unwrap_or_default();
+    let root = workspace_root();
+    match command.as_str() {
+        "setup" => setup(&root).map(|_| ()),
+        "build" => build(&root),
+        "test" => test(&root),
+        "demo" => demo(&root),
+        "" | "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown command `{other}`\n\n{USAGE}"),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn cache_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(CACHE_VARIABLE) {
+        return Ok(PathBuf::from(dir));
+    }
+    let home = std::env::var_os("HOME").context("HOME is not set; set SPLITNAS_CACHE to a cache directory")?;
+    Ok(PathBuf::from(home).join(".cache").join("splitnas"))
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {command:?}");
+    let status = command.status().with_context(|| format!("cannot start {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn python_output(python: &Path, code: &str) -> Option<String> {
+    let output = Command::new(python).arg("-c").arg(code).output().ok()?;
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// Provisions the environment and links `.libtorch`; returns the torch directory.
+fn setup(root: &Path) -> Result<PathBuf> {
+    let venv = cache_dir()?.join(format!("torch-{TORCH_VERSION}"));
+    let python = venv.join("bin").join("python");
+    let marker = venv.join(".splitnas-complete");
+    let query = "import torch, os; print(torch.__version__); print(os.path.dirname(torch.__file__))";
+
+    let ready = marker.exists()
+        && python_output(&python, query).is_some_and(|out| out.lines().next().is_some_and(|v| v.starts_with(TORCH_VERSION)));
+    if !ready {
+        eprintln!("xtask: provisioning PyTorch {TORCH_VERSION} into {} (about 5 GB, once)", venv.display());
+        if !python.exists() {
+            let system_python = ["python3", "python"]
+                .into_iter()
+                .find(|p| Command::new(p).arg("--version").output().is_ok_and(|o| o.status.success()))
+                .context("no python3 found: install Python 3.9+ (with venv) to provision libtorch")?;
+            std::fs::create_dir_all(venv.parent().expect("venv has a parent"))?;
+            run(Command::new(system_python).args(["-m", "venv"]).arg(&venv))?;
+        }
+        run(Command::new(&python)
+            .args(["-m", "pip", "install", "--disable-pip-version-check", "--quiet"])
+            .args(PYTHON_PACKAGES))?;
+        std::fs::write(&marker, format!("torch {TORCH_VERSION}\n"))?;
+    }
+    let out = python_output(&python, query).context("the provisioned python cannot import torch; delete the cache directory and rerun")?;
+    let mut lines = out.lines();
+    let version = lines.next().unwrap_or_default();
+    if !version.starts_with(TORCH_VERSION) {
+        bail!("the cache holds torch {version}, tch 0.24 needs {TORCH_VERSION}: delete {} and rerun", venv.display());
+    }
+    let torch_dir = PathBuf::from(lines.next().context("torch did not report its directory")?);
+
+    let link = root.join(".libtorch");
+    let current = std::fs::read_link(&link).ok();
+    if current.as_deref() != Some(torch_dir.as_path()) {
+        if link.symlink_metadata().is_ok() {
+            std::fs::remove_file(&link).with_context(|| format!("cannot replace {}", link.display()))?;
+        }
+        std::os::unix::fs::symlink(&torch_dir, &link).with_context(|| format!("cannot create {}", link.display()))?;
+    }
+    eprintln!("xtask: libtorch {version} ready at {}", torch_dir.display());
+    Ok(torch_dir)
+}
+
+fn cargo(root: &Path) -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(root);
+    command
+}
+
+/// Packages that are plugins shipped with splitnas: every crate under `plugins/`.
+fn shipped_plugins(root: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(root.join("plugins"))? {
+        let manifest = entry?.path().join("Cargo.toml");
+        let Ok(text) = std::fs::read_to_string(&manifest) else { continue };
+        let name = text
+            .lines()
+            .find_map(|line| line.strip_prefix("name = ").map(|n| n.trim_matches('"').to_string()))
+            .with_context(|| format!("no package name in {}", manifest.display()))?;
+        names.push(name);
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn build(root: &Path) -> Result<()> {
+    setup(root)?;
+    let mut command = cargo(root);
+    command.args(["build", "--release", "-p", "splitnas"]);
+    for plugin in shipped_plugins(root)? {
+        command.args(["-p", &plugin]);
+    }
+    run(&mut command)?;
+    eprintln!("xtask: built {} and its plugins", root.join("target/release/splitnas").display());
+    Ok(())
+}
+
+fn test(root: &Path) -> Result<()> {
+    setup(root)?;
+    // `cargo test` does not build the cdylibs the tests load: build them first.
+    let mut command = cargo(root);
+    command.args(["build", "-p", "splitnas", "-p", "splitnas-testplugin-fixtures"]);
+    for plugin in shipped_plugins(root)? {
+        command.args(["-p", &plugin]);
+    }
+    run(&mut command)?;
+    run(cargo(root).args(["test", "--workspace", "--exclude", "xtask"]))
+}
+
+fn demo(root: &Path) -> Result<()> {
+    build(root)?;
+    let quickstart = root.join("examples").join("quickstart.toml");
+    let binary = root.join("target/release/splitnas");
+    if quickstart.exists() {
+        run(Command::new(&binary).arg("run").arg(&quickstart).current_dir(root))
+    } else {
+        run(Command::new(&binary).args(["plugins", "list"]).current_dir(root))
+    }
+}

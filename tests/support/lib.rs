@@ -1,0 +1,219 @@
+//! Shared helpers for the end-to-end tests: build what the tests load, run the binary,
+//! and make plugins built against a modified plugin-api.
+//!
+//! `cargo test` does not build the cdylibs of other workspace members, so the first test
+//! that needs them runs `cargo build` for the host and the plugins (a no-op when
+//! `cargo xtask test` built them already).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
+}
+
+/// `target/<profile>`: where cargo put this test binary's sibling artifacts.
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test>-<hash>
+    exe.parent().and_then(Path::parent).expect("test binaries live in target/<profile>/deps").to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    profile_dir().parent().expect("profile dir is inside target").to_path_buf()
+}
+
+fn is_release() -> bool {
+    profile_dir().file_name().is_some_and(|name| name == "release")
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(workspace_root()).env("CARGO_TARGET_DIR", target_dir());
+    if is_release() {
+        command.arg("--config").arg("build.incremental=false");
+    }
+    command
+}
+
+fn run_cargo_build(mut command: Command, what: &str) {
+    let output = command.output().unwrap_or_else(|error| panic!("cannot run cargo to build {what}: {error}"));
+    assert!(output.status.success(), "building {what} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Packages under `plugins/`: what splitnas ships.
+pub fn shipped_plugin_packages() -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(workspace_root().join("plugins")).expect("plugins/ exists") {
+        let manifest = entry.expect("readable plugins/").path().join("Cargo.toml");
+        if let Ok(text) = std::fs::read_to_string(&manifest) {
+            let name = text.lines().find_map(|l| l.strip_prefix("name = ")).expect("package name");
+            names.push(name.trim_matches('"').to_string());
+        }
+    }
+    names.sort();
+    names
+}
+
+/// Builds the host binary, every shipped plugin and the test-fixture plugin, once per process.
+pub fn ensure_built() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let mut command = cargo();
+        command.arg("build");
+        if is_release() {
+            command.arg("--release");
+        }
+        for package in ["splitnas".to_string(), "splitnas-testplugin-fixtures".to_string()].into_iter().chain(shipped_plugin_packages()) {
+            command.args(["-p", &package]);
+        }
+        run_cargo_build(command, "the host and plugins");
+    });
+}
+
+/// The path of a built library in the profile directory, e.g. `library_path("splitnas_plugin_split_criteria")`.
+pub fn library_path(stem: &str) -> PathBuf {
+    ensure_built();
+    profile_dir().join(format!("lib{stem}.so"))
+}
+
+/// Every shipped plugin file that the build produced.
+pub fn shipped_plugin_files() -> Vec<PathBuf> {
+    ensure_built();
+    shipped_plugin_packages().iter().map(|package| library_path(&package.replace('-', "_"))).collect()
+}
+
+/// The fixture plugin (panicking components, echo space).
+pub fn fixture_plugin() -> PathBuf {
+    library_path("splitnas_testplugin_fixtures")
+}
+
+/// A `splitnas` command that sees only the default plugin location (no user plugin path).
+pub fn splitnas() -> Command {
+    ensure_built();
+    let mut command = Command::new(profile_dir().join("splitnas"));
+    command.env_remove("SPLITNAS_PLUGIN_PATH");
+    command
+}
+
+/// Runs `splitnas ARGS`, returning its output.
+pub fn run_splitnas(args: &[&str]) -> Output {
+    splitnas().args(args).output().expect("splitnas runs")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// How a generated plugin's copy of plugin-api differs from the real one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiMismatch {
+    /// A field appended to `ComponentInfo`: abi_stable's layout check must refuse it.
+    Layout,
+    /// Same layout, another `ABI_VERSION`: the host's own check must refuse it.
+    AbiVersion,
+}
+
+impl ApiMismatch {
+    fn name(self) -> &'static str {
+        match self {
+            ApiMismatch::Layout => "layout",
+            ApiMismatch::AbiVersion => "abi-version",
+        }
+    }
+
+    /// Applies the modification to the copied plugin-api sources.
+    fn modify(self, api_dir: &Path) {
+        let (file, from, to) = match self {
+            ApiMismatch::Layout => ("src/module.rs", "    pub factory: ComponentFactory,\n}", "    pub factory: ComponentFactory,\n    pub homepage: RString,\n}"),
+            ApiMismatch::AbiVersion => ("src/lib.rs", "pub const ABI_VERSION: u32 = 1;", "pub const ABI_VERSION: u32 = 9999;"),
+        };
+        let path = api_dir.join(file);
+        let text = std::fs::read_to_string(&path).expect("copied plugin-api source");
+        assert!(text.contains(from), "the mismatch generator no longer matches {}: update ApiMismatch::modify", path.display());
+        let mut text = text.replace(from, to);
+        if self == ApiMismatch::Layout {
+            // Keep the modified copy compiling: every ComponentInfo literal gets the new field.
+            text = text.replace("        factory,\n    }", "        factory,\n        homepage: RString::new(),\n    }");
+        }
+        std::fs::write(&path, text).expect("write modified plugin-api");
+        if self == ApiMismatch::Layout {
+            let author = api_dir.join("src/author.rs");
+            let text = std::fs::read_to_string(&author).expect("author.rs").replace("        factory,\n    }", "        factory,\n        homepage: RString::new(),\n    }");
+            std::fs::write(author, text).expect("write author.rs");
+        }
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create copy dir");
+    for entry in std::fs::read_dir(from).expect("read source dir") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}
+
+/// Builds the `split-criteria` plugin against a modified copy of plugin-api and returns the
+/// library. The copy is a separate workspace under `target/` with the root's profiles and
+/// lock file, built into the same target directory so that tch and abi_stable are reused.
+pub fn mismatched_plugin(mismatch: ApiMismatch) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _one_build_at_a_time = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    ensure_built();
+    let root = workspace_root();
+    let dir = target_dir().join("api-mismatch").join(mismatch.name());
+    let _ = std::fs::remove_dir_all(&dir);
+    // Cargo hashes path packages by their path relative to the workspace root: each variant's
+    // copy needs its own relative path, or one variant's build would be reused for another.
+    let api_dir = format!("plugin-api-{}", mismatch.name());
+    copy_dir(&root.join("plugin-api"), &dir.join(&api_dir));
+    copy_dir(&root.join("build-support"), &dir.join("build-support"));
+    copy_dir(&root.join("plugins/split-criteria"), &dir.join("plugin"));
+    mismatch.modify(&dir.join(&api_dir));
+
+    let package = format!("splitnas-testplugin-mismatch-{}", mismatch.name());
+    let manifest = dir.join("plugin/Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).expect("plugin manifest");
+    let text = text.replace("name = \"splitnas-plugin-split-criteria\"", &format!("name = \"{package}\""));
+    std::fs::write(&manifest, text).expect("write plugin manifest");
+
+    let workspace = std::fs::read_to_string(root.join("Cargo.toml")).expect("root manifest");
+    let start = workspace.find("members = [").expect("members list");
+    let end = start + workspace[start..].find(']').expect("end of members");
+    let workspace = format!("{}members = [\"{api_dir}\", \"build-support\", \"plugin\"]{}", &workspace[..start], &workspace[end + 1..]);
+    let workspace = workspace.replace("{ path = \"plugin-api\" }", &format!("{{ path = \"{api_dir}\" }}"));
+    assert!(workspace.contains(&api_dir), "the root manifest no longer names plugin-api by path: update mismatched_plugin");
+    std::fs::write(dir.join("Cargo.toml"), workspace).expect("write workspace manifest");
+    std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock")).expect("copy lock file");
+
+    let mut command = cargo();
+    command.current_dir(&dir).args(["build", "--offline", "-p", &package]);
+    if is_release() {
+        command.arg("--release");
+    }
+    run_cargo_build(command, &format!("the {} mismatch plugin", mismatch.name()));
+    profile_dir().join(format!("lib{}.so", package.replace('-', "_")))
+}
+
+/// Resident set size of this process, in bytes (Linux).
+pub fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("VmRSS line");
+    kib * 1024
+}
