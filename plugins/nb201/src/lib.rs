@@ -1,0 +1,200 @@
+//! The NAS-Bench-201 search space (Dong & Yang, ICLR 2020) as a splitnas plugin.
+//!
+//! - Choice points: the cell's 6 edges `1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2` (group `cell`,
+//!   all splittable), each with the options `none, skip_connect, nor_conv_1x1, nor_conv_3x3,
+//!   avg_pool_3x3`. One option per edge is an architecture; α is shared by all cells.
+//! - Supernet ([`supernet`]): stem, 3 stages of N search cells at C, 2C, 4C with ResNet
+//!   reduction blocks between, head; each edge mixes its active options by the weights.
+//! - Stand-alone networks ([`network`]): NB201's `TinyNetwork` for one architecture.
+//! - Genotype strings ([`genotype`]):
+//!   `|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|`.
+//!
+//! Configuration (JSON, every key optional): `channels` (C, 16), `cells` (N per stage, 5),
+//! `classes` (10), `input_channels` (3).
+
+pub mod cell;
+pub mod genotype;
+pub mod network;
+pub mod skeleton;
+pub mod space;
+pub mod supernet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use splitnas_nn_blocks::{ConvSpec, ParamInit};
+use splitnas_plugin_api::author::{parse_config, Component, SpacePlugin};
+use splitnas_plugin_api::{Architecture, ChoicePointInfo, Device, Mask, NamedValue, NetworkStats, OptionInfo, PluginError, SpaceInfo};
+use tch::{Kind, Tensor};
+
+use network::Nb201Network;
+use space::{architecture_of, edge_name, operations_of, validate_space_mask, Operation, NUM_EDGES, NUM_OPERATIONS};
+use supernet::Nb201Supernet;
+
+splitnas_plugin_api::export_plugin!("nb201");
+splitnas_plugin_api::export_space!(Nb201);
+
+/// The space's configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Nb201Config {
+    /// C: channels of the first stage (the second has 2C, the third 4C).
+    pub channels: u32,
+    /// N: cells per stage.
+    pub cells: u32,
+    pub classes: u32,
+    /// Channels of the input images (3 for CIFAR, 1 for Fashion-MNIST).
+    pub input_channels: u32,
+}
+
+impl Default for Nb201Config {
+    fn default() -> Self {
+        Nb201Config { channels: 16, cells: 5, classes: 10, input_channels: 3 }
+    }
+}
+
+impl Nb201Config {
+    fn validate(&self) -> Result<(), PluginError> {
+        for (key, value) in
+            [("channels", self.channels), ("cells", self.cells), ("classes", self.classes), ("input_channels", self.input_channels)]
+        {
+            if value == 0 {
+                return Err(PluginError::invalid_config(format!("nb201: {key} must be at least 1")));
+            }
+        }
+        // 4C channels in i64 arithmetic and parameter counts stay far from overflow below this.
+        if self.channels > 1 << 16 {
+            return Err(PluginError::invalid_config(format!("nb201: channels {} is unreasonably large", self.channels)));
+        }
+        Ok(())
+    }
+
+    /// Widths of the three stages: C, 2C, 4C.
+    pub fn stage_widths(&self) -> [i64; 3] {
+        let c = self.channels as i64;
+        [c, 2 * c, 4 * c]
+    }
+}
+
+/// The NB201 space component.
+pub struct Nb201 {
+    config: Nb201Config,
+}
+
+impl Nb201 {
+    pub fn config(&self) -> &Nb201Config {
+        &self.config
+    }
+
+    /// Parameters that choosing `op` on one edge adds to the stand-alone network: one op in
+    /// each of the N cells of each stage (ReLU-conv without bias, affine BN); 0 for the others.
+    pub fn option_parameters(&self, op: Operation) -> u64 {
+        let Some(kernel) = op.conv_kernel() else { return 0 };
+        let per_stage: u64 =
+            self.config.stage_widths().iter().map(|&width| ConvSpec::new(width, width, kernel).parameter_count() + 2 * width as u64).sum();
+        per_stage * self.config.cells as u64
+    }
+}
+
+impl Component for Nb201 {
+    const NAME: &'static str = "nb201";
+    const DESCRIPTION: &'static str = "NAS-Bench-201: 6 edges x {none, skip, conv1x1, conv3x3, avgpool3x3}, alpha shared by all cells";
+    fn default_config() -> serde_json::Value {
+        json!(Nb201Config::default())
+    }
+}
+
+impl SpacePlugin for Nb201 {
+    type Supernet = Nb201Supernet;
+    type Network = Nb201Network;
+
+    fn create(config: &str) -> Result<Self, PluginError> {
+        let config: Nb201Config = parse_config(Self::NAME, config)?;
+        config.validate()?;
+        Ok(Nb201 { config })
+    }
+
+    fn info(&self) -> Result<SpaceInfo, PluginError> {
+        let options: Vec<OptionInfo> = Operation::ALL
+            .into_iter()
+            .map(|op| OptionInfo {
+                name: op.name().into(),
+                costs: vec![NamedValue { name: "params".into(), value: self.option_parameters(op) as f64 }].into(),
+            })
+            .collect();
+        let choice_points = (0..NUM_EDGES)
+            .map(|edge| ChoicePointInfo {
+                name: edge_name(edge).into(),
+                group: "cell".into(),
+                options: options.clone().into(),
+                splittable: true,
+            })
+            .collect();
+        Ok(SpaceInfo { name: Self::NAME.into(), choice_points, max_options: NUM_OPERATIONS as u32, min_group_size: 1 })
+    }
+
+    fn build_supernet(&self, mask: &Mask, device: Device) -> Result<Nb201Supernet, PluginError> {
+        validate_space_mask(mask)?;
+        Nb201Supernet::new(&self.config, mask, device)
+    }
+
+    fn build_network(&self, architecture: &Architecture, device: Device) -> Result<Nb201Network, PluginError> {
+        Nb201Network::new(&self.config, &operations_of(architecture)?, device, ParamInit::PyTorchDefault)
+    }
+
+    /// Parameters counted on a network built on the CPU with placeholder values (no random
+    /// draws, so libtorch's generator is left as it was); FLOPs as [`skeleton::Skeleton::flops`]
+    /// counts them (NB201's convention: conv and classifier multiply-accumulates plus the
+    /// classifier's bias adds; at C=16, N=5, 10 classes, 32x32 this gives NB201's table).
+    fn network_stats(&self, architecture: &Architecture, image_size: u32) -> Result<NetworkStats, PluginError> {
+        Nb201Network::new(&self.config, &operations_of(architecture)?, Device::Cpu, ParamInit::Placeholder)?.stats(image_size)
+    }
+
+    /// Per edge, the allowed option with the largest weight (the first on ties).
+    fn derive(&self, weights: &Tensor, mask: &Mask) -> Result<Architecture, PluginError> {
+        validate_space_mask(mask)?;
+        if weights.size() != [NUM_EDGES as i64, NUM_OPERATIONS as i64] {
+            return Err(PluginError::invalid_input(format!(
+                "weights must be [{NUM_EDGES}, {NUM_OPERATIONS}] (edges x options), got {:?}",
+                weights.size()
+            )));
+        }
+        let flat = weights.f_detach()?.f_to_kind(Kind::Double)?.f_to_device(tch::Device::Cpu)?.f_contiguous()?.f_view([-1])?;
+        let values = Vec::<f64>::try_from(&flat)?;
+        let mut operations = [Operation::None; NUM_EDGES];
+        for (edge, slot) in operations.iter_mut().enumerate() {
+            let mut best: Option<(usize, f64)> = None;
+            for option in mask.allowed(edge) {
+                let option = option as usize;
+                let value = values[edge * NUM_OPERATIONS + option];
+                if value.is_nan() {
+                    return Err(PluginError::invalid_input(format!(
+                        "weight of {} on edge {} is NaN: cannot derive an architecture",
+                        Operation::ALL[option].name(),
+                        edge_name(edge)
+                    )));
+                }
+                if best.is_none_or(|(_, best_value)| value > best_value) {
+                    best = Some((option, value));
+                }
+            }
+            // validate_space_mask guarantees an allowed option per edge.
+            let (option, _) =
+                best.ok_or_else(|| PluginError::invalid_input(format!("the mask allows no option on edge {}", edge_name(edge))))?;
+            *slot = Operation::ALL[option];
+        }
+        Ok(architecture_of(&operations))
+    }
+
+    fn format_genotype(&self, architecture: &Architecture) -> Result<String, PluginError> {
+        Ok(genotype::format(&operations_of(architecture)?))
+    }
+
+    fn parse_genotype(&self, text: &str) -> Result<Architecture, PluginError> {
+        genotype::parse(text)
+            .map(|operations| architecture_of(&operations))
+            .map_err(|reason| PluginError::invalid_input(format!("nb201 genotype: {reason}")))
+    }
+}
+
+#[cfg(test)]
+mod tests;
