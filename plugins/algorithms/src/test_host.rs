@@ -1,0 +1,392 @@
+//! A small stand-in for the host, shared by the unit tests of every algorithm.
+//!
+//! Its "supernet" is linear over fixed features: each option `k` of choice point `e` owns a
+//! learnable matrix `W[e, k]`, and `logits = x @ Σ_{e,k} w[e, k] · W[e, k] + bias`, summed over
+//! the active options only (as a real supernet skips inactive ones). The forward pass
+//! rejects what a real host must never be given: a weights tensor of the wrong shape, an
+//! active option the mask disallows, or a nonzero weight on an inactive option.
+//!
+//! The data, the initial weights and `next_random` come from a private splitmix64 generator,
+//! so they do not depend on libtorch's global generator (tests run in parallel threads).
+
+use std::cell::{Cell, RefCell};
+
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{RResult, RStr, RVec};
+use splitnas_plugin_api::author::AlgorithmPlugin;
+use splitnas_plugin_api::{
+    AlgorithmSetup, Architecture, ArchitectureStep, Batch, ChoicePointInfo, Device, HostContext, HostContextRef, HostContext_TO, Mask, NamedTensor, OptionInfo,
+    OwnedTensor, PluginError, PluginResult, SpaceInfo, TensorRef, TrainingProgress,
+};
+use tch::{Kind, Tensor};
+
+pub(crate) const FEATURES: i64 = 6;
+pub(crate) const CLASSES: i64 = 3;
+pub(crate) const BATCH_SIZE: i64 = 32;
+const TRAIN_SIZE: i64 = 256;
+const VALID_SIZE: i64 = 128;
+
+/// Option counts of the test space's choice points; `max_options` is 4, so choice point 2
+/// has a padding column that no mask may allow.
+pub(crate) const OPTION_COUNTS: [usize; 4] = [4, 4, 3, 4];
+
+/// The sub-supernet the tests search: every option of choice point 0, two of choice point 1,
+/// a single one of choice point 2 (its row must still work), three of choice point 3.
+pub(crate) fn test_mask() -> Mask {
+    let rows: [[bool; 4]; 4] = [[true, true, true, true], [true, false, true, false], [false, true, false, false], [true, true, false, true]];
+    Mask { rows: rows.iter().map(|row| row.iter().copied().collect()).collect() }
+}
+
+pub(crate) fn test_space() -> SpaceInfo {
+    SpaceInfo {
+        name: "linear-test".into(),
+        choice_points: OPTION_COUNTS
+            .iter()
+            .enumerate()
+            .map(|(point, &count)| ChoicePointInfo {
+                name: format!("point {point}").into(),
+                group: "test".into(),
+                options: (0..count).map(|option| OptionInfo { name: format!("op{option}").into(), costs: RVec::new() }).collect(),
+                splittable: true,
+            })
+            .collect(),
+        max_options: 4,
+        min_group_size: 1,
+    }
+}
+
+pub(crate) fn test_setup() -> AlgorithmSetup {
+    AlgorithmSetup { space: test_space(), mask: test_mask(), device: Device::Cpu, seed: 0 }
+}
+
+/// The splitmix64 generator: tiny, deterministic, good enough for test data.
+fn splitmix64(state: &Cell<u64>) -> u64 {
+    let next = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+    state.set(next);
+    let mut z = next;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// `count` standard normal numbers (Box-Muller) from the generator.
+fn normals(state: &Cell<u64>, count: usize) -> Vec<f32> {
+    let mut values = Vec::with_capacity(count);
+    while values.len() < count {
+        let u1 = ((splitmix64(state) >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        let u2 = (splitmix64(state) >> 11) as f64 / (1u64 << 53) as f64;
+        let radius = (-2.0 * u1.ln()).sqrt();
+        values.push((radius * (2.0 * std::f64::consts::PI * u2).cos()) as f32);
+        values.push((radius * (2.0 * std::f64::consts::PI * u2).sin()) as f32);
+    }
+    values.truncate(count);
+    values
+}
+
+fn normal_tensor(state: &Cell<u64>, shape: &[i64]) -> Tensor {
+    let count = shape.iter().product::<i64>() as usize;
+    Tensor::from_slice(&normals(state, count)).view(shape)
+}
+
+/// What one call of `forward` was given.
+pub(crate) struct RecordedForward {
+    pub weights: Tensor,
+    pub active: Mask,
+    pub train: bool,
+}
+
+pub(crate) struct TestHost {
+    pub space: SpaceInfo,
+    pub mask: Mask,
+    /// `[choice points, max_options, FEATURES, CLASSES]`, learnable.
+    pub option_weights: Tensor,
+    /// `[CLASSES]`, learnable.
+    pub bias: Tensor,
+    train_images: Tensor,
+    train_labels: Tensor,
+    valid_images: Tensor,
+    valid_labels: Tensor,
+    random_state: Cell<u64>,
+    pub progress: Cell<TrainingProgress>,
+    pub metrics: RefCell<Vec<(String, f64)>>,
+    pub forwards: RefCell<Vec<RecordedForward>>,
+    pub evaluated: RefCell<Vec<Architecture>>,
+    pub derived_from: RefCell<Vec<Tensor>>,
+    /// The validation accuracy `evaluate` reports for an architecture.
+    scorer: Box<dyn Fn(&Architecture) -> f64>,
+}
+
+impl TestHost {
+    pub fn new(seed: u64) -> Self {
+        let state = Cell::new(seed);
+        let space = test_space();
+        let points = space.num_choice_points() as i64;
+        let max_options = i64::from(space.max_options);
+        // Labels from a random linear teacher, so that the student can learn them.
+        let teacher = normal_tensor(&state, &[FEATURES, CLASSES]);
+        let train_images = normal_tensor(&state, &[TRAIN_SIZE, FEATURES]);
+        let valid_images = normal_tensor(&state, &[VALID_SIZE, FEATURES]);
+        let train_labels = train_images.matmul(&teacher).argmax(-1, false);
+        let valid_labels = valid_images.matmul(&teacher).argmax(-1, false);
+        let option_weights = (normal_tensor(&state, &[points, max_options, FEATURES, CLASSES]) * 0.1).set_requires_grad(true);
+        let bias = Tensor::zeros([CLASSES], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
+        TestHost {
+            space,
+            mask: test_mask(),
+            option_weights,
+            bias,
+            train_images,
+            train_labels,
+            valid_images,
+            valid_labels,
+            random_state: Cell::new(seed ^ 0x5EED),
+            progress: Cell::new(TrainingProgress { epoch: 0, total_epochs: 1 }),
+            metrics: RefCell::new(Vec::new()),
+            forwards: RefCell::new(Vec::new()),
+            evaluated: RefCell::new(Vec::new()),
+            derived_from: RefCell::new(Vec::new()),
+            scorer: Box::new(|_| 0.5),
+        }
+    }
+
+    /// Makes `evaluate` report `scorer(architecture)`.
+    pub fn with_scorer(mut self, scorer: impl Fn(&Architecture) -> f64 + 'static) -> Self {
+        self.scorer = Box::new(scorer);
+        self
+    }
+
+    pub fn context(&self) -> HostContextRef<'_> {
+        HostContext_TO::from_ptr(self, TD_Opaque)
+    }
+
+    pub fn train_batch(&self, step: usize) -> Batch {
+        batch(&self.train_images, &self.train_labels, step)
+    }
+
+    pub fn valid_batch(&self, step: usize) -> Batch {
+        batch(&self.valid_images, &self.valid_labels, step)
+    }
+
+    /// The supernet's learnable parameters.
+    pub fn parameters(&self) -> Vec<Tensor> {
+        vec![self.option_weights.shallow_clone(), self.bias.shallow_clone()]
+    }
+
+    /// The linear supernet as a pure function of its parameters (tests differentiate through it).
+    pub fn logits_with(images: &Tensor, option_weights: &Tensor, bias: &Tensor, weights: &Tensor, active: &Mask) -> Tensor {
+        let active_flat: Vec<f32> = active.rows.iter().flat_map(|row| row.iter().map(|&on| if on { 1.0 } else { 0.0 })).collect();
+        let active = Tensor::from_slice(&active_flat).view_as(weights);
+        let mixed = Tensor::einsum("ek,ekdc->dc", &[weights * active, option_weights.shallow_clone()], None::<i64>);
+        images.matmul(&mixed) + bias
+    }
+
+    /// Mean cross-entropy over the whole training split with the given mixing weights.
+    pub fn train_loss(&self, weights: &Tensor, active: &Mask) -> f64 {
+        let _no_grad = tch::no_grad_guard();
+        let logits = Self::logits_with(&self.train_images, &self.option_weights, &self.bias, weights, active);
+        logits.cross_entropy_for_logits(&self.train_labels).double_value(&[])
+    }
+
+    fn check_forward(&self, weights: &Tensor, active: &Mask) -> Result<(), PluginError> {
+        let expected = [self.space.num_choice_points() as i64, i64::from(self.space.max_options)];
+        if weights.size() != expected || weights.kind() != Kind::Float {
+            return Err(PluginError::invalid_input(format!("weights must be f32 {expected:?}, got {:?} {:?}", weights.kind(), weights.size())));
+        }
+        if active.rows.len() != self.mask.rows.len() {
+            return Err(PluginError::invalid_input("the active mask has the wrong number of rows"));
+        }
+        let values = Vec::<Vec<f32>>::try_from(&weights.detach()).map_err(PluginError::from)?;
+        for (point, row) in active.rows.iter().enumerate() {
+            for (option, &on) in row.iter().enumerate() {
+                if on && !self.mask.is_allowed(point, option) {
+                    return Err(PluginError::invalid_input(format!("option {option} of choice point {point} is active but not allowed")));
+                }
+                if !on && values[point][option] != 0.0 {
+                    return Err(PluginError::invalid_input(format!(
+                        "option {option} of choice point {point} is inactive but has weight {}",
+                        values[point][option]
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn batch(images: &Tensor, labels: &Tensor, step: usize) -> Batch {
+    let batches = images.size()[0] / BATCH_SIZE;
+    let start = (step as i64 % batches) * BATCH_SIZE;
+    Batch { images: OwnedTensor::new(images.narrow(0, start, BATCH_SIZE)), labels: OwnedTensor::new(labels.narrow(0, start, BATCH_SIZE)) }
+}
+
+fn answer<T>(body: impl FnOnce() -> Result<T, PluginError>) -> PluginResult<T> {
+    RResult::from(body())
+}
+
+impl HostContext for TestHost {
+    fn device(&self) -> PluginResult<Device> {
+        RResult::ROk(Device::Cpu)
+    }
+
+    fn space_info(&self) -> PluginResult<SpaceInfo> {
+        RResult::ROk(self.space.clone())
+    }
+
+    fn mask(&self) -> PluginResult<Mask> {
+        RResult::ROk(self.mask.clone())
+    }
+
+    fn progress(&self) -> PluginResult<TrainingProgress> {
+        RResult::ROk(self.progress.get())
+    }
+
+    fn forward(&self, input: TensorRef<'_>, weights: TensorRef<'_>, active: &Mask, train: bool) -> PluginResult<OwnedTensor> {
+        answer(|| {
+            let weights = weights.tensor();
+            self.check_forward(&weights, active)?;
+            self.forwards.borrow_mut().push(RecordedForward { weights: weights.detach().copy(), active: active.clone(), train });
+            let logits = Self::logits_with(&input.tensor(), &self.option_weights, &self.bias, &weights, active);
+            Ok(OwnedTensor::new(logits))
+        })
+    }
+
+    fn supernet_parameters(&self) -> PluginResult<RVec<NamedTensor>> {
+        RResult::ROk(vec![NamedTensor::share("option_weights", &self.option_weights), NamedTensor::share("bias", &self.bias)].into())
+    }
+
+    fn evaluate(&self, architecture: &Architecture) -> PluginResult<f64> {
+        answer(|| {
+            if !self.mask.contains(architecture) || architecture.choices.contains(&Architecture::ABSENT) {
+                return Err(PluginError::invalid_input(format!("evaluate: {:?} is not in the sub-space", architecture.choices)));
+            }
+            self.evaluated.borrow_mut().push(architecture.clone());
+            Ok((self.scorer)(architecture))
+        })
+    }
+
+    /// Argmax per choice point within the mask, like the NB201 space.
+    fn derive(&self, weights: TensorRef<'_>) -> PluginResult<Architecture> {
+        answer(|| {
+            let weights = weights.tensor().detach().copy();
+            let values = Vec::<Vec<f32>>::try_from(&weights).map_err(PluginError::from)?;
+            self.derived_from.borrow_mut().push(weights);
+            let choices = values
+                .iter()
+                .enumerate()
+                .map(|(point, row)| {
+                    let allowed = self.mask.allowed(point);
+                    *allowed.iter().max_by(|&&a, &&b| row[a as usize].total_cmp(&row[b as usize]).then(b.cmp(&a))).expect("every row allows an option")
+                })
+                .collect();
+            Ok(Architecture { choices })
+        })
+    }
+
+    fn next_random(&self) -> PluginResult<u64> {
+        RResult::ROk(splitmix64(&self.random_state))
+    }
+
+    fn log_metric(&self, name: RStr<'_>, value: f64) -> PluginResult<()> {
+        self.metrics.borrow_mut().push((name.to_string(), value));
+        RResult::ROk(())
+    }
+}
+
+/// Plain Adam (β = 0.9, 0.999), as the host's architecture optimizer would step α.
+pub(crate) struct Adam {
+    learning_rate: f64,
+    step: i32,
+    moments: Vec<(Tensor, Tensor)>,
+}
+
+impl Adam {
+    pub fn new(parameters: &[Tensor], learning_rate: f64) -> Self {
+        Adam { learning_rate, step: 0, moments: parameters.iter().map(|p| (p.zeros_like(), p.zeros_like())).collect() }
+    }
+
+    pub fn step(&mut self, parameters: &[Tensor], gradients: &[Tensor]) {
+        let _no_grad = tch::no_grad_guard();
+        self.step += 1;
+        let (beta1, beta2) = (0.9f64, 0.999f64);
+        for ((parameter, gradient), (first, second)) in parameters.iter().zip(gradients).zip(&mut self.moments) {
+            *first = &*first * beta1 + gradient * (1.0 - beta1);
+            *second = &*second * beta2 + gradient.square() * (1.0 - beta2);
+            let first_hat = &*first / (1.0 - beta1.powi(self.step));
+            let second_hat = &*second / (1.0 - beta2.powi(self.step));
+            let update = first_hat / (second_hat.sqrt() + 1e-8) * self.learning_rate;
+            let _ = parameter.shallow_clone().g_sub_(&update);
+        }
+    }
+}
+
+/// Gradients of `loss` with respect to `inputs`, zeros where it does not depend on them.
+pub(crate) fn gradients(loss: &Tensor, inputs: &[Tensor]) -> Vec<Tensor> {
+    Tensor::run_backward(&[loss], inputs, false, false)
+        .into_iter()
+        .zip(inputs)
+        .map(|(gradient, input)| if gradient.defined() { gradient } else { input.zeros_like() })
+        .collect()
+}
+
+/// The host's training loop in miniature: per step a weight step (SGD on the supernet, and
+/// Adam on α when the loss trains it), then an architecture step.
+pub(crate) fn run_search<A: AlgorithmPlugin>(host: &TestHost, algorithm: &mut A, steps: usize, weight_lr: f64, architecture_lr: f64) {
+    let context = host.context();
+    let alpha: Vec<Tensor> = algorithm.architecture_parameters().unwrap().into_iter().map(|named| named.tensor.into_tensor()).collect();
+    let mut adam = Adam::new(&alpha, architecture_lr);
+    for step in 0..steps {
+        let (train, valid) = (host.train_batch(step), host.valid_batch(step));
+        let output = algorithm.weight_step(&context, &train).unwrap();
+        let loss = output.loss.into_tensor();
+        let parameters = host.parameters();
+        let mut inputs: Vec<Tensor> = parameters.iter().map(Tensor::shallow_clone).collect();
+        if output.trains_architecture {
+            inputs.extend(alpha.iter().map(Tensor::shallow_clone));
+        }
+        let mut all_gradients = gradients(&loss, &inputs);
+        let architecture_gradients = all_gradients.split_off(parameters.len());
+        {
+            let _no_grad = tch::no_grad_guard();
+            for (parameter, gradient) in parameters.iter().zip(&all_gradients) {
+                let _ = parameter.shallow_clone().g_sub_(&(gradient * weight_lr));
+            }
+        }
+        if output.trains_architecture {
+            adam.step(&alpha, &architecture_gradients);
+        }
+        match algorithm.architecture_step(&context, &valid, &train).unwrap() {
+            ArchitectureStep::Skip => {}
+            ArchitectureStep::Loss(loss) => adam.step(&alpha, &gradients(&loss.into_tensor(), &alpha)),
+            ArchitectureStep::GradientsWritten => {
+                let written: Vec<Tensor> = alpha.iter().map(|a| a.grad().copy()).collect();
+                adam.step(&alpha, &written);
+                for a in &alpha {
+                    a.shallow_clone().zero_grad();
+                }
+            }
+        }
+    }
+}
+
+/// The single architecture parameter tensor of an algorithm (shares α's storage).
+pub(crate) fn alpha_of<A: AlgorithmPlugin>(algorithm: &A) -> Tensor {
+    let mut parameters = algorithm.architecture_parameters().unwrap();
+    assert_eq!(parameters.len(), 1, "one architecture tensor");
+    let named = parameters.pop().unwrap();
+    assert_eq!(named.name.as_str(), "alpha");
+    named.tensor.into_tensor()
+}
+
+/// Rows of a 2-D tensor as host vectors.
+pub(crate) fn rows(tensor: &Tensor) -> Vec<Vec<f32>> {
+    Vec::<Vec<f32>>::try_from(&tensor.detach().to_kind(Kind::Float)).unwrap()
+}
+
+/// A configuration: the component's defaults with `overrides` merged in, as the host does.
+pub(crate) fn config_with<A: AlgorithmPlugin>(overrides: serde_json::Value) -> String {
+    let mut config = A::default_config();
+    for (key, value) in overrides.as_object().expect("overrides are an object") {
+        config[key] = value.clone();
+    }
+    config.to_string()
+}
