@@ -2,6 +2,7 @@
 
 pub mod components;
 pub mod criterion;
+pub mod data;
 pub mod device;
 pub mod plugins;
 pub mod random;
