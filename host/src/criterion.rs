@@ -64,7 +64,7 @@ pub enum SplitError {
     Plugin(#[from] PluginError),
     #[error("the criterion chose choice point {0}, which is not a candidate")]
     NotACandidate(u32),
-    #[error("the criterion returned {found} groups, {expected} were asked for")]
+    #[error("the criterion returned {found} groups, {expected} were asked for (0: any number from 2)")]
     GroupCount { expected: u32, found: usize },
     #[error("the criterion's groups are not a partition of the allowed options {allowed:?} of choice point {choice_point}: {groups:?}")]
     NotAPartition { choice_point: u32, allowed: Vec<u32>, groups: Vec<Vec<u32>> },
@@ -84,7 +84,9 @@ pub fn validate_decision(request: &SplitRequest, decision: &SplitDecision) -> Re
     if !request.candidates.contains(&point) {
         return Err(SplitError::NotACandidate(point));
     }
-    if decision.groups.len() != request.groups as usize {
+    // 0 groups leaves the count to the criterion (exhaustive: one per option); a split still needs two.
+    let count_ok = if request.groups == 0 { decision.groups.len() >= 2 } else { decision.groups.len() == request.groups as usize };
+    if !count_ok {
         return Err(SplitError::GroupCount { expected: request.groups, found: decision.groups.len() });
     }
     let allowed = request.mask.allowed(point as usize);

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use splitnas::device::device_report;
@@ -31,12 +31,89 @@ enum Command {
     /// Inspect plugins: what is loaded, and why a file is not.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Search: train the supernet, derive an architecture, train it stand-alone, report.
+    Run(RunArgs),
+    /// Continue an interrupted run from its last checkpoint.
+    Resume(ResumeArgs),
+    /// Print the split tree of a run (text, --dot, or --svg FILE).
+    Tree(TreeArgs),
+    /// Parameters and FLOPs of one architecture's stand-alone network.
+    Arch(ArchArgs),
     /// What this process can run on (CUDA, threads) and the libtorch it was built for.
     Info {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The run configuration (TOML), e.g. examples/quickstart.toml.
+    config: PathBuf,
+    /// `cpu`, `cuda`, `cuda:N` or `auto`; overrides `run.device`.
+    #[arg(long)]
+    device: Option<String>,
+    /// Directory for run directories; overrides `run.output_dir`.
+    #[arg(long)]
+    output_dir: Option<PathBuf>,
+    /// Replace an existing run directory of the same name.
+    #[arg(long)]
+    overwrite: bool,
+    /// No progress output.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct ResumeArgs {
+    /// The run directory (runs/<name>).
+    run_dir: PathBuf,
+    /// `cpu`, `cuda`, `cuda:N` or `auto`; overrides the run's device.
+    #[arg(long)]
+    device: Option<String>,
+    /// No progress output.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct TreeArgs {
+    /// The run directory (runs/<name>).
+    run_dir: PathBuf,
+    /// Print Graphviz DOT instead of text.
+    #[arg(long)]
+    dot: bool,
+    /// Write an SVG drawing to this file.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ArchArgs {
+    /// The search space plugin.
+    #[arg(long)]
+    space: String,
+    /// The architecture in the space's genotype format.
+    genotype: String,
+    /// Channels of the first stage (space key `channels`).
+    #[arg(long)]
+    channels: Option<u64>,
+    /// Cells per stage (space key `cells`).
+    #[arg(long)]
+    cells: Option<u64>,
+    /// Output classes (space key `classes`).
+    #[arg(long)]
+    classes: Option<u64>,
+    /// Image channels (space key `input_channels`).
+    #[arg(long)]
+    input_channels: Option<u64>,
+    /// Square input size for FLOPs.
+    #[arg(long, default_value_t = 32)]
+    image: u32,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -69,6 +146,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Plugins(PluginsCommand::List { json }) => plugins_list(&cli.plugins, json),
         Command::Plugins(PluginsCommand::Check { file }) => Ok(plugins_check(&file)),
+        Command::Run(args) => run_search(&cli.plugins, args),
+        Command::Arch(args) => arch(&cli.plugins, args),
+        Command::Resume(args) => resume(&cli.plugins, args),
+        Command::Tree(args) => tree(args),
         Command::Info { json } => {
             let report = device_report();
             if json {
@@ -171,4 +252,65 @@ fn plugins_check(file: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_search(plugins: &PluginOptions, args: RunArgs) -> Result<ExitCode> {
+    let config = splitnas::config::RunConfig::from_file(&args.config)?;
+    let options = splitnas::run::RunOptions { device: args.device, output_dir: args.output_dir, overwrite: args.overwrite, quiet: args.quiet };
+    let setup = splitnas::run::RunSetup::new(config, discover(plugins), &options)?;
+    let directory = setup.directory.clone();
+    splitnas::run::run(setup, &options)?;
+    print_report(&directory)
+}
+
+fn print_report(directory: &std::path::Path) -> Result<ExitCode> {
+    let report = directory.join("report.md");
+    print!("{}", std::fs::read_to_string(&report).with_context(|| format!("cannot read {}", report.display()))?);
+    println!("\nrun directory: {}", directory.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn resume(plugins: &PluginOptions, args: ResumeArgs) -> Result<ExitCode> {
+    let options = splitnas::run::RunOptions { device: args.device, output_dir: None, overwrite: false, quiet: args.quiet };
+    splitnas::run::resume(&args.run_dir, discover(plugins), &options)?;
+    print_report(&args.run_dir)
+}
+
+fn tree(args: TreeArgs) -> Result<ExitCode> {
+    let path = args.run_dir.join("tree.json");
+    let tree: splitnas::tree::SplitTree = splitnas::checkpoint::read_json(&path).with_context(|| format!("{} is not a run directory with a split tree", args.run_dir.display()))?;
+    if let Some(svg) = &args.svg {
+        splitnas::checkpoint::write_atomic(svg, tree.render_svg().as_bytes())?;
+        eprintln!("wrote {}", svg.display());
+    }
+    if args.dot {
+        print!("{}", tree.render_dot());
+    } else if args.svg.is_none() {
+        print!("{}", tree.render_text());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn arch(plugins: &PluginOptions, args: ArchArgs) -> Result<ExitCode> {
+    let registry = discover(plugins);
+    let mut config = serde_json::Map::new();
+    for (key, value) in [("channels", args.channels), ("cells", args.cells), ("classes", args.classes), ("input_channels", args.input_channels)] {
+        if let Some(value) = value {
+            config.insert(key.to_string(), json!(value));
+        }
+    }
+    let space = splitnas::components::create_space(&registry, &args.space, &serde_json::Value::Object(config))?;
+    let architecture = space
+        .parse_genotype(abi_stable::std_types::RStr::from_str(&args.genotype))
+        .into_result()
+        .map_err(|e| anyhow::anyhow!("space `{}`: {e}", args.space))?;
+    let stats = space.network_stats(&architecture, args.image).into_result().map_err(|e| anyhow::anyhow!("space `{}`: {e}", args.space))?;
+    if args.json {
+        println!("{}", json!({"space": args.space, "genotype": args.genotype, "image": args.image, "parameters": stats.parameters, "flops": stats.flops}));
+    } else {
+        println!("{}", args.genotype);
+        println!("parameters: {} ({:.3} M)", stats.parameters, stats.parameters as f64 / 1e6);
+        println!("FLOPs:      {} ({:.2} M, {}x{} input)", stats.flops, stats.flops as f64 / 1e6, args.image, args.image);
+    }
+    Ok(ExitCode::SUCCESS)
 }

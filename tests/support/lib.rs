@@ -217,3 +217,44 @@ pub fn resident_bytes() -> u64 {
         .expect("VmRSS line");
     kib * 1024
 }
+
+/// A registry with every shipped plugin, loaded in-process.
+pub fn shipped_registry() -> splitnas::plugins::PluginRegistry {
+    let mut registry = splitnas::plugins::PluginRegistry::default();
+    for file in shipped_plugin_files() {
+        registry.add_file(&file);
+    }
+    assert!(registry.failures.is_empty(), "shipped plugins failed to load: {:?}", registry.failures);
+    registry
+}
+
+/// A run configuration small enough for the test suite: NB201 at C=4, N=1 on 1,000 embedded
+/// images, a few short epochs. `extra` is appended TOML (later keys override nothing: use new tables).
+pub fn tiny_config(algorithm: &str, output_dir: &Path, extra: &str) -> splitnas::config::RunConfig {
+    let text = format!(
+        r#"
+[run]
+name = "tiny-{algorithm}"
+output_dir = "{output}"
+seed = 1
+device = "cpu"
+
+[data]
+dataset = "embedded"
+max_train_images = 1200
+max_test_images = 200
+batch_size = 32
+
+[space]
+name = "nb201"
+channels = 4
+cells = 1
+
+[algorithm]
+name = "{algorithm}"
+{extra}
+"#,
+        output = output_dir.display()
+    );
+    splitnas::config::RunConfig::from_toml(&text, Path::new("tiny.toml")).expect("tiny config parses")
+}

@@ -1,0 +1,486 @@
+//! Training one sub-supernet with a search algorithm: the host side of the algorithm
+//! contract (DESIGN.md 4.1). The host owns the weights, their optimizers and the data; the
+//! algorithm owns α and the sampling policy and reaches the supernet through
+//! [`TrainingContext`].
+
+use std::cell::RefCell;
+
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{RStr, RVec};
+use serde::{Deserialize, Serialize};
+use splitnas_plugin_api::{
+    ffi_guard, AlgorithmSetup, Architecture, ArchitectureStep, Batch as AbiBatch, Device, HostContext, HostContext_TO, Mask,
+    NamedTensor, OwnedTensor, PluginError, PluginResult, SearchAlgorithmBox, SearchSpaceBox, SpaceInfo, SplitCriterionBox, SplitDecision,
+    SplitRequest, SupernetBox, TensorRef, TrainingProgress,
+};
+use tch::Tensor;
+
+use crate::criterion::{run_split, HostCriterionContext};
+use crate::data::{Batch, BatchLoader};
+use crate::gradients::GradientProvider;
+use crate::optim::{clip_gradients, cosine_lr, Adam, AdamConfig, Sgd, SgdConfig};
+use crate::random::SeededRng;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("{component}: {error}")]
+    Plugin { component: String, error: PluginError },
+    #[error("the training loss became {value} at epoch {epoch}, step {step}: lower the learning rate (search.weights.lr) or enable gradient clipping")]
+    NonFiniteLoss { epoch: usize, step: usize, value: f64 },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Attaches which component failed to a plugin error.
+pub trait PluginResultExt<T> {
+    fn within(self, component: &str) -> Result<T, SearchError>;
+}
+
+impl<T> PluginResultExt<T> for PluginResult<T> {
+    fn within(self, component: &str) -> Result<T, SearchError> {
+        self.into_result().map_err(|error| SearchError::Plugin { component: component.to_string(), error })
+    }
+}
+
+impl<T> PluginResultExt<T> for Result<T, PluginError> {
+    fn within(self, component: &str) -> Result<T, SearchError> {
+        self.map_err(|error| SearchError::Plugin { component: component.to_string(), error })
+    }
+}
+
+fn named(tensors: RVec<NamedTensor>) -> Vec<(String, Tensor)> {
+    tensors.into_iter().map(|t| (t.name.to_string(), t.tensor.into_tensor())).collect()
+}
+
+fn abi_batch(batch: &Batch) -> AbiBatch {
+    AbiBatch { images: OwnedTensor::share(&batch.images), labels: OwnedTensor::share(&batch.labels) }
+}
+
+/// The weights that select one architecture: one-hot rows, absent choice points all zero.
+pub fn one_hot_weights(architecture: &Architecture, info: &SpaceInfo, device: Device) -> (Tensor, Mask) {
+    let width = info.max_options as usize;
+    let mut values = vec![0f32; architecture.choices.len() * width];
+    let mut active = Mask { rows: RVec::new() };
+    for (point, &choice) in architecture.choices.iter().enumerate() {
+        let mut row = vec![false; width];
+        if choice != Architecture::ABSENT {
+            values[point * width + choice as usize] = 1.0;
+            row[choice as usize] = true;
+        }
+        active.rows.push(row.into());
+    }
+    let weights = Tensor::from_slice(&values).view([architecture.choices.len() as i64, width as i64]).to_device(device.to_tch());
+    (weights, active)
+}
+
+/// Top-1 accuracy of logits against labels, as a count (kept on the device until read).
+fn correct(logits: &Tensor, labels: &Tensor) -> Tensor {
+    logits.argmax(-1, false).eq_tensor(labels).sum(tch::Kind::Int64)
+}
+
+/// Evaluates the supernet on a validation loader with given weights. BatchNorm uses batch
+/// statistics (the usual weight-sharing evaluation); running statistics are restored after,
+/// so evaluation leaves the supernet exactly as it found it.
+pub struct SupernetEvaluator<'a> {
+    pub supernet: &'a SupernetBox,
+    pub buffers: &'a [(String, Tensor)],
+    pub loader: &'a RefCell<BatchLoader>,
+    /// Cap on batches (0: the whole split).
+    pub max_batches: usize,
+}
+
+impl SupernetEvaluator<'_> {
+    pub fn accuracy(&self, weights: &Tensor, active: &Mask) -> Result<f64, PluginError> {
+        let saved: Vec<Tensor> = self.buffers.iter().map(|(_, t)| t.copy()).collect();
+        let result = tch::no_grad(|| {
+            let mut loader = self.loader.borrow_mut();
+            let batches = loader.batches_per_epoch();
+            let limit = if self.max_batches == 0 { batches } else { self.max_batches.min(batches) };
+            loader.seek(crate::data::LoaderPosition::default());
+            let mut hits = Tensor::zeros([], (tch::Kind::Int64, weights.device()));
+            let mut seen = 0i64;
+            for _ in 0..limit {
+                let batch = loader.next_batch();
+                let logits = self.supernet.forward(TensorRef::new(&batch.images), TensorRef::new(weights), active, true).into_result()?.into_tensor();
+                hits += correct(&logits, &batch.labels);
+                seen += batch.labels.size()[0];
+            }
+            Ok(hits.int64_value(&[]) as f64 / seen.max(1) as f64)
+        });
+        tch::no_grad(|| {
+            for ((_, live), saved) in self.buffers.iter().zip(saved) {
+                live.shallow_clone().copy_(&saved);
+            }
+        });
+        result
+    }
+}
+
+/// What a search algorithm sees of the host while it trains one sub-supernet.
+pub struct TrainingContext<'a> {
+    pub space: &'a SearchSpaceBox,
+    pub info: &'a SpaceInfo,
+    pub supernet: &'a SupernetBox,
+    pub mask: &'a Mask,
+    pub device: Device,
+    pub progress: TrainingProgress,
+    pub rng: &'a RefCell<SeededRng>,
+    pub evaluator: &'a SupernetEvaluator<'a>,
+    pub metrics: &'a RefCell<Vec<(String, f64)>>,
+}
+
+impl<'a> TrainingContext<'a> {
+    fn new(
+        env: &'a TrainingEnvironment<'a>,
+        supernet: &'a SupernetBox,
+        mask: &'a Mask,
+        epoch: usize,
+        rng: &'a RefCell<SeededRng>,
+        evaluator: &'a SupernetEvaluator<'a>,
+        metrics: &'a RefCell<Vec<(String, f64)>>,
+    ) -> Self {
+        TrainingContext {
+            space: env.space,
+            info: env.info,
+            supernet,
+            mask,
+            device: env.device,
+            progress: TrainingProgress { epoch: epoch as u32, total_epochs: env.total_epochs as u32 },
+            rng,
+            evaluator,
+            metrics,
+        }
+    }
+}
+
+impl HostContext for TrainingContext<'_> {
+    fn device(&self) -> PluginResult<Device> {
+        ffi_guard(|| Ok(self.device))
+    }
+    fn space_info(&self) -> PluginResult<SpaceInfo> {
+        ffi_guard(|| Ok(self.info.clone()))
+    }
+    fn mask(&self) -> PluginResult<Mask> {
+        ffi_guard(|| Ok(self.mask.clone()))
+    }
+    fn progress(&self) -> PluginResult<TrainingProgress> {
+        ffi_guard(|| Ok(self.progress))
+    }
+    fn forward(&self, input: TensorRef<'_>, weights: TensorRef<'_>, active: &Mask, train: bool) -> PluginResult<OwnedTensor> {
+        self.supernet.forward(input, weights, active, train)
+    }
+    fn supernet_parameters(&self) -> PluginResult<RVec<NamedTensor>> {
+        self.supernet.parameters()
+    }
+    fn evaluate(&self, architecture: &Architecture) -> PluginResult<f64> {
+        ffi_guard(|| {
+            if !self.mask.contains(architecture) {
+                return Err(PluginError::invalid_input(format!("architecture {:?} is outside this sub-supernet's mask", architecture.choices)));
+            }
+            let (weights, active) = one_hot_weights(architecture, self.info, self.device);
+            self.evaluator.accuracy(&weights, &active)
+        })
+    }
+    fn derive(&self, weights: TensorRef<'_>) -> PluginResult<Architecture> {
+        self.space.derive(weights, self.mask)
+    }
+    fn next_random(&self) -> PluginResult<u64> {
+        ffi_guard(|| Ok(self.rng.borrow_mut().next_u64()))
+    }
+    fn log_metric(&self, name: RStr<'_>, value: f64) -> PluginResult<()> {
+        ffi_guard(|| {
+            self.metrics.borrow_mut().push((name.to_string(), value));
+            Ok(())
+        })
+    }
+}
+
+/// Optimizer settings of a sub-supernet's training.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainingSettings {
+    pub weights: SgdConfig,
+    pub architecture: AdamConfig,
+    /// The cosine schedule runs over epochs `[schedule_start, schedule_end)`.
+    pub schedule_start: usize,
+    pub schedule_end: usize,
+    pub architecture_warmup_epochs: usize,
+    pub max_steps_per_epoch: usize,
+}
+
+/// Scalar state of a sub-supernet, checkpointed beside its tensors.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SubSupernetState {
+    pub architecture_steps: u64,
+    pub algorithm_state: String,
+    pub schedule_start: usize,
+    pub schedule_end: usize,
+}
+
+/// A supernet restricted by a mask, with its algorithm and optimizers.
+pub struct SubSupernet {
+    pub mask: Mask,
+    pub supernet: SupernetBox,
+    pub algorithm: SearchAlgorithmBox,
+    pub parameters: Vec<(String, Tensor)>,
+    pub buffers: Vec<(String, Tensor)>,
+    pub alphas: Vec<(String, Tensor)>,
+    pub weight_optimizer: Sgd,
+    pub architecture_optimizer: Adam,
+    pub settings: TrainingSettings,
+}
+
+/// What one epoch of training measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochSummary {
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub steps: usize,
+    pub seconds: f64,
+    pub metrics: Vec<(String, f64)>,
+}
+
+/// Everything a sub-supernet's training borrows from the run.
+pub struct TrainingEnvironment<'a> {
+    pub space: &'a SearchSpaceBox,
+    pub info: &'a SpaceInfo,
+    pub device: Device,
+    pub train: &'a RefCell<BatchLoader>,
+    pub valid: &'a RefCell<BatchLoader>,
+    pub valid_eval: &'a RefCell<BatchLoader>,
+    pub eval_batches: usize,
+    pub total_epochs: usize,
+}
+
+impl SubSupernet {
+    /// A fresh supernet for `mask` with a fresh algorithm.
+    pub fn new(
+        env: &TrainingEnvironment<'_>,
+        mask: Mask,
+        create_algorithm: &dyn Fn(&AlgorithmSetup) -> Result<SearchAlgorithmBox, SearchError>,
+        seed: u64,
+        settings: TrainingSettings,
+    ) -> Result<Self, SearchError> {
+        let supernet = env.space.build_supernet(&mask, env.device).within("space")?;
+        let algorithm = create_algorithm(&AlgorithmSetup { space: env.info.clone(), mask: mask.clone(), device: env.device, seed })?;
+        let parameters = named(supernet.parameters().within("supernet")?);
+        let buffers = named(supernet.buffers().within("supernet")?);
+        let alphas = named(algorithm.architecture_parameters().within("algorithm")?);
+        Ok(SubSupernet {
+            mask,
+            supernet,
+            algorithm,
+            parameters,
+            buffers,
+            alphas,
+            weight_optimizer: Sgd::new(settings.weights),
+            architecture_optimizer: Adam::new(settings.architecture),
+            settings,
+        })
+    }
+
+    pub fn learning_rate(&self, epoch: usize) -> f64 {
+        let s = &self.settings;
+        cosine_lr(s.weights.lr, s.weights.lr_min, epoch.saturating_sub(s.schedule_start), s.schedule_end.saturating_sub(s.schedule_start))
+    }
+
+    /// Trains one epoch. `on_step` is called after each step (progress bars).
+    pub fn train_epoch(&mut self, env: &TrainingEnvironment<'_>, epoch: usize, seed: u64, on_step: &mut dyn FnMut()) -> Result<EpochSummary, SearchError> {
+        let started = std::time::Instant::now();
+        tch::manual_seed(seed as i64);
+        let lr = self.learning_rate(epoch);
+        let SubSupernet { mask, supernet, algorithm, parameters, buffers, alphas, weight_optimizer, architecture_optimizer, settings } = self;
+        let steps = {
+            let batches = env.train.borrow().batches_per_epoch();
+            if settings.max_steps_per_epoch == 0 { batches } else { batches.min(settings.max_steps_per_epoch) }
+        };
+        let train_architecture = epoch >= settings.architecture_warmup_epochs && !alphas.is_empty();
+        let rng = RefCell::new(SeededRng::new(seed));
+        let metrics = RefCell::new(Vec::new());
+        let evaluator = SupernetEvaluator { supernet, buffers, loader: env.valid_eval, max_batches: env.eval_batches };
+        let context = TrainingContext::new(env, supernet, mask, epoch, &rng, &evaluator, &metrics);
+        let host = || HostContext_TO::from_ptr(&context, TD_Opaque);
+
+        algorithm.on_epoch_start(host(), context.progress).within("algorithm")?;
+        let mut loss_sum = Tensor::zeros([], (tch::Kind::Float, env.device.to_tch()));
+        for step in 0..steps {
+            let train_batch = env.train.borrow_mut().next_batch();
+            let train_abi = abi_batch(&train_batch);
+            if train_architecture {
+                let valid_batch = env.valid.borrow_mut().next_batch();
+                let outcome = algorithm.architecture_step(host(), &abi_batch(&valid_batch), &train_abi).within("algorithm")?;
+                apply_architecture_step(alphas, architecture_optimizer, outcome);
+            }
+            let step_loss = algorithm.weight_step(host(), &train_abi).within("algorithm")?;
+            let loss = step_loss.loss.into_tensor();
+            let with_alphas = step_loss.trains_architecture && train_architecture;
+            apply_weight_step(&loss, parameters, weight_optimizer, lr, settings.weights.grad_clip, with_alphas.then_some((alphas.as_slice(), &mut *architecture_optimizer)));
+            loss_sum += loss.detach();
+            // One host sync every 20 steps catches a diverging run early without stalling every step.
+            if step % 20 == 19 || step + 1 == steps {
+                let value = loss.double_value(&[]);
+                if !value.is_finite() {
+                    return Err(SearchError::NonFiniteLoss { epoch, step, value });
+                }
+            }
+            on_step();
+        }
+        Ok(EpochSummary {
+            epoch,
+            lr,
+            train_loss: loss_sum.double_value(&[]) / steps.max(1) as f64,
+            steps,
+            seconds: started.elapsed().as_secs_f64(),
+            metrics: metrics.into_inner(),
+        })
+    }
+
+    /// Validation accuracy of the supernet with the algorithm's evaluation weights.
+    pub fn evaluate(&mut self, env: &TrainingEnvironment<'_>, epoch: usize, seed: u64) -> Result<f64, SearchError> {
+        let SubSupernet { mask, supernet, algorithm, buffers, .. } = self;
+        let rng = RefCell::new(SeededRng::new(seed));
+        let metrics = RefCell::new(Vec::new());
+        let evaluator = SupernetEvaluator { supernet, buffers, loader: env.valid_eval, max_batches: env.eval_batches };
+        let context = TrainingContext::new(env, supernet, mask, epoch, &rng, &evaluator, &metrics);
+        let sample = algorithm.evaluation_sample(HostContext_TO::from_ptr(&context, TD_Opaque)).within("algorithm")?;
+        evaluator.accuracy(&sample.weights.into_tensor(), &sample.active).within("supernet")
+    }
+
+    /// The architecture the algorithm derives from this sub-supernet, its supernet accuracy,
+    /// and the metrics the algorithm logged while deriving.
+    pub fn derive(&mut self, env: &TrainingEnvironment<'_>, epoch: usize, seed: u64) -> Result<(Architecture, f64, Vec<(String, f64)>), SearchError> {
+        let SubSupernet { mask, supernet, algorithm, buffers, .. } = self;
+        let rng = RefCell::new(SeededRng::new(seed));
+        let metrics = RefCell::new(Vec::new());
+        let evaluator = SupernetEvaluator { supernet, buffers, loader: env.valid_eval, max_batches: env.eval_batches };
+        let context = TrainingContext::new(env, supernet, mask, epoch, &rng, &evaluator, &metrics);
+        let architecture = algorithm.derive(HostContext_TO::from_ptr(&context, TD_Opaque)).within("algorithm")?;
+        if !mask.contains(&architecture) {
+            return Err(SearchError::Other(format!("the algorithm derived {:?}, which is outside the sub-supernet's mask", architecture.choices)));
+        }
+        let accuracy = context.evaluate(&architecture).within("supernet")?;
+        Ok((architecture, accuracy, metrics.into_inner()))
+    }
+
+    /// Asks `criterion` how to split this sub-supernet, serving it gradients of this
+    /// supernet. BatchNorm running statistics are restored afterwards: the thousands of
+    /// gradient passes must not change the state the children inherit.
+    pub fn split(
+        &mut self,
+        env: &TrainingEnvironment<'_>,
+        criterion: &mut SplitCriterionBox,
+        request: &SplitRequest,
+        epoch: usize,
+        seed: u64,
+        gradient_loader: &RefCell<BatchLoader>,
+    ) -> Result<(SplitDecision, usize), SearchError> {
+        tch::manual_seed(seed as i64);
+        let SubSupernet { mask, supernet, algorithm, parameters, buffers, .. } = self;
+        let saved: Vec<Tensor> = buffers.iter().map(|(_, t)| t.copy()).collect();
+        let rng = RefCell::new(SeededRng::derive(seed, &[1]));
+        let metrics = RefCell::new(Vec::new());
+        let evaluator = SupernetEvaluator { supernet, buffers, loader: env.valid_eval, max_batches: env.eval_batches };
+        let context = TrainingContext::new(env, supernet, mask, epoch, &rng, &evaluator, &metrics);
+        let provider = GradientProvider::new(&context, algorithm, parameters, gradient_loader);
+        let criterion_context = HostCriterionContext::new(SeededRng::derive(seed, &[2]), Some(&provider));
+        let decision = run_split(criterion, request, &criterion_context).map_err(|e| SearchError::Other(format!("split criterion: {e}")));
+        let passes = *provider.passes.borrow();
+        tch::no_grad(|| {
+            for ((_, live), saved) in buffers.iter().zip(saved) {
+                live.shallow_clone().copy_(&saved);
+            }
+        });
+        Ok((decision?, passes))
+    }
+
+    /// Every tensor of the sub-supernet's state, prefixed by role, for a checkpoint.
+    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut tensors = Vec::new();
+        let prefixed = |prefix: &str, items: &[(String, Tensor)]| items.iter().map(|(n, t)| (format!("{prefix}{n}"), t.shallow_clone())).collect::<Vec<_>>();
+        tensors.extend(prefixed("param.", &self.parameters));
+        tensors.extend(prefixed("buffer.", &self.buffers));
+        tensors.extend(prefixed("alpha.", &self.alphas));
+        tensors.extend(prefixed("sgd.", &self.weight_optimizer.state()));
+        tensors.extend(prefixed("adam.", &self.architecture_optimizer.state()));
+        tensors
+    }
+
+    pub fn state(&self) -> Result<SubSupernetState, SearchError> {
+        Ok(SubSupernetState {
+            architecture_steps: self.architecture_optimizer.steps,
+            algorithm_state: self.algorithm.state_json().within("algorithm")?.to_string(),
+            schedule_start: self.settings.schedule_start,
+            schedule_end: self.settings.schedule_end,
+        })
+    }
+
+    /// Restores from `state_tensors()`/`state()` of the same configuration (or of a parent:
+    /// children inherit everything by name).
+    pub fn load(&mut self, path: &std::path::Path, tensors: &[(String, Tensor)], state: &SubSupernetState) -> Result<(), SearchError> {
+        use crate::checkpoint::restore_into;
+        let to_error = |e: crate::checkpoint::CheckpointError| SearchError::Other(e.to_string());
+        restore_into(path, tensors, &self.parameters, "param.").map_err(to_error)?;
+        restore_into(path, tensors, &self.buffers, "buffer.").map_err(to_error)?;
+        restore_into(path, tensors, &self.alphas, "alpha.").map_err(to_error)?;
+        let device = self.device_of_parameters();
+        let take = |prefix: &str| -> Vec<(String, Tensor)> {
+            tensors.iter().filter_map(|(n, t)| n.strip_prefix(prefix).map(|n| (n.to_string(), t.to_device(device).copy()))).collect()
+        };
+        self.weight_optimizer.load_state(take("sgd."));
+        self.architecture_optimizer.load_state(take("adam."), state.architecture_steps);
+        self.algorithm.load_state_json(RStr::from_str(&state.algorithm_state)).within("algorithm")?;
+        self.settings.schedule_start = state.schedule_start;
+        self.settings.schedule_end = state.schedule_end;
+        Ok(())
+    }
+
+    fn device_of_parameters(&self) -> tch::Device {
+        self.parameters.first().map(|(_, t)| t.device()).unwrap_or(tch::Device::Cpu)
+    }
+}
+
+fn gradients_for(loss: &Tensor, inputs: &[&Tensor]) -> Vec<Option<Tensor>> {
+    // Gradients for exactly these tensors: nothing is accumulated into `.grad`, and options
+    // that were not computed come back undefined (the optimizers skip them).
+    Tensor::run_backward(&[loss], inputs, false, false).into_iter().map(|g| g.defined().then_some(g)).collect()
+}
+
+fn apply_weight_step(
+    loss: &Tensor,
+    parameters: &[(String, Tensor)],
+    optimizer: &mut Sgd,
+    lr: f64,
+    grad_clip: f64,
+    architecture: Option<(&[(String, Tensor)], &mut Adam)>,
+) {
+    let mut inputs: Vec<&Tensor> = parameters.iter().map(|(_, t)| t).collect();
+    if let Some((alphas, _)) = &architecture {
+        inputs.extend(alphas.iter().map(|(_, t)| t));
+    }
+    let gradients = gradients_for(loss, &inputs);
+    let (weight_gradients, alpha_gradients) = gradients.split_at(parameters.len());
+    clip_gradients(weight_gradients, grad_clip);
+    optimizer.step(parameters, weight_gradients, lr);
+    if let Some((alphas, adam)) = architecture {
+        adam.step(alphas, alpha_gradients);
+    }
+}
+
+fn apply_architecture_step(alphas: &[(String, Tensor)], optimizer: &mut Adam, outcome: ArchitectureStep) {
+    let gradients: Vec<Option<Tensor>> = match outcome {
+        ArchitectureStep::Skip => return,
+        ArchitectureStep::Loss(loss) => gradients_for(&loss.into_tensor(), &alphas.iter().map(|(_, t)| t).collect::<Vec<_>>()),
+        ArchitectureStep::GradientsWritten => alphas
+            .iter()
+            .map(|(_, alpha)| {
+                let gradient = alpha.grad();
+                gradient.defined().then(|| {
+                    let taken = gradient.copy();
+                    let _ = gradient.shallow_clone().zero_();
+                    taken
+                })
+            })
+            .collect(),
+    };
+    optimizer.step(alphas, &gradients);
+}

@@ -1,0 +1,135 @@
+//! Gradient matching against a numpy fixture, and on constructed gradients.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{RStr, RVec};
+use splitnas_plugin_api::author::CriterionPlugin;
+use splitnas_plugin_api::*;
+use splitnas_plugin_gm::GradientMatching;
+use tch::Tensor;
+
+/// Serves prepared per-repeat gradients as Gram matrices, as the host does (float32 matmul).
+struct FixedGradients {
+    /// choice point -> (options, per-repeat [K, P] gradients)
+    gradients: HashMap<u32, (Vec<u32>, Vec<Tensor>)>,
+    next: RefCell<HashMap<u32, usize>>,
+}
+
+impl CriterionContext for FixedGradients {
+    fn gradient_gram(&self, choice_point: u32) -> PluginResult<GramSample> {
+        let (options, repeats) = &self.gradients[&choice_point];
+        let mut next = self.next.borrow_mut();
+        let index = next.entry(choice_point).or_insert(0);
+        let g = &repeats[*index % repeats.len()];
+        *index += 1;
+        let gram = g.matmul(&g.tr()).to_kind(tch::Kind::Double);
+        let values: Vec<f64> = Vec::<f64>::try_from(gram.flatten(0, -1)).unwrap();
+        PluginResult::ROk(GramSample { options: options.clone().into(), gram: values.into() })
+    }
+    fn option_gradients(&self, _choice_point: u32) -> PluginResult<OptionGradients> {
+        PluginResult::RErr(PluginError::unsupported("not used"))
+    }
+    fn next_random(&self) -> PluginResult<u64> {
+        PluginResult::ROk(4)
+    }
+    fn log_metric(&self, _name: RStr<'_>, _value: f64) -> PluginResult<()> {
+        PluginResult::ROk(())
+    }
+}
+
+fn space(points: usize) -> SpaceInfo {
+    let options: RVec<OptionInfo> = (0..5).map(|k| OptionInfo { name: format!("op{k}").into(), costs: RVec::new() }).collect();
+    SpaceInfo {
+        name: "test".into(),
+        choice_points: (0..points).map(|e| ChoicePointInfo { name: format!("{e}").into(), group: "cell".into(), options: options.clone(), splittable: true }).collect(),
+        max_options: 5,
+        min_group_size: 1,
+    }
+}
+
+fn split(context: &FixedGradients, mask: Mask, candidates: Vec<u32>, repeats: u32) -> SplitDecision {
+    let mut criterion = GradientMatching::create(&format!(r#"{{"repeats": {repeats}, "min_group_size": 2, "default_groups": 2}}"#)).unwrap();
+    let request = SplitRequest { space: space(mask.rows.len()), mask, candidates: candidates.into(), groups: 2 };
+    criterion.split(&request, &CriterionContext_TO::from_ptr(context, TD_Opaque)).unwrap()
+}
+
+fn tensor(rows: &serde_json::Value) -> Tensor {
+    let rows: Vec<Vec<f32>> = serde_json::from_value(rows.clone()).unwrap();
+    let (k, p) = (rows.len() as i64, rows[0].len() as i64);
+    Tensor::from_slice(&rows.concat()).view([k, p])
+}
+
+fn sorted(groups: &RVec<RVec<u32>>) -> Vec<Vec<u32>> {
+    let mut groups: Vec<Vec<u32>> = groups.iter().map(|g| g.to_vec()).collect();
+    groups.sort();
+    groups
+}
+
+#[test]
+fn matches_the_numpy_fixture() {
+    let fixture: serde_json::Value = serde_json::from_str(include_str!("fixtures/gm_fixture.json")).unwrap();
+    let repeats = fixture["repeats"].as_u64().unwrap() as u32;
+    let mut gradients = HashMap::new();
+    let mut mask = space(6).full_mask();
+    for (point, candidate) in fixture["candidates"].as_object().unwrap() {
+        let point: u32 = point.parse().unwrap();
+        let options: Vec<u32> = serde_json::from_value(candidate["options"].clone()).unwrap();
+        for k in 0..5u32 {
+            mask.rows[point as usize][k as usize] = options.contains(&k);
+        }
+        let per_repeat = candidate["gradients"].as_array().unwrap().iter().map(tensor).collect();
+        gradients.insert(point, (options, per_repeat));
+    }
+    let mut candidates: Vec<u32> = gradients.keys().copied().collect();
+    candidates.sort();
+    let context = FixedGradients { gradients, next: RefCell::new(HashMap::new()) };
+    let decision = split(&context, mask, candidates, repeats);
+
+    assert_eq!(decision.choice_point as u64, fixture["chosen"].as_u64().unwrap());
+    assert_eq!(decision.scores.len(), 3);
+    for score in decision.scores.iter() {
+        let expected = &fixture["candidates"][score.choice_point.to_string()];
+        let want = expected["score"].as_f64().unwrap();
+        assert!((score.score - want).abs() < 1e-4 * want.abs().max(1.0), "choice point {}: score {} vs {want}", score.choice_point, score.score);
+        let want_groups: Vec<Vec<u32>> = {
+            let mut g: Vec<Vec<u32>> = serde_json::from_value(expected["groups"].clone()).unwrap();
+            g.sort();
+            g
+        };
+        assert_eq!(sorted(&score.groups), want_groups, "choice point {}", score.choice_point);
+        assert_eq!(score.repeats, repeats);
+    }
+}
+
+/// Options 0 and 1 push the shared weights one way, 2, 3 and 4 the other way.
+fn opposing(strength: f32, seed: i64) -> Vec<Tensor> {
+    tch::manual_seed(seed);
+    let direction = Tensor::randn([64], (tch::Kind::Float, tch::Device::Cpu));
+    (0..8)
+        .map(|_| {
+            let rows: Vec<Tensor> = (0..5)
+                .map(|k| {
+                    let sign = if k < 2 { 1.0 } else { -strength };
+                    &direction * sign as f64 + Tensor::randn([64], (tch::Kind::Float, tch::Device::Cpu)) * 0.3
+                })
+                .collect();
+            Tensor::stack(&rows, 0)
+        })
+        .collect()
+}
+
+#[test]
+fn opposing_groups_are_split_along_their_boundary_and_outscore_agreement() {
+    let disagree = opposing(1.0, 1);
+    let agree = opposing(-1.0, 2); // every option along +direction
+    let all = vec![0, 1, 2, 3, 4];
+    let gradients = HashMap::from([(0u32, (all.clone(), agree)), (1u32, (all.clone(), disagree))]);
+    let context = FixedGradients { gradients, next: RefCell::new(HashMap::new()) };
+    let decision = split(&context, space(2).full_mask(), vec![0, 1], 8);
+    assert_eq!(decision.choice_point, 1, "the disagreeing choice point is split");
+    assert_eq!(sorted(&decision.groups), vec![vec![0, 1], vec![2, 3, 4]]);
+    let score = |point: u32| decision.scores.iter().find(|s| s.choice_point == point).unwrap().score;
+    assert!(score(1) > 2.0 * score(0), "disagreement {} vs agreement {}", score(1), score(0));
+}
