@@ -115,7 +115,10 @@ impl MetricsLog {
         Ok(MetricsLog { file })
     }
     fn write(&mut self, value: Value) -> Result<()> {
-        writeln!(self.file, "{value}")?;
+        // One write call per line: `writeln!(file, "{value}")` issues a write per JSON token,
+        // so a run killed mid-line left half a line that the resumed run's next line joined.
+        let line = format!("{value}\n");
+        self.file.write_all(line.as_bytes())?;
         self.file.flush()?;
         Ok(())
     }
