@@ -55,13 +55,23 @@ pub struct SplitSection {
     /// After the last split, children start fresh: new weights, α, optimizers, and a cosine
     /// schedule over the remaining epochs (the paper's default).
     pub restart_final: bool,
+    /// Train α before the last split too. The paper's code keeps α frozen (near-uniform) until
+    /// the final split, so that gradient matching sees an unbiased supernet.
+    pub train_architecture_before_last_split: bool,
     #[serde(flatten)]
     pub config: BTreeMap<String, toml::Value>,
 }
 
 impl Default for SplitSection {
     fn default() -> Self {
-        SplitSection { criterion: "none".to_string(), epochs: Vec::new(), groups: Vec::new(), restart_final: true, config: BTreeMap::new() }
+        SplitSection {
+            criterion: "none".to_string(),
+            epochs: Vec::new(),
+            groups: Vec::new(),
+            restart_final: true,
+            train_architecture_before_last_split: false,
+            config: BTreeMap::new(),
+        }
     }
 }
 

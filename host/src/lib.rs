@@ -1,6 +1,7 @@
 //! The splitnas host: plugin registry, components, devices, and (growing) the search itself.
 
 pub mod checkpoint;
+pub mod compare;
 pub mod components;
 pub mod config;
 pub mod criterion;

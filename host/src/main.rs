@@ -33,6 +33,8 @@ enum Command {
     Plugins(PluginsCommand),
     /// Search: train the supernet, derive an architecture, train it stand-alone, report.
     Run(RunArgs),
+    /// Run the same search under several split criteria and tabulate the results.
+    Compare(CompareArgs),
     /// Continue an interrupted run from its last checkpoint.
     Resume(ResumeArgs),
     /// Print the split tree of a run (text, --dot, or --svg FILE).
@@ -60,6 +62,37 @@ struct RunArgs {
     /// Replace an existing run directory of the same name.
     #[arg(long)]
     overwrite: bool,
+    /// No progress output.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Split criteria to compare; `none` is one-shot.
+    #[arg(long, value_delimiter = ',', default_value = "gm,exhaustive,random,none")]
+    criteria: Vec<String>,
+    /// Search algorithm (overrides the base configuration's).
+    #[arg(long = "algo")]
+    algorithm: Option<String>,
+    /// Search space (overrides the base configuration's).
+    #[arg(long)]
+    space: Option<String>,
+    /// Seeds, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0,1")]
+    seeds: Vec<u64>,
+    /// Base run configuration; default: examples/quickstart.toml as built into the binary.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Directory for the runs (one per criterion and seed); finished runs are reused.
+    #[arg(long, default_value = "runs/compare")]
+    output_dir: PathBuf,
+    /// `cpu`, `cuda`, `cuda:N` or `auto`.
+    #[arg(long)]
+    device: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
     /// No progress output.
     #[arg(long, short)]
     quiet: bool,
@@ -149,6 +182,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run_search(&cli.plugins, args),
         Command::Arch(args) => arch(&cli.plugins, args),
         Command::Resume(args) => resume(&cli.plugins, args),
+        Command::Compare(args) => compare(&cli.plugins, args),
         Command::Tree(args) => tree(args),
         Command::Info { json } => {
             let report = device_report();
@@ -311,6 +345,34 @@ fn arch(plugins: &PluginOptions, args: ArchArgs) -> Result<ExitCode> {
         println!("{}", args.genotype);
         println!("parameters: {} ({:.3} M)", stats.parameters, stats.parameters as f64 / 1e6);
         println!("FLOPs:      {} ({:.2} M, {}x{} input)", stats.flops, stats.flops as f64 / 1e6, args.image, args.image);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn compare(plugins: &PluginOptions, args: CompareArgs) -> Result<ExitCode> {
+    use splitnas::compare::{compare, render_table, CompareRequest, DEFAULT_BASE_CONFIG};
+    use splitnas::config::RunConfig;
+    let base = match &args.config {
+        Some(path) => RunConfig::from_file(path)?,
+        None => RunConfig::from_toml(DEFAULT_BASE_CONFIG, std::path::Path::new("examples/quickstart.toml"))?,
+    };
+    let request = CompareRequest { criteria: args.criteria, space: args.space, algorithm: args.algorithm, seeds: args.seeds, output_dir: args.output_dir };
+    let options = splitnas::run::RunOptions { device: args.device, output_dir: None, overwrite: false, quiet: args.quiet };
+    let mut first = true;
+    let registry = || {
+        let registry = PluginRegistry::discover(&PluginSearch::from_cli(&plugins.plugin_dirs));
+        if std::mem::take(&mut first) {
+            for line in registry.warnings() {
+                eprintln!("warning: {line}");
+            }
+        }
+        registry
+    };
+    let rows = compare(&base, &request, registry, &options)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", render_table(&rows));
     }
     Ok(ExitCode::SUCCESS)
 }

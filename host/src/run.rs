@@ -170,6 +170,28 @@ fn node_seed(seed: u64, stream: u64, parts: &[u64]) -> u64 {
     SeededRng::derive(seed, &all).next_u64()
 }
 
+/// Choice points a leaf may split: splittable (DARTS: normal-cell edges only) and never split
+/// on its path (the mask row still allows every option).
+pub fn split_candidates(info: &SpaceInfo, mask: &splitnas_plugin_api::Mask) -> Vec<u32> {
+    info.choice_points
+        .iter()
+        .enumerate()
+        .filter(|(point, choice_point)| choice_point.splittable && mask.count(*point) == choice_point.options.len())
+        .map(|(point, _)| point as u32)
+        .collect()
+}
+
+/// Sums of absolute values per state role (param, buffer, alpha, sgd, adam): a cheap digest that
+/// shows in metrics.jsonl what a node started from and what it inherited.
+fn state_digest(sub: &SubSupernet) -> Value {
+    let mut sums = std::collections::BTreeMap::<String, f64>::new();
+    for (name, tensor) in sub.state_tensors() {
+        let role = name.split('.').next().unwrap_or_default().to_string();
+        *sums.entry(role).or_default() += tensor.abs().sum(tch::Kind::Double).double_value(&[]);
+    }
+    json!(sums)
+}
+
 /// A node's checkpoint: its tensors and where it is.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct NodeCheckpoint {
@@ -201,12 +223,17 @@ struct Search<'a> {
 
 impl Search<'_> {
     fn settings(&self) -> TrainingSettings {
+        let split = &self.config.split;
+        let mut warmup = self.config.search.architecture_warmup_epochs;
+        if !split.is_one_shot() && !split.train_architecture_before_last_split {
+            warmup = warmup.max(*split.epochs.last().expect("a few-shot schedule has split epochs"));
+        }
         TrainingSettings {
             weights: self.config.search.weights,
             architecture: self.config.search.architecture,
             schedule_start: 0,
             schedule_end: self.config.search.epochs,
-            architecture_warmup_epochs: self.config.search.architecture_warmup_epochs,
+            architecture_warmup_epochs: warmup,
             max_steps_per_epoch: self.config.search.max_steps_per_epoch,
         }
     }
@@ -268,7 +295,7 @@ impl Search<'_> {
             metrics.write(json!({
                 "event": "epoch", "node": node, "epoch": epoch, "lr": summary.lr, "train_loss": summary.train_loss,
                 "supernet_valid_accuracy": valid_accuracy, "steps": summary.steps, "seconds": summary.seconds,
-                "metrics": summary.metrics, "alphas": alpha_values(sub),
+                "metrics": summary.metrics, "alphas": alpha_values(sub), "state_digest": state_digest(sub),
             }))?;
             tree.nodes[node].train_seconds += summary.seconds;
             save_node(self.directory, node, sub, epoch + 1)?;
@@ -293,14 +320,7 @@ impl Search<'_> {
         let split = &self.config.split;
         let started = std::time::Instant::now();
         let mask = sub.mask.clone();
-        let candidates: Vec<u32> = self
-            .info
-            .choice_points
-            .iter()
-            .enumerate()
-            .filter(|(point, info)| info.splittable && mask.count(*point) == info.options.len())
-            .map(|(point, _)| point as u32)
-            .collect();
+        let candidates = split_candidates(self.info, &mask);
         let request = SplitRequest { space: self.info.clone(), mask: mask.clone(), candidates: candidates.into(), groups: split.groups[level] };
         let mut criterion = crate::components::create_criterion(self.registry, &split.criterion, &split.config_json())?;
         let gradient_loader = RefCell::new(self.data.train_loader()?);
@@ -348,6 +368,7 @@ impl Search<'_> {
                 // Inherit everything: parameters, BN buffers, α, optimizer and schedule state.
                 child_sub.load(&self.directory.join(format!("checkpoints/node-{node}.safetensors")), &parent_tensors, &parent_state)?;
             }
+            metrics.write(json!({"event": "init", "node": child, "parent": node, "epoch": epoch, "fresh": last_split && split.restart_final, "alphas": alpha_values(&child_sub), "state_digest": state_digest(&child_sub)}))?;
             save_node(self.directory, child, &child_sub, epoch)?;
         }
         *tree = next_tree;

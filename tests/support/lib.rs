@@ -238,6 +238,7 @@ name = "tiny-{algorithm}"
 output_dir = "{output}"
 seed = 1
 device = "cpu"
+threads = 1   # tests run in parallel: one libtorch thread each avoids oversubscribing the cores
 
 [data]
 dataset = "embedded"
