@@ -68,7 +68,7 @@ fn tensors_round_trip_without_leaking() {
     let call = |i: usize| {
         let output = supernet.forward(TensorRef::new(&input), TensorRef::new(&weights), &mask, false).into_result().unwrap();
         let output = output.into_tensor();
-        if i % 1000 == 0 {
+        if i.is_multiple_of(1000) {
             assert_eq!(output.size(), vec![64, 64]);
             assert_eq!(output.double_value(&[3, 5]), 3.0, "2 * 1 + (0.25 + 0.75)");
         }

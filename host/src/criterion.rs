@@ -1,7 +1,5 @@
 //! Running a split criterion through the ABI, and checking what it decides.
 
-use std::cell::RefCell;
-
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RStr, RVec};
 use splitnas_plugin_api::{
@@ -9,7 +7,7 @@ use splitnas_plugin_api::{
     SplitDecision, SplitRequest,
 };
 
-use crate::random::SeededRng;
+use crate::random::{PluginServices, SeededRng};
 
 /// Where per-option gradients come from (the host's gradient provider, or a test double).
 pub trait GradientSource {
@@ -20,18 +18,13 @@ pub trait GradientSource {
 /// The context handed to a criterion: seeded randomness, gradients if a source is attached,
 /// and metrics collected for the split tree's record.
 pub struct HostCriterionContext<'a> {
-    rng: RefCell<SeededRng>,
+    pub services: PluginServices,
     gradients: Option<&'a dyn GradientSource>,
-    pub metrics: RefCell<Vec<(String, f64)>>,
 }
 
 impl<'a> HostCriterionContext<'a> {
     pub fn new(rng: SeededRng, gradients: Option<&'a dyn GradientSource>) -> Self {
-        HostCriterionContext { rng: RefCell::new(rng), gradients, metrics: RefCell::new(Vec::new()) }
-    }
-
-    pub fn rng(&self) -> SeededRng {
-        *self.rng.borrow()
+        HostCriterionContext { services: PluginServices::new(rng), gradients }
     }
 
     fn source(&self) -> Result<&'a dyn GradientSource, PluginError> {
@@ -47,13 +40,10 @@ impl CriterionContext for HostCriterionContext<'_> {
         ffi_guard(|| self.source()?.option_gradients(choice_point))
     }
     fn next_random(&self) -> PluginResult<u64> {
-        ffi_guard(|| Ok(self.rng.borrow_mut().next_u64()))
+        self.services.next_random()
     }
     fn log_metric(&self, name: RStr<'_>, value: f64) -> PluginResult<()> {
-        ffi_guard(|| {
-            self.metrics.borrow_mut().push((name.to_string(), value));
-            Ok(())
-        })
+        self.services.log_metric(name.as_str(), value)
     }
 }
 

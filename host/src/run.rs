@@ -267,6 +267,7 @@ impl Search<'_> {
         Ok((sub, checkpoint.epoch))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn train_node(&self, env: &TrainingEnvironment<'_>, sub: &mut SubSupernet, node: usize, from: usize, to: usize, metrics: &mut MetricsLog, tree: &mut SplitTree) -> Result<()> {
         let total = self.config.search.epochs;
         for epoch in from..to {
@@ -480,7 +481,8 @@ fn execute(setup: RunSetup, options: &RunOptions) -> Result<Report> {
         let (mut sub, _) = search.load_node(&env, &tree, node, &create)?;
         let epoch = config.search.epochs;
         let supernet_accuracy = sub.evaluate(&env, epoch, node_seed(config.run.seed, STREAM_EVAL, &[node as u64, epoch as u64]))?;
-        let (architecture, architecture_accuracy, derive_metrics) = sub.derive(&env, epoch, node_seed(config.run.seed, STREAM_DERIVE, &[node as u64]))?;
+        let crate::search::Derivation { architecture, accuracy: architecture_accuracy, metrics: derive_metrics } =
+            sub.derive(&env, epoch, node_seed(config.run.seed, STREAM_DERIVE, &[node as u64]))?;
         let genotype = space.format_genotype(&architecture).into_result().map_err(|e| anyhow::anyhow!("space: {e}"))?.to_string();
         let stats = space.network_stats(&architecture, image).into_result().map_err(|e| anyhow::anyhow!("space: {e}"))?;
         if !options.quiet {

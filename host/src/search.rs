@@ -19,7 +19,7 @@ use crate::criterion::{run_split, HostCriterionContext};
 use crate::data::{Batch, BatchLoader};
 use crate::gradients::GradientProvider;
 use crate::optim::{clip_gradients, cosine_lr, Adam, AdamConfig, Sgd, SgdConfig};
-use crate::random::SeededRng;
+use crate::random::{PluginServices, SeededRng};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
@@ -124,9 +124,8 @@ pub struct TrainingContext<'a> {
     pub mask: &'a Mask,
     pub device: Device,
     pub progress: TrainingProgress,
-    pub rng: &'a RefCell<SeededRng>,
     pub evaluator: &'a SupernetEvaluator<'a>,
-    pub metrics: &'a RefCell<Vec<(String, f64)>>,
+    pub services: &'a PluginServices,
 }
 
 impl<'a> TrainingContext<'a> {
@@ -135,9 +134,8 @@ impl<'a> TrainingContext<'a> {
         supernet: &'a SupernetBox,
         mask: &'a Mask,
         epoch: usize,
-        rng: &'a RefCell<SeededRng>,
         evaluator: &'a SupernetEvaluator<'a>,
-        metrics: &'a RefCell<Vec<(String, f64)>>,
+        services: &'a PluginServices,
     ) -> Self {
         TrainingContext {
             space: env.space,
@@ -146,9 +144,8 @@ impl<'a> TrainingContext<'a> {
             mask,
             device: env.device,
             progress: TrainingProgress { epoch: epoch as u32, total_epochs: env.total_epochs as u32 },
-            rng,
             evaluator,
-            metrics,
+            services,
         }
     }
 }
@@ -185,14 +182,20 @@ impl HostContext for TrainingContext<'_> {
         self.space.derive(weights, self.mask)
     }
     fn next_random(&self) -> PluginResult<u64> {
-        ffi_guard(|| Ok(self.rng.borrow_mut().next_u64()))
+        self.services.next_random()
     }
     fn log_metric(&self, name: RStr<'_>, value: f64) -> PluginResult<()> {
-        ffi_guard(|| {
-            self.metrics.borrow_mut().push((name.to_string(), value));
-            Ok(())
-        })
+        self.services.log_metric(name.as_str(), value)
     }
+}
+
+/// What deriving an architecture from a sub-supernet gave.
+pub struct Derivation {
+    pub architecture: Architecture,
+    /// Validation accuracy of the architecture through the supernet (single path).
+    pub accuracy: f64,
+    /// Metrics the algorithm logged while deriving (RSPS: its best sampled accuracy).
+    pub metrics: Vec<(String, f64)>,
 }
 
 /// Optimizer settings of a sub-supernet's training.
@@ -295,10 +298,9 @@ impl SubSupernet {
             if settings.max_steps_per_epoch == 0 { batches } else { batches.min(settings.max_steps_per_epoch) }
         };
         let train_architecture = epoch >= settings.architecture_warmup_epochs && !alphas.is_empty();
-        let rng = RefCell::new(SeededRng::new(seed));
-        let metrics = RefCell::new(Vec::new());
+        let services = PluginServices::new(SeededRng::new(seed));
         let evaluator = SupernetEvaluator { supernet, buffers, loader: env.valid_eval, max_batches: env.eval_batches };
-        let context = TrainingContext::new(env, supernet, mask, epoch, &rng, &evaluator, &metrics);
+        let context = TrainingContext::new(env, supernet, mask, epoch, &evaluator, &services);
         let host = || HostContext_TO::from_ptr(&context, TD_Opaque);
 
         algorithm.on_epoch_start(host(), context.progress).within("algorithm")?;
@@ -331,35 +333,48 @@ impl SubSupernet {
             train_loss: loss_sum.double_value(&[]) / steps.max(1) as f64,
             steps,
             seconds: started.elapsed().as_secs_f64(),
-            metrics: metrics.into_inner(),
+            metrics: services.take_metrics(),
         })
+    }
+
+    /// Runs `body` with the algorithm and a host context for this sub-supernet; returns its
+    /// result and the metrics the algorithm logged meanwhile.
+    fn with_host<R>(
+        &mut self,
+        env: &TrainingEnvironment<'_>,
+        epoch: usize,
+        seed: u64,
+        body: impl FnOnce(&mut SearchAlgorithmBox, &TrainingContext<'_>) -> Result<R, SearchError>,
+    ) -> Result<(R, Vec<(String, f64)>), SearchError> {
+        let SubSupernet { mask, supernet, algorithm, buffers, .. } = self;
+        let services = PluginServices::new(SeededRng::new(seed));
+        let evaluator = SupernetEvaluator { supernet, buffers, loader: env.valid_eval, max_batches: env.eval_batches };
+        let context = TrainingContext::new(env, supernet, mask, epoch, &evaluator, &services);
+        let result = body(algorithm, &context)?;
+        Ok((result, services.take_metrics()))
     }
 
     /// Validation accuracy of the supernet with the algorithm's evaluation weights.
     pub fn evaluate(&mut self, env: &TrainingEnvironment<'_>, epoch: usize, seed: u64) -> Result<f64, SearchError> {
-        let SubSupernet { mask, supernet, algorithm, buffers, .. } = self;
-        let rng = RefCell::new(SeededRng::new(seed));
-        let metrics = RefCell::new(Vec::new());
-        let evaluator = SupernetEvaluator { supernet, buffers, loader: env.valid_eval, max_batches: env.eval_batches };
-        let context = TrainingContext::new(env, supernet, mask, epoch, &rng, &evaluator, &metrics);
-        let sample = algorithm.evaluation_sample(HostContext_TO::from_ptr(&context, TD_Opaque)).within("algorithm")?;
-        evaluator.accuracy(&sample.weights.into_tensor(), &sample.active).within("supernet")
+        let (accuracy, _) = self.with_host(env, epoch, seed, |algorithm, context| {
+            let sample = algorithm.evaluation_sample(HostContext_TO::from_ptr(context, TD_Opaque)).within("algorithm")?;
+            context.evaluator.accuracy(&sample.weights.into_tensor(), &sample.active).within("supernet")
+        })?;
+        Ok(accuracy)
     }
 
     /// The architecture the algorithm derives from this sub-supernet, its supernet accuracy,
     /// and the metrics the algorithm logged while deriving.
-    pub fn derive(&mut self, env: &TrainingEnvironment<'_>, epoch: usize, seed: u64) -> Result<(Architecture, f64, Vec<(String, f64)>), SearchError> {
-        let SubSupernet { mask, supernet, algorithm, buffers, .. } = self;
-        let rng = RefCell::new(SeededRng::new(seed));
-        let metrics = RefCell::new(Vec::new());
-        let evaluator = SupernetEvaluator { supernet, buffers, loader: env.valid_eval, max_batches: env.eval_batches };
-        let context = TrainingContext::new(env, supernet, mask, epoch, &rng, &evaluator, &metrics);
-        let architecture = algorithm.derive(HostContext_TO::from_ptr(&context, TD_Opaque)).within("algorithm")?;
-        if !mask.contains(&architecture) {
-            return Err(SearchError::Other(format!("the algorithm derived {:?}, which is outside the sub-supernet's mask", architecture.choices)));
-        }
-        let accuracy = context.evaluate(&architecture).within("supernet")?;
-        Ok((architecture, accuracy, metrics.into_inner()))
+    pub fn derive(&mut self, env: &TrainingEnvironment<'_>, epoch: usize, seed: u64) -> Result<Derivation, SearchError> {
+        let ((architecture, accuracy), metrics) = self.with_host(env, epoch, seed, |algorithm, context| {
+            let architecture = algorithm.derive(HostContext_TO::from_ptr(context, TD_Opaque)).within("algorithm")?;
+            if !context.mask.contains(&architecture) {
+                return Err(SearchError::Other(format!("the algorithm derived {:?}, which is outside the sub-supernet's mask", architecture.choices)));
+            }
+            let accuracy = context.evaluate(&architecture).within("supernet")?;
+            Ok((architecture, accuracy))
+        })?;
+        Ok(Derivation { architecture, accuracy, metrics })
     }
 
     /// Asks `criterion` how to split this sub-supernet, serving it gradients of this
@@ -377,10 +392,9 @@ impl SubSupernet {
         tch::manual_seed(seed as i64);
         let SubSupernet { mask, supernet, algorithm, parameters, buffers, .. } = self;
         let saved: Vec<Tensor> = buffers.iter().map(|(_, t)| t.copy()).collect();
-        let rng = RefCell::new(SeededRng::derive(seed, &[1]));
-        let metrics = RefCell::new(Vec::new());
+        let services = PluginServices::new(SeededRng::derive(seed, &[1]));
         let evaluator = SupernetEvaluator { supernet, buffers, loader: env.valid_eval, max_batches: env.eval_batches };
-        let context = TrainingContext::new(env, supernet, mask, epoch, &rng, &evaluator, &metrics);
+        let context = TrainingContext::new(env, supernet, mask, epoch, &evaluator, &services);
         let provider = GradientProvider::new(&context, algorithm, parameters, gradient_loader);
         let criterion_context = HostCriterionContext::new(SeededRng::derive(seed, &[2]), Some(&provider));
         let decision = run_split(criterion, request, &criterion_context).map_err(|e| SearchError::Other(format!("split criterion: {e}")));

@@ -63,19 +63,23 @@ pub fn train_standalone(
     };
     for epoch in 0..config.epochs {
         let lr = cosine_lr(config.optimizer.lr, config.optimizer.lr_min, epoch, config.epochs);
-        let mut loss_sum = Tensor::zeros([], (tch::Kind::Float, tch::Device::Cpu));
+        // Summed on the device; read once per epoch (no per-step device sync).
+        let mut loss_sum: Option<Tensor> = None;
         for step in 0..steps {
             let batch = train.borrow_mut().next_batch();
             let output = network.forward(TensorRef::new(&batch.images), ForwardMode { train: true, drop_path_prob: 0.0 }).within("network")?;
             let mut loss = output.logits.into_tensor().cross_entropy_for_logits(&batch.labels);
             if let abi_stable::std_types::ROption::RSome(auxiliary) = output.auxiliary_logits {
-                loss = loss + auxiliary.into_tensor().cross_entropy_for_logits(&batch.labels) * config.auxiliary_weight;
+                loss += auxiliary.into_tensor().cross_entropy_for_logits(&batch.labels) * config.auxiliary_weight;
             }
             let gradients: Vec<Option<Tensor>> =
                 Tensor::run_backward(&[&loss], &inputs, false, false).into_iter().map(|g| g.defined().then_some(g)).collect();
             clip_gradients(&gradients, config.optimizer.grad_clip);
             optimizer.step(&parameters, &gradients, lr);
-            loss_sum = loss_sum + loss.detach().to_device(tch::Device::Cpu);
+            loss_sum = Some(match loss_sum {
+                Some(sum) => sum + loss.detach(),
+                None => loss.detach(),
+            });
             if step % 20 == 19 || step + 1 == steps {
                 let value = loss.double_value(&[]);
                 if !value.is_finite() {
@@ -84,7 +88,7 @@ pub fn train_standalone(
             }
             on_step(epoch, lr);
         }
-        last_loss = loss_sum.double_value(&[]) / steps.max(1) as f64;
+        last_loss = loss_sum.map_or(f64::NAN, |sum| sum.double_value(&[]) / steps.max(1) as f64);
     }
     let valid_accuracy = valid.map(|loader| network_accuracy(network, loader)).transpose()?;
     let test_accuracy = network_accuracy(network, test)?;
