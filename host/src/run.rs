@@ -639,3 +639,25 @@ fn alpha_values(node: &SubSupernet) -> Value {
         .collect();
     Value::Object(map)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use splitnas_plugin_api::{ChoicePointInfo, OptionInfo};
+
+    /// A DARTS-like space: two normal-cell edges (splittable) and one reduction edge (not).
+    fn space() -> SpaceInfo {
+        let options: abi_stable::std_types::RVec<OptionInfo> = ["a", "b", "c"].iter().map(|n| OptionInfo { name: (*n).into(), costs: Default::default() }).collect();
+        let point = |name: &str, splittable| ChoicePointInfo { name: name.into(), group: "cell".into(), options: options.clone(), splittable };
+        SpaceInfo { name: "t".into(), choice_points: vec![point("normal 0", true), point("normal 1", true), point("reduce 0", false)].into(), max_options: 3, min_group_size: 2 }
+    }
+
+    #[test]
+    fn only_splittable_choice_points_never_split_on_the_path_are_candidates() {
+        let info = space();
+        let mut mask = info.full_mask();
+        assert_eq!(split_candidates(&info, &mask), vec![0, 1], "reduction-cell edges are never candidates");
+        mask.rows[1] = vec![true, false, true].into();
+        assert_eq!(split_candidates(&info, &mask), vec![0], "a choice point split above is no longer a candidate");
+    }
+}
