@@ -122,7 +122,7 @@ fn bad_files_are_skipped_and_the_good_ones_still_load() {
     for expected in ["exhaustive", "random", "panics-in-split", "panics-in-create"] {
         assert!(criteria.contains(&expected.to_string()), "{expected} missing from {criteria:?}");
     }
-    assert_eq!(names_of_kind(&listing, "space"), vec!["echo".to_string()]);
+    assert!(names_of_kind(&listing, "space").contains(&"echo".to_string()));
 }
 
 #[test]

@@ -155,7 +155,8 @@ fn test(root: &Path) -> Result<()> {
         command.args(["-p", &plugin]);
     }
     run(&mut command)?;
-    run(cargo(root).args(["test", "--workspace", "--exclude", "xtask"]))
+    // --no-fail-fast: one failing test binary must not hide the others' results.
+    run(cargo(root).args(["test", "--workspace", "--exclude", "xtask", "--no-fail-fast"]))
 }
 
 fn demo(root: &Path) -> Result<()> {
