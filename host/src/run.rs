@@ -470,7 +470,8 @@ fn execute(setup: RunSetup, options: &RunOptions) -> Result<Report> {
     }
     let search_seconds: f64 = tree.nodes.iter().map(|n| n.train_seconds).sum::<f64>()
         + tree.nodes.iter().filter_map(|n| n.split.as_ref()).map(|s| s.seconds).sum::<f64>();
-    let split_seconds: f64 = tree.nodes.iter().filter_map(|n| n.split.as_ref()).map(|s| s.seconds).sum();
+    // + 0.0: an empty f64 sum is -0.0, which would print as "-0.0" for one-shot runs.
+    let split_seconds: f64 = tree.nodes.iter().filter_map(|n| n.split.as_ref()).map(|s| s.seconds).sum::<f64>() + 0.0;
 
     // Derive one architecture per leaf.
     let image = data.splits.train.image_shape()[1] as u32;
