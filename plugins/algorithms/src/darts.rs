@@ -272,17 +272,7 @@ mod tests {
     fn alternating_steps_reduce_the_loss_and_move_alpha() {
         let host = TestHost::new(3);
         let mut algorithm = darts(json!({}));
-        let alpha = alpha_of(&algorithm);
-        let initial_alpha = alpha.detach().copy();
-        let context = host.context();
-        let before = algorithm.evaluation_sample(&context).unwrap();
-        let loss_before = host.train_loss(&before.weights.tensor(), &before.active);
-        run_search(&host, &mut algorithm, 60, 0.5, 0.05);
-        let after = algorithm.evaluation_sample(&context).unwrap();
-        let loss_after = host.train_loss(&after.weights.tensor(), &after.active);
-        assert!(loss_after < 0.7 * loss_before, "training loss {loss_before} -> {loss_after}");
-        let moved = (&alpha - &initial_alpha).abs().max().double_value(&[]);
-        assert!(moved > 0.01, "α moved by {moved}");
+        let alpha = assert_search_learns(&host, &mut algorithm, 60);
         let disallowed = rows(&alpha)
             .iter()
             .enumerate()

@@ -368,6 +368,24 @@ pub(crate) fn run_search<A: AlgorithmPlugin>(host: &TestHost, algorithm: &mut A,
     }
 }
 
+/// Runs `steps` of the miniature search and checks that it learns: the training loss under
+/// the evaluation weights falls below 70% of where it started and α moves by more than 0.01.
+/// Returns α for the caller's own checks.
+pub(crate) fn assert_search_learns<A: AlgorithmPlugin>(host: &TestHost, algorithm: &mut A, steps: usize) -> Tensor {
+    let alpha = alpha_of(algorithm);
+    let initial_alpha = alpha.detach().copy();
+    let context = host.context();
+    let before = algorithm.evaluation_sample(&context).unwrap();
+    let loss_before = host.train_loss(&before.weights.tensor(), &before.active);
+    run_search(host, algorithm, steps, 0.5, 0.05);
+    let after = algorithm.evaluation_sample(&context).unwrap();
+    let loss_after = host.train_loss(&after.weights.tensor(), &after.active);
+    assert!(loss_after < 0.7 * loss_before, "training loss {loss_before} -> {loss_after}");
+    let moved = (&alpha - &initial_alpha).abs().max().double_value(&[]);
+    assert!(moved > 0.01, "α moved by {moved}");
+    alpha
+}
+
 /// The single architecture parameter tensor of an algorithm (shares α's storage).
 pub(crate) fn alpha_of<A: AlgorithmPlugin>(algorithm: &A) -> Tensor {
     let mut parameters = algorithm.architecture_parameters().unwrap();
