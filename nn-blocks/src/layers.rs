@@ -33,7 +33,8 @@ impl ParamInit {
     }
 }
 
-/// The shape of a 2-d convolution (square kernel, equal stride and padding on both axes).
+/// The shape of a 2-d convolution (square kernel, equal stride, padding and dilation on both
+/// axes; `groups` as PyTorch's, `in_channels` for a depthwise convolution).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvSpec {
     pub in_channels: i64,
@@ -41,13 +42,21 @@ pub struct ConvSpec {
     pub kernel_size: i64,
     pub stride: i64,
     pub padding: i64,
+    pub dilation: i64,
+    pub groups: i64,
     pub bias: bool,
 }
 
 impl ConvSpec {
-    /// Stride 1, no padding, no bias; adjust with the builder methods.
+    /// Stride 1, no padding, no dilation, one group, no bias; adjust with the builder methods.
     pub fn new(in_channels: i64, out_channels: i64, kernel_size: i64) -> Self {
-        ConvSpec { in_channels, out_channels, kernel_size, stride: 1, padding: 0, bias: false }
+        ConvSpec { in_channels, out_channels, kernel_size, stride: 1, padding: 0, dilation: 1, groups: 1, bias: false }
+    }
+    pub fn dilation(self, dilation: i64) -> Self {
+        ConvSpec { dilation, ..self }
+    }
+    pub fn groups(self, groups: i64) -> Self {
+        ConvSpec { groups, ..self }
     }
     pub fn stride(self, stride: i64) -> Self {
         ConvSpec { stride, ..self }
@@ -61,18 +70,23 @@ impl ConvSpec {
 
     /// Side of the output for a square input of side `input`.
     pub fn output_size(&self, input: i64) -> i64 {
-        (input + 2 * self.padding - self.kernel_size) / self.stride + 1
+        (input + 2 * self.padding - self.dilation * (self.kernel_size - 1) - 1) / self.stride + 1
+    }
+
+    /// Input channels each output channel sees (`in_channels / groups`).
+    pub fn group_in_channels(&self) -> i64 {
+        self.in_channels / self.groups.max(1)
     }
 
     /// Multiply-accumulates for one square input of side `input` (bias adds not counted).
     pub fn macs(&self, input: i64) -> u64 {
         let side = self.output_size(input).max(0) as u64;
-        side * side * (self.kernel_size * self.kernel_size * self.in_channels * self.out_channels) as u64
+        side * side * (self.kernel_size * self.kernel_size * self.group_in_channels() * self.out_channels) as u64
     }
 
     /// Number of trainable values.
     pub fn parameter_count(&self) -> u64 {
-        let weights = self.kernel_size * self.kernel_size * self.in_channels * self.out_channels;
+        let weights = self.kernel_size * self.kernel_size * self.group_in_channels() * self.out_channels;
         (weights + if self.bias { self.out_channels } else { 0 }) as u64
     }
 }
@@ -87,8 +101,8 @@ pub struct Conv2d {
 
 impl Conv2d {
     pub fn new(path: &Path, spec: ConvSpec, init: ParamInit) -> Result<Self, TchError> {
-        let fan_in = spec.in_channels * spec.kernel_size * spec.kernel_size;
-        let shape = [spec.out_channels, spec.in_channels, spec.kernel_size, spec.kernel_size];
+        let fan_in = spec.group_in_channels() * spec.kernel_size * spec.kernel_size;
+        let shape = [spec.out_channels, spec.group_in_channels(), spec.kernel_size, spec.kernel_size];
         let weight = path.f_var("weight", &shape, init.fan_in_uniform(fan_in))?;
         let bias = if spec.bias { Some(path.f_var("bias", &[spec.out_channels], init.fan_in_uniform(fan_in))?) } else { None };
         Ok(Conv2d { spec, weight, bias })
@@ -96,7 +110,7 @@ impl Conv2d {
 
     pub fn forward(&self, input: &Tensor) -> Result<Tensor, TchError> {
         let s = self.spec;
-        input.f_conv2d(&self.weight, self.bias.as_ref(), [s.stride, s.stride], [s.padding, s.padding], [1, 1], 1)
+        input.f_conv2d(&self.weight, self.bias.as_ref(), [s.stride, s.stride], [s.padding, s.padding], [s.dilation, s.dilation], s.groups)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Building blocks shared by splitnas's search-space plugins, on `tch`.
 //!
-//! Plugins link this rlib statically, so one copy of each block serves every space (NB201 now,
-//! the DARTS space later) and none is copied between plugins.
+//! Plugins link this rlib statically, so one copy of each block serves every space (NB201 and the
+//! DARTS space) and none is copied between plugins.
 //!
 //! Conventions:
 //! - Every block creates its tensors through a [`tch::nn::Path`], so parameters and buffers get
@@ -13,10 +13,12 @@
 //! - Numbers follow PyTorch, and so the published NAS code: conv and linear weights and biases
 //!   uniform in ±1/√fan_in, batch norm eps 1e-5 and momentum 0.1, running variance unbiased.
 
+pub mod darts;
 pub mod layers;
 pub mod naming;
 
 pub use layers::{
     avg_pool_3x3, global_avg_pool, BatchNorm2d, BatchNormSpec, Conv2d, ConvSpec, Linear, ParamInit, ReluConvBn, ResNetBasicBlock,
 };
+pub use darts::{avg_pool_3x3_strided, drop_path, max_pool_3x3, pool_3x3_output_size, DilConv, FactorizedReduce, SepConv};
 pub use naming::{is_under, natural_cmp, NamedVariables};

@@ -1,0 +1,249 @@
+//! The DARTS CNN search space (Liu et al., "DARTS: Differentiable Architecture Search", ICLR
+//! 2019) as a splitnas plugin.
+//!
+//! - Choice points: the 14 edges of the normal cell (`normal 2<-0` ... `normal 5<-4`, group
+//!   `normal`, splittable), then the 14 edges of the reduction cell (`reduce 2<-0` ..., group
+//!   `reduce`, never split), each with the 7 options `max_pool_3x3, avg_pool_3x3, skip_connect,
+//!   sep_conv_3x3, sep_conv_5x5, dil_conv_3x3, dil_conv_5x5` (no `none`). Splits keep at least
+//!   2 options per group (`min_group_size`), so 7 options split as {2,5} or {3,4}.
+//! - An architecture keeps two incoming edges per intermediate node, one op each; the other
+//!   edges are [`Architecture::ABSENT`]. `derive` keeps, per node, the two edges whose best
+//!   allowed op has the largest weight (DARTS's top-2 rule).
+//! - Supernet ([`supernet`]): DARTS's search network (C=16, 8 cells by default), α shared by
+//!   the cells of a kind.
+//! - Stand-alone networks ([`network`]): DARTS's `NetworkCIFAR` (C=36, 20 cells, auxiliary head
+//!   by default; drop-path as the host asks).
+//! - Genotype strings ([`genotype`]): `Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=[2, 3, 4, 5], reduce=[...], reduce_concat=[2, 3, 4, 5])`.
+//!
+//! Configuration (JSON, every key optional): `channels` (16) and `cells` (8) of the search
+//! network; `network_channels` (36), `network_cells` (20) and `auxiliary` (true) of the
+//! stand-alone network; `classes` (10) and `input_channels` (3).
+
+pub mod cell;
+pub mod genotype;
+pub mod network;
+pub mod skeleton;
+pub mod space;
+pub mod supernet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use splitnas_nn_blocks::ParamInit;
+use splitnas_plugin_api::author::{parse_config, Component, SpacePlugin};
+use splitnas_plugin_api::{Architecture, ChoicePointInfo, Device, Mask, NamedValue, NetworkStats, OptionInfo, PluginError, SpaceInfo};
+use tch::{Kind, Tensor};
+
+use cell::{edge_stride, layout};
+use network::DartsNetwork;
+use skeleton::SkeletonShape;
+use space::{
+    choice_point_edge, choice_point_name, node_edges, validate_space_mask, CellKind, DartsArchitecture, Operation, INPUTS_PER_NODE, NUM_CHOICE_POINTS, NUM_NODES, NUM_OPERATIONS,
+};
+use supernet::DartsSupernet;
+
+splitnas_plugin_api::export_plugin!("darts-space");
+splitnas_plugin_api::export_space!(DartsSpace);
+
+/// The space's configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DartsConfig {
+    /// C of the search network (the supernet).
+    pub channels: u32,
+    /// Cells (DARTS's `layers`) of the search network; reductions at cells/3 and 2·cells/3.
+    pub cells: u32,
+    /// C of the stand-alone network.
+    pub network_channels: u32,
+    /// Cells of the stand-alone network.
+    pub network_cells: u32,
+    /// The stand-alone network has DARTS's CIFAR auxiliary head (after cell 2·cells/3; it needs
+    /// 32x32 images). Its loss weight is the host's `[final] auxiliary_weight`.
+    pub auxiliary: bool,
+    pub classes: u32,
+    /// Channels of the input images (3 for CIFAR, 1 for Fashion-MNIST).
+    pub input_channels: u32,
+}
+
+impl Default for DartsConfig {
+    fn default() -> Self {
+        DartsConfig { channels: 16, cells: 8, network_channels: 36, network_cells: 20, auxiliary: true, classes: 10, input_channels: 3 }
+    }
+}
+
+impl DartsConfig {
+    fn validate(&self) -> Result<(), PluginError> {
+        for (key, value) in [
+            ("channels", self.channels),
+            ("network_channels", self.network_channels),
+            ("classes", self.classes),
+            ("input_channels", self.input_channels),
+        ] {
+            if value == 0 {
+                return Err(PluginError::invalid_config(format!("darts: {key} must be at least 1")));
+            }
+            if value > 1 << 16 {
+                return Err(PluginError::invalid_config(format!("darts: {key} {value} is unreasonably large")));
+            }
+        }
+        for (key, value) in [("cells", self.cells), ("network_cells", self.network_cells)] {
+            if !(3..=1000).contains(&value) {
+                return Err(PluginError::invalid_config(format!(
+                    "darts: {key} must be between 3 and 1000, got {value} (the reduction cells sit at cells/3 and 2·cells/3, so fewer than 3 leaves no normal cell)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn network_shape(&self) -> SkeletonShape {
+        SkeletonShape {
+            channels: self.network_channels as i64,
+            cells: self.network_cells as usize,
+            classes: self.classes as i64,
+            input_channels: self.input_channels as i64,
+            auxiliary: self.auxiliary,
+        }
+    }
+}
+
+/// The DARTS space component.
+pub struct DartsSpace {
+    config: DartsConfig,
+}
+
+impl DartsSpace {
+    pub fn config(&self) -> &DartsConfig {
+        &self.config
+    }
+
+    /// Parameters that choosing `op` on `choice_point` adds to the stand-alone network (every
+    /// cell of that kind holds it).
+    pub fn option_parameters(&self, choice_point: usize, op: Operation) -> u64 {
+        let Some((kind, edge)) = choice_point_edge(choice_point) else { return 0 };
+        layout(self.config.network_channels as i64, self.config.network_cells as usize)
+            .iter()
+            .filter(|cell| cell.kind == kind)
+            .map(|cell| op.parameters(cell.channels as u64, edge_stride(kind, edge) as u64))
+            .sum()
+    }
+
+    /// The stand-alone network of `architecture`, built with placeholder values on the CPU.
+    pub fn placeholder_network(&self, architecture: &Architecture) -> Result<DartsNetwork, PluginError> {
+        DartsNetwork::new(self.config.network_shape(), &DartsArchitecture::from_architecture(architecture)?, Device::Cpu, ParamInit::Placeholder)
+    }
+}
+
+impl Component for DartsSpace {
+    const NAME: &'static str = "darts";
+    const DESCRIPTION: &'static str =
+        "DARTS CNN space: normal and reduction cells of 14 edges x 7 ops (no none), top-2 inputs per node; NetworkCIFAR stand-alone";
+    fn default_config() -> serde_json::Value {
+        json!(DartsConfig::default())
+    }
+}
+
+impl SpacePlugin for DartsSpace {
+    type Supernet = DartsSupernet;
+    type Network = DartsNetwork;
+
+    fn create(config: &str) -> Result<Self, PluginError> {
+        let config: DartsConfig = parse_config(Self::NAME, config)?;
+        config.validate()?;
+        Ok(DartsSpace { config })
+    }
+
+    fn info(&self) -> Result<SpaceInfo, PluginError> {
+        let choice_points = (0..NUM_CHOICE_POINTS)
+            .map(|point| {
+                let (kind, _) = choice_point_edge(point).expect("in range");
+                let options = Operation::ALL
+                    .into_iter()
+                    .map(|op| OptionInfo {
+                        name: op.name().into(),
+                        costs: vec![NamedValue { name: "params".into(), value: self.option_parameters(point, op) as f64 }].into(),
+                    })
+                    .collect();
+                ChoicePointInfo { name: choice_point_name(point).into(), group: kind.name().into(), options, splittable: kind == CellKind::Normal }
+            })
+            .collect();
+        Ok(SpaceInfo { name: Self::NAME.into(), choice_points, max_options: NUM_OPERATIONS as u32, min_group_size: 2 })
+    }
+
+    fn build_supernet(&self, mask: &Mask, device: Device) -> Result<DartsSupernet, PluginError> {
+        validate_space_mask(mask)?;
+        DartsSupernet::new(&self.config, mask, device)
+    }
+
+    fn build_network(&self, architecture: &Architecture, device: Device) -> Result<DartsNetwork, PluginError> {
+        DartsNetwork::new(self.config.network_shape(), &DartsArchitecture::from_architecture(architecture)?, device, ParamInit::PyTorchDefault)
+    }
+
+    /// Of the stand-alone network (`network_channels`, `network_cells`), built on the CPU with
+    /// placeholder values (no random draws): parameters without the auxiliary head, FLOPs as
+    /// multiply-accumulates of every convolution and the classifier.
+    fn network_stats(&self, architecture: &Architecture, image_size: u32) -> Result<NetworkStats, PluginError> {
+        self.placeholder_network(architecture)?.stats(image_size)
+    }
+
+    /// Per node, each incoming edge's best allowed op (largest weight, the first on ties) and
+    /// that weight; the two edges with the largest such weights are kept (the first on ties),
+    /// the others are absent. Weights are compared across edges, so algorithms pass
+    /// probabilities (DARTS: the masked softmax of α).
+    fn derive(&self, weights: &Tensor, mask: &Mask) -> Result<Architecture, PluginError> {
+        validate_space_mask(mask)?;
+        if weights.size() != [NUM_CHOICE_POINTS as i64, NUM_OPERATIONS as i64] {
+            return Err(PluginError::invalid_input(format!(
+                "weights must be [{NUM_CHOICE_POINTS}, {NUM_OPERATIONS}] (choice points x options), got {:?}",
+                weights.size()
+            )));
+        }
+        let flat = weights.f_detach()?.f_to_kind(Kind::Double)?.f_to_device(tch::Device::Cpu)?.f_contiguous()?.f_view([-1])?;
+        let values = Vec::<f64>::try_from(&flat)?;
+        let mut choices = vec![Architecture::ABSENT; NUM_CHOICE_POINTS];
+        for kind in CellKind::ALL {
+            for node in 2..NUM_NODES {
+                let mut strengths: Vec<(usize, usize, f64)> = Vec::new();
+                for edge in node_edges(node) {
+                    let point = kind.offset() + edge;
+                    let mut best: Option<(usize, f64)> = None;
+                    for option in mask.allowed(point) {
+                        let option = option as usize;
+                        let value = values[point * NUM_OPERATIONS + option];
+                        if value.is_nan() {
+                            return Err(PluginError::invalid_input(format!(
+                                "weight of {} on edge {} is NaN: cannot derive an architecture",
+                                Operation::ALL[option].name(),
+                                choice_point_name(point)
+                            )));
+                        }
+                        if best.is_none_or(|(_, best_value)| value > best_value) {
+                            best = Some((option, value));
+                        }
+                    }
+                    let (option, value) = best.expect("validate_space_mask: every edge allows an option");
+                    strengths.push((point, option, value));
+                }
+                // Stable: equal strengths keep the lower input first.
+                strengths.sort_by(|a, b| b.2.total_cmp(&a.2));
+                for &(point, option, _) in strengths.iter().take(INPUTS_PER_NODE) {
+                    choices[point] = option as u32;
+                }
+            }
+        }
+        debug_assert_eq!(choices.iter().filter(|&&c| c != Architecture::ABSENT).count(), 2 * INPUTS_PER_NODE * (NUM_NODES - 2));
+        Ok(Architecture { choices: choices.into() })
+    }
+
+    fn format_genotype(&self, architecture: &Architecture) -> Result<String, PluginError> {
+        Ok(genotype::format(&DartsArchitecture::from_architecture(architecture)?))
+    }
+
+    fn parse_genotype(&self, text: &str) -> Result<Architecture, PluginError> {
+        genotype::parse(text)
+            .map(|architecture| architecture.to_architecture())
+            .map_err(|reason| PluginError::invalid_input(format!("darts genotype: {reason}")))
+    }
+}
+
+#[cfg(test)]
+mod tests;
