@@ -2,13 +2,25 @@
 //! Every training step trains one uniformly sampled single path; there are no architecture
 //! parameters. The search ends by evaluating distinct random architectures on the
 //! validation split through the supernet and keeping the best.
+//!
+//! What an architecture is belongs to the space, not to this algorithm: a single path (one
+//! option per choice point) is a legal supernet path in every space, but not always an
+//! architecture (the DARTS space keeps only two incoming edges per node). So candidates are
+//! drawn as weights and turned into architectures by the space's own derivation
+//! (`HostContext::derive`): a uniform single path whose chosen options carry independent
+//! uniform random strengths. A space that takes the best option per choice point (NB201)
+//! derives the path itself; one that also ranks choice points by strength (DARTS: top-2 edges
+//! per node) keeps a uniformly random subset of them. Duplicates are dropped.
 
 use std::collections::HashSet;
 
 use serde::Deserialize;
 use serde_json::json;
 use splitnas_plugin_api::author::{parse_config, AlgorithmPlugin, Component};
-use splitnas_plugin_api::{AlgorithmSetup, Architecture, Batch, HostContextRef, NamedTensor, OwnedTensor, PluginError, WeightSample, WeightStepLoss};
+use splitnas_plugin_api::{
+    AlgorithmSetup, Architecture, Batch, HostContextRef, NamedTensor, OwnedTensor, PluginError, TensorRef, WeightSample, WeightStepLoss,
+};
+use tch::Tensor;
 
 use crate::common::{cross_entropy, host, parse_state, state_to_json, uniform_below, MaskedSpace, NoState};
 
@@ -63,9 +75,9 @@ impl AlgorithmPlugin for Rsps {
 
     fn derive(&mut self, context: &HostContextRef<'_>) -> Result<Architecture, PluginError> {
         let candidates = self.derive_candidates(context)?;
+        host(context.log_metric("rsps/candidates".into(), candidates.len() as f64))?;
         let mut best: Option<(Architecture, f64)> = None;
-        for choices in candidates {
-            let architecture = Architecture { choices: choices.into() };
+        for architecture in candidates {
             let accuracy = host(context.evaluate(&architecture))?;
             // On ties the first evaluated stays (deterministic); a NaN never beats a number.
             let replaces_best = match &best {
@@ -104,36 +116,72 @@ impl Rsps {
         Ok(WeightSample { weights: OwnedTensor::new(weights), active: self.space.single_path_active(&choices) })
     }
 
-    /// `derive_samples` distinct architectures of the sub-space, or all of them if it has fewer.
-    fn derive_candidates(&self, context: &HostContextRef<'_>) -> Result<Vec<Vec<u32>>, PluginError> {
+    /// The architecture the space derives from the single path `choices` with a uniform random
+    /// strength in (0, 1] on each chosen option (0 elsewhere), from the host's generator.
+    fn derive_path(&self, context: &HostContextRef<'_>, choices: &[u32]) -> Result<Architecture, PluginError> {
+        let width = self.space.max_options;
+        let mut values = vec![0f32; choices.len() * width];
+        for (point, &option) in choices.iter().enumerate() {
+            let bits = host(context.next_random())? >> 40;
+            values[point * width + option as usize] = (bits + 1) as f32 / (1u64 << 24) as f32;
+        }
+        let weights = Tensor::f_from_slice(&values)?.f_view([choices.len() as i64, width as i64])?;
+        let architecture = host(context.derive(TensorRef::new(&weights)))?;
+        if !self.space.mask.contains(&architecture) {
+            return Err(PluginError::other(format!("rsps: the space derived {:?}, which is outside the sub-supernet's mask", architecture.choices)));
+        }
+        Ok(architecture)
+    }
+
+    /// `derive_samples` distinct architectures of the sub-space, or all it has if fewer; see
+    /// the module documentation for how they are drawn.
+    fn derive_candidates(&self, context: &HostContextRef<'_>) -> Result<Vec<Architecture>, PluginError> {
         let wanted = self.config.derive_samples as usize;
-        let sub_space_size = self.space.allowed_options.iter().try_fold(1usize, |size, options| size.checked_mul(options.len()));
-        match sub_space_size {
-            Some(size) if size <= wanted => Ok((0..size).map(|index| self.architecture_at(index)).collect()),
+        let mut seen = HashSet::with_capacity(wanted);
+        let mut candidates = Vec::with_capacity(wanted);
+        let mut add = |candidates: &mut Vec<Architecture>, architecture: Architecture| {
+            if candidates.len() < wanted && seen.insert(architecture.clone()) {
+                candidates.push(architecture);
+            }
+        };
+        // Single paths in the sub-space: an upper bound on its architectures.
+        let paths = self.space.allowed_options.iter().try_fold(1usize, |size, options| size.checked_mul(options.len()));
+        match paths {
+            // Few paths: derive from every one of them. If the space derived every path as
+            // itself, the paths are exactly its architectures and the enumeration is complete.
+            Some(size) if size <= wanted => {
+                let mut paths_are_architectures = true;
+                for index in 0..size {
+                    let path = self.architecture_at(index);
+                    let architecture = self.derive_path(context, &path)?;
+                    paths_are_architectures &= architecture.choices.as_slice() == path.as_slice();
+                    add(&mut candidates, architecture);
+                }
+                if paths_are_architectures {
+                    return Ok(candidates);
+                }
+            }
             // A sub-space only a few times larger than the sample: drawing with rejection would
-            // collide often, so take a uniform subset of the enumeration instead (partial
-            // Fisher-Yates).
+            // collide often, so derive from a uniform subset of the paths (partial Fisher-Yates).
             Some(size) if size <= wanted.saturating_mul(4) => {
                 let mut indices: Vec<usize> = (0..size).collect();
                 for position in 0..wanted {
                     let pick = position + uniform_below(context, (size - position) as u64)? as usize;
                     indices.swap(position, pick);
+                    add(&mut candidates, self.derive_path(context, &self.architecture_at(indices[position]))?);
                 }
-                Ok(indices[..wanted].iter().map(|&index| self.architecture_at(index)).collect())
             }
-            // Large sub-space: draw with rejection; each draw collides with probability < 1/4.
-            _ => {
-                let mut seen = HashSet::with_capacity(wanted);
-                let mut candidates = Vec::with_capacity(wanted);
-                while candidates.len() < wanted {
-                    let choices = self.sample_choices(context)?;
-                    if seen.insert(choices.clone()) {
-                        candidates.push(choices);
-                    }
-                }
-                Ok(candidates)
-            }
+            _ => {}
         }
+        // Draw with rejection; a space whose derivation merges many paths may have fewer
+        // architectures than asked for, so the draws are bounded.
+        let mut draws = 0;
+        while candidates.len() < wanted && draws < 20 * wanted + 100 {
+            let choices = self.sample_choices(context)?;
+            add(&mut candidates, self.derive_path(context, &choices)?);
+            draws += 1;
+        }
+        Ok(candidates)
     }
 
     /// The `index`-th architecture of the sub-space in mixed-radix order (last choice point fastest).
@@ -241,6 +289,32 @@ mod tests {
         check_derive(10, 10); // a subset of the enumeration (24 <= 4 · 10)
         check_derive(5, 5); // rejection sampling (24 > 4 · 5)
         check_derive(24, 24);
+    }
+
+    #[test]
+    fn candidates_are_what_the_space_derives_from_weighted_paths() {
+        // A space that keeps only the 2 strongest of its 4 choice points (as DARTS keeps 2 edges
+        // per node): 8 + 4 + 12 + 2 + 6 + 3 = 35 architectures from 24 single paths.
+        let host = TestHost::new(35).with_keep_strongest(2);
+        let mut algorithm = rsps(100);
+        let architecture = algorithm.derive(&host.context()).unwrap();
+        let evaluated = host.evaluated.borrow();
+        assert_eq!(evaluated.len(), 35, "every architecture, found by drawing past the 24 paths");
+        assert_eq!(evaluated.iter().cloned().collect::<HashSet<_>>().len(), 35);
+        for candidate in evaluated.iter() {
+            assert_eq!(candidate.choices.iter().filter(|&&c| c == Architecture::ABSENT).count(), 2);
+            assert!(host.mask.contains(candidate));
+        }
+        assert!(evaluated.contains(&architecture));
+        // Every weight handed to the space is a single path with a strength in (0, 1].
+        for weights in host.derived_from.borrow().iter() {
+            for row in rows(weights) {
+                let nonzero: Vec<f32> = row.into_iter().filter(|&w| w != 0.0).collect();
+                assert!(nonzero.len() == 1 && nonzero[0] > 0.0 && nonzero[0] <= 1.0, "{nonzero:?}");
+            }
+        }
+        let metrics = host.metrics.borrow();
+        assert!(metrics.contains(&("rsps/candidates".to_string(), 35.0)));
     }
 
     #[test]

@@ -114,6 +114,9 @@ pub(crate) struct TestHost {
     pub derived_from: RefCell<Vec<Tensor>>,
     /// The validation accuracy `evaluate` reports for an architecture.
     scorer: Box<dyn Fn(&Architecture) -> f64>,
+    /// `derive` keeps only this many choice points, the strongest (like the DARTS space's
+    /// top-2 edges per node); the others are absent.
+    keep_strongest: Option<usize>,
 }
 
 impl TestHost {
@@ -146,7 +149,15 @@ impl TestHost {
             evaluated: RefCell::new(Vec::new()),
             derived_from: RefCell::new(Vec::new()),
             scorer: Box::new(|_| 0.5),
+            keep_strongest: None,
         }
+    }
+
+    /// Makes `derive` keep only the `count` choice points whose best allowed weight is largest
+    /// (the first on ties), the others absent, as the DARTS space does per node.
+    pub fn with_keep_strongest(mut self, count: usize) -> Self {
+        self.keep_strongest = Some(count);
+        self
     }
 
     /// Makes `evaluate` report `scorer(architecture)`.
@@ -256,7 +267,8 @@ impl HostContext for TestHost {
 
     fn evaluate(&self, architecture: &Architecture) -> PluginResult<f64> {
         answer(|| {
-            if !self.mask.contains(architecture) || architecture.choices.contains(&Architecture::ABSENT) {
+            let absent_allowed = self.keep_strongest.is_some();
+            if !self.mask.contains(architecture) || (!absent_allowed && architecture.choices.contains(&Architecture::ABSENT)) {
                 return Err(PluginError::invalid_input(format!("evaluate: {:?} is not in the sub-space", architecture.choices)));
             }
             self.evaluated.borrow_mut().push(architecture.clone());
@@ -270,7 +282,7 @@ impl HostContext for TestHost {
             let weights = weights.tensor().detach().copy();
             let values = Vec::<Vec<f32>>::try_from(&weights).map_err(PluginError::from)?;
             self.derived_from.borrow_mut().push(weights);
-            let choices = values
+            let mut choices: Vec<u32> = values
                 .iter()
                 .enumerate()
                 .map(|(point, row)| {
@@ -278,6 +290,14 @@ impl HostContext for TestHost {
                     *allowed.iter().max_by(|&&a, &&b| row[a as usize].total_cmp(&row[b as usize]).then(b.cmp(&a))).expect("every row allows an option")
                 })
                 .collect();
+            if let Some(count) = self.keep_strongest {
+                let mut order: Vec<usize> = (0..choices.len()).collect();
+                order.sort_by(|&a, &b| values[b][choices[b] as usize].total_cmp(&values[a][choices[a] as usize]));
+                for &point in &order[count..] {
+                    choices[point] = Architecture::ABSENT;
+                }
+            }
+            let choices = choices.into();
             Ok(Architecture { choices })
         })
     }
