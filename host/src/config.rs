@@ -92,6 +92,12 @@ pub enum SelectBy {
     Standalone,
     /// Best supernet validation accuracy of the derived architecture; only it is trained.
     Supernet,
+    /// Successive halving over the leaves' stand-alone trainings (the DARTS-space protocol of
+    /// the paper): round r trains every surviving leaf's architecture from scratch for
+    /// `halving_first_epochs · 2^r` epochs and keeps the better half (rounded up) by validation
+    /// accuracy, until one is left. The report lists every round.
+    #[serde(rename = "successive_halving", alias = "successive-halving")]
+    SuccessiveHalving,
 }
 
 /// `[run]`: where results go and how the run is seeded.
@@ -172,8 +178,16 @@ pub struct FinalSection {
     pub max_steps_per_epoch: usize,
     /// Weight of the auxiliary head's loss, for networks that have one (DARTS: 0.4).
     pub auxiliary_weight: f64,
-    /// `standalone` (train every leaf, pick the best validation accuracy) or `supernet`.
+    /// `standalone` (train every leaf, pick the best validation accuracy), `supernet` (best
+    /// supernet accuracy, only it is trained) or `successive_halving` (see [`SelectBy`]).
     pub select_by: SelectBy,
+    /// Epochs of the first successive-halving round (each later round doubles them); 0 uses
+    /// `epochs`.
+    pub halving_first_epochs: usize,
+    /// Drop-path probability of networks that support it (DARTS: 0.2), raised linearly from 0
+    /// over the epochs as DARTS's training script does; 0 disables it (NB201 networks refuse
+    /// any other value).
+    pub drop_path_prob: f64,
     pub optimizer: SgdConfig,
 }
 
@@ -185,6 +199,8 @@ impl Default for FinalSection {
             max_steps_per_epoch: 0,
             auxiliary_weight: 0.4,
             select_by: SelectBy::Standalone,
+            halving_first_epochs: 0,
+            drop_path_prob: 0.0,
             optimizer: SgdConfig { lr: 0.1, lr_min: 0.0, momentum: 0.9, nesterov: true, weight_decay: 5e-4, grad_clip: 5.0 },
         }
     }
@@ -240,6 +256,10 @@ impl RunConfig {
             }
         } else if split.criterion == "none" && (!split.epochs.is_empty() || !split.config.is_empty()) {
             return Err("`split.criterion` is \"none\" but other [split] keys are set: name a criterion (gm, exhaustive, random)".to_string());
+        }
+        let drop_path = self.final_training.drop_path_prob;
+        if !(0.0..1.0).contains(&drop_path) {
+            return Err(format!("`final.drop_path_prob` must be in [0, 1), got {drop_path}"));
         }
         let adam = &self.search.architecture;
         positive(adam.lr, "search.architecture.lr")?;
@@ -297,6 +317,20 @@ mod tests {
         assert!(error.contains("split.groups"), "{error}");
         let error = parse(&format!("{MINIMAL}[split]\nepochs = [3]\n")).unwrap_err().to_string();
         assert!(error.contains("split.criterion"), "{error}");
+    }
+
+    #[test]
+    fn successive_halving_is_a_selection() {
+        let config = parse(&format!("{MINIMAL}[final]\nselect_by = \"successive_halving\"\nhalving_first_epochs = 2\ndrop_path_prob = 0.2\n")).unwrap();
+        assert_eq!(config.final_training.select_by, SelectBy::SuccessiveHalving);
+        assert_eq!((config.final_training.halving_first_epochs, config.final_training.drop_path_prob), (2, 0.2));
+        let round_trip = toml::to_string(&config).unwrap();
+        assert!(round_trip.contains("select_by = \"successive_halving\""), "{round_trip}");
+        assert_eq!(parse(&format!("{MINIMAL}[final]\nselect_by = \"successive-halving\"\n")).unwrap().final_training.select_by, SelectBy::SuccessiveHalving);
+        let error = parse(&format!("{MINIMAL}[final]\nselect_by = \"halving\"\n")).unwrap_err().to_string();
+        assert!(error.contains("successive_halving"), "{error}");
+        let error = parse(&format!("{MINIMAL}[final]\ndrop_path_prob = 1.0\n")).unwrap_err().to_string();
+        assert!(error.contains("final.drop_path_prob"), "{error}");
     }
 
     #[test]

@@ -71,6 +71,27 @@ pub struct Report {
     /// The node whose architecture was selected.
     pub selected: usize,
     pub selected_result: LeafResult,
+    /// Every round of successive halving (`[final] select_by = "successive_halving"`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub halving: Vec<HalvingRound>,
+}
+
+/// One leaf's stand-alone training in a round of successive halving.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HalvingEntry {
+    pub node: usize,
+    pub genotype: String,
+    pub result: crate::standalone::StandaloneResult,
+}
+
+/// A round of successive halving: every survivor trained from scratch for `epochs`, and the
+/// leaves kept for the next round (the better half, rounded up, by validation accuracy).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HalvingRound {
+    pub round: usize,
+    pub epochs: usize,
+    pub entries: Vec<HalvingEntry>,
+    pub kept: Vec<usize>,
 }
 
 fn to_tch(device: Device) -> tch::Device {
@@ -502,10 +523,12 @@ fn execute(setup: RunSetup, options: &RunOptions) -> Result<Report> {
         search.save_tree(&tree)?;
     }
 
-    // Select: stand-alone training of every leaf (best validation accuracy), or the supernet's word.
+    // Select: stand-alone training of every leaf (best validation accuracy), successive halving
+    // over those trainings, or the supernet's word.
     let leaves = tree.leaves();
     let by_standalone = config.final_training.epochs > 0 && config.final_training.select_by == crate::config::SelectBy::Standalone;
-    let to_train: Vec<usize> = if config.final_training.epochs == 0 {
+    let by_halving = config.final_training.epochs > 0 && config.final_training.select_by == crate::config::SelectBy::SuccessiveHalving;
+    let to_train: Vec<usize> = if config.final_training.epochs == 0 || by_halving {
         Vec::new()
     } else if by_standalone {
         leaves.clone()
@@ -518,11 +541,22 @@ fn execute(setup: RunSetup, options: &RunOptions) -> Result<Report> {
         }
         let result = tree.nodes[node].result.clone().expect("derived above");
         let architecture = splitnas_plugin_api::Architecture { choices: result.choices.clone().into() };
-        let standalone = final_training(&config, &space, &architecture, &result.genotype, node, &data, device, options, &mut metrics)?;
+        let standalone = final_training(&config, &config.final_training, &space, &architecture, &result.genotype, node, &data, device, options, &mut metrics)?;
         tree.nodes[node].result.as_mut().expect("derived above").standalone = Some(standalone);
         search.save_tree(&tree)?;
     }
-    let selected = if by_standalone {
+    let halving = if by_halving {
+        let train = |node: usize, epochs: usize, genotype: &str, architecture: &splitnas_plugin_api::Architecture, metrics: &mut MetricsLog| {
+            let section = crate::config::FinalSection { epochs, ..config.final_training.clone() };
+            final_training(&config, &section, &space, architecture, genotype, node, &data, device, options, metrics)
+        };
+        successive_halving(&config, &mut tree, &leaves, &directory, options, &mut metrics, &train, &|tree| search.save_tree(tree))?
+    } else {
+        Vec::new()
+    };
+    let selected = if let Some(last) = halving.last() {
+        last.kept[0]
+    } else if by_standalone {
         best_by(&tree, &leaves, |r| r.standalone.as_ref().and_then(|s| s.valid_accuracy).unwrap_or(f64::NEG_INFINITY))
     } else {
         best_by(&tree, &leaves, |r| r.architecture_valid_accuracy)
@@ -539,6 +573,7 @@ fn execute(setup: RunSetup, options: &RunOptions) -> Result<Report> {
         leaves: leaves.iter().map(|&n| (n, tree.nodes[n].result.clone().expect("derived above"))).collect(),
         selected,
         selected_result: tree.nodes[selected].result.clone().expect("derived above"),
+        halving,
     };
     write_json(&directory.join("report.json"), &report)?;
     write_atomic(&directory.join("report.md"), render_report(&report, &tree).as_bytes())?;
@@ -557,9 +592,79 @@ fn best_by(tree: &SplitTree, leaves: &[usize], score: impl Fn(&LeafResult) -> f6
     best
 }
 
+/// A stand-alone training of one leaf: `(node, epochs, genotype, architecture, metrics)`.
+type TrainLeaf<'a> = dyn Fn(usize, usize, &str, &splitnas_plugin_api::Architecture, &mut MetricsLog) -> Result<crate::standalone::StandaloneResult> + 'a;
+
+/// Successive halving over the leaves' stand-alone trainings (`[final] select_by =
+/// "successive_halving"`): round r trains every survivor from scratch for `first · 2^r` epochs
+/// and keeps the better half (rounded up) by validation accuracy (ties keep the lower node),
+/// until one is left. Every training is recorded in `halving.json` as it ends, so a resumed
+/// run continues where it stopped; each leaf's `standalone` result is its last training.
+#[allow(clippy::too_many_arguments)]
+fn successive_halving(
+    config: &RunConfig,
+    tree: &mut SplitTree,
+    leaves: &[usize],
+    directory: &Path,
+    options: &RunOptions,
+    metrics: &mut MetricsLog,
+    train: &TrainLeaf<'_>,
+    save_tree: &dyn Fn(&SplitTree) -> Result<()>,
+) -> Result<Vec<HalvingRound>> {
+    let path = directory.join("halving.json");
+    let mut rounds: Vec<HalvingRound> = if path.exists() { crate::checkpoint::read_json(&path)? } else { Vec::new() };
+    let section = &config.final_training;
+    let first = if section.halving_first_epochs == 0 { section.epochs } else { section.halving_first_epochs };
+    let mut survivors = leaves.to_vec();
+    for round in 0.. {
+        let epochs = first.checked_mul(1usize << round.min(usize::BITS as usize - 1)).context("successive halving: the epoch budget overflows")?;
+        if rounds.len() == round {
+            rounds.push(HalvingRound { round, epochs, entries: Vec::new(), kept: Vec::new() });
+        }
+        for &node in &survivors {
+            if rounds[round].entries.iter().any(|entry| entry.node == node) {
+                continue;
+            }
+            let leaf = tree.nodes[node].result.clone().expect("derived before selection");
+            let architecture = splitnas_plugin_api::Architecture { choices: leaf.choices.clone().into() };
+            let result = train(node, epochs, &leaf.genotype, &architecture, metrics)?;
+            tree.nodes[node].result.as_mut().expect("derived before selection").standalone = Some(result.clone());
+            rounds[round].entries.push(HalvingEntry { node, genotype: leaf.genotype, result });
+            write_json(&path, &rounds)?;
+            save_tree(tree)?;
+        }
+        let scores: Vec<(usize, f64)> = survivors
+            .iter()
+            .map(|&node| {
+                let entry = rounds[round].entries.iter().find(|entry| entry.node == node).expect("trained above");
+                (node, entry.result.valid_accuracy.filter(|v| !v.is_nan()).unwrap_or(f64::NEG_INFINITY))
+            })
+            .collect();
+        let mut ranked = scores.clone();
+        // Stable: equal accuracies keep the leaf order.
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        ranked.truncate(survivors.len().div_ceil(2));
+        let kept: Vec<usize> = survivors.iter().copied().filter(|node| ranked.iter().any(|(kept, _)| kept == node)).collect();
+        rounds[round].kept = kept.clone();
+        write_json(&path, &rounds)?;
+        metrics.write(json!({"event": "halving", "round": round, "epochs": epochs, "entries": rounds[round].entries, "kept": kept}))?;
+        if !options.quiet {
+            let scores: Vec<String> = scores.iter().map(|(node, valid)| format!("node {node} {valid:.4}")).collect();
+            eprintln!("successive halving round {round} ({epochs} epochs): valid {}; kept {kept:?}", scores.join(", "));
+        }
+        if kept.len() == 1 {
+            rounds.truncate(round + 1);
+            return Ok(rounds);
+        }
+        survivors = kept;
+    }
+    unreachable!("the survivors halve every round")
+}
+
 #[allow(clippy::too_many_arguments)]
 fn final_training(
     config: &RunConfig,
+    section: &crate::config::FinalSection,
     space: &SearchSpaceBox,
     architecture: &splitnas_plugin_api::Architecture,
     genotype: &str,
@@ -577,11 +682,11 @@ fn final_training(
     let test = RefCell::new(data.eval_loader(SplitName::Test)?);
     let steps = {
         let batches = train.borrow().batches_per_epoch();
-        let cap = config.final_training.max_steps_per_epoch;
+        let cap = section.max_steps_per_epoch;
         if cap == 0 { batches } else { batches.min(cap) }
     };
-    let bar = progress_bar((steps * config.final_training.epochs) as u64, options.quiet, format!("node {node} stand-alone"));
-    let result = train_standalone(&network, &train, Some(&valid), &test, &config.final_training, seed, &mut |_, _| bar.inc(1))?;
+    let bar = progress_bar((steps * section.epochs) as u64, options.quiet, format!("node {node} stand-alone"));
+    let result = train_standalone(&network, &train, Some(&valid), &test, section, seed, &mut |_, _| bar.inc(1))?;
     bar.finish_and_clear();
     if !options.quiet {
         eprintln!(
@@ -615,6 +720,23 @@ pub fn render_report(report: &Report, tree: &SplitTree) -> String {
             fmt(standalone.and_then(|s| s.valid_accuracy)),
             fmt(standalone.map(|s| s.test_accuracy))
         );
+    }
+    if !report.halving.is_empty() {
+        text += "\n## Successive halving\n\n| round | epochs | node | genotype | stand-alone valid | stand-alone test | kept |\n|---|---|---|---|---|---|---|\n";
+        for round in &report.halving {
+            for entry in &round.entries {
+                text += &format!(
+                    "| {} | {} | {} | `{}` | {} | {:.4} | {} |\n",
+                    round.round,
+                    round.epochs,
+                    entry.node,
+                    entry.genotype,
+                    fmt(entry.result.valid_accuracy),
+                    entry.result.test_accuracy,
+                    if round.kept.contains(&entry.node) { "yes" } else { "no" }
+                );
+            }
+        }
     }
     let selected = &report.selected_result;
     text += &format!(
@@ -651,6 +773,64 @@ mod tests {
         let options: abi_stable::std_types::RVec<OptionInfo> = ["a", "b", "c"].iter().map(|n| OptionInfo { name: (*n).into(), costs: Default::default() }).collect();
         let point = |name: &str, splittable| ChoicePointInfo { name: name.into(), group: "cell".into(), options: options.clone(), splittable };
         SpaceInfo { name: "t".into(), choice_points: vec![point("normal 0", true), point("normal 1", true), point("reduce 0", false)].into(), max_options: 3, min_group_size: 2 }
+    }
+
+    #[test]
+    fn successive_halving_keeps_the_better_half_at_doubling_budgets_and_resumes() {
+        let info = space();
+        let mut tree = SplitTree::new(&info);
+        let record = SplitRecord {
+            epoch: 1,
+            criterion: "test".into(),
+            choice_point: 0,
+            choice_point_name: "normal 0".into(),
+            groups: vec![vec![0], vec![1], vec![2]],
+            group_names: Vec::new(),
+            candidates: Vec::new(),
+            gradient_passes: 0,
+            seconds: 0.0,
+        };
+        let leaves = tree.split(0, record);
+        for &leaf in &leaves {
+            tree.nodes[leaf].result = Some(LeafResult {
+                genotype: format!("g{leaf}"),
+                choices: vec![0, 0, 0],
+                supernet_valid_accuracy: 0.0,
+                architecture_valid_accuracy: 0.0,
+                standalone: None,
+                parameters: 1,
+                flops: 1,
+            });
+        }
+        let directory = tempfile::tempdir().unwrap();
+        let mut config = RunConfig::from_toml("[space]\nname = \"t\"\n[algorithm]\nname = \"a\"\n[final]\nepochs = 9\nhalving_first_epochs = 2\nselect_by = \"successive_halving\"\n", Path::new("t.toml")).unwrap();
+        config.run.name = "t".into();
+        let mut metrics = MetricsLog::open(&directory.path().join("metrics.jsonl")).unwrap();
+        let options = RunOptions { quiet: true, ..RunOptions::default() };
+        // Node 3 is best at 2 epochs, node 2 at 4 epochs; node 1 is always worst.
+        let calls = std::cell::RefCell::new(Vec::new());
+        let train = |node: usize, epochs: usize, _: &str, _: &splitnas_plugin_api::Architecture, _: &mut MetricsLog| {
+            calls.borrow_mut().push((node, epochs));
+            let valid = match (node, epochs) {
+                (1, _) => 0.1,
+                (2, 2) => 0.5,
+                (3, 2) => 0.6,
+                (2, 4) => 0.8,
+                (3, 4) => 0.7,
+                other => panic!("unexpected training {other:?}"),
+            };
+            Ok(crate::standalone::StandaloneResult { epochs, final_train_loss: 1.0, valid_accuracy: Some(valid), test_accuracy: valid - 0.05, seconds: 0.0 })
+        };
+        let rounds = successive_halving(&config, &mut tree, &leaves, directory.path(), &options, &mut metrics, &train, &|_| Ok(())).unwrap();
+        assert_eq!(*calls.borrow(), vec![(1, 2), (2, 2), (3, 2), (2, 4), (3, 4)]);
+        assert_eq!(rounds.len(), 2);
+        assert_eq!((rounds[0].epochs, rounds[0].kept.clone()), (2, vec![2, 3]));
+        assert_eq!((rounds[1].epochs, rounds[1].kept.clone()), (4, vec![2]));
+        assert_eq!(tree.nodes[2].result.as_ref().unwrap().standalone.as_ref().unwrap().epochs, 4, "a leaf keeps its last training");
+        // Resumed: everything is in halving.json, nothing is trained again.
+        let none = |_: usize, _: usize, _: &str, _: &splitnas_plugin_api::Architecture, _: &mut MetricsLog| -> Result<crate::standalone::StandaloneResult> { panic!("trained again") };
+        let resumed = successive_halving(&config, &mut tree, &leaves, directory.path(), &options, &mut metrics, &none, &|_| Ok(())).unwrap();
+        assert_eq!(resumed, rounds);
     }
 
     #[test]

@@ -63,11 +63,13 @@ pub fn train_standalone(
     };
     for epoch in 0..config.epochs {
         let lr = cosine_lr(config.optimizer.lr, config.optimizer.lr_min, epoch, config.epochs);
+        // DARTS's schedule: drop_path_prob · epoch / epochs.
+        let mode = ForwardMode { train: true, drop_path_prob: config.drop_path_prob * epoch as f64 / config.epochs as f64 };
         // Summed on the device; read once per epoch (no per-step device sync).
         let mut loss_sum: Option<Tensor> = None;
         for step in 0..steps {
             let batch = train.borrow_mut().next_batch();
-            let output = network.forward(TensorRef::new(&batch.images), ForwardMode { train: true, drop_path_prob: 0.0 }).within("network")?;
+            let output = network.forward(TensorRef::new(&batch.images), mode).within("network")?;
             let mut loss = output.logits.into_tensor().cross_entropy_for_logits(&batch.labels);
             if let abi_stable::std_types::ROption::RSome(auxiliary) = output.auxiliary_logits {
                 loss += auxiliary.into_tensor().cross_entropy_for_logits(&batch.labels) * config.auxiliary_weight;
