@@ -1,5 +1,6 @@
 //! The splitnas host: plugin registry, components, devices, and (growing) the search itself.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod compare;
 pub mod components;

@@ -41,6 +41,9 @@ enum Command {
     Tree(TreeArgs),
     /// Parameters and FLOPs of one architecture's stand-alone network.
     Arch(ArchArgs),
+    /// Measure search quality: ground-truth tables and how well supernets rank them.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// What this process can run on (CUDA, threads) and the libtorch it was built for.
     Info {
         /// Print JSON instead of text.
@@ -150,6 +153,102 @@ struct ArchArgs {
 }
 
 #[derive(Subcommand)]
+enum BenchCommand {
+    /// Train many architectures stand-alone under one protocol and write their accuracies
+    /// (table.json, table.csv). Resumable: run the same command again to continue.
+    GroundTruth(GroundTruthArgs),
+    /// How well a finished run's supernet (its leaves) ranks the architectures of a table.
+    Ranking(RankingArgs),
+    /// Convert a NAS-Bench-201 (.pth) or NATS-Bench topology (.pickle.pbz2) file to a table.
+    ConvertNb201(ConvertArgs),
+}
+
+#[derive(Args)]
+struct GroundTruthArgs {
+    /// The protocol: a run configuration whose [data], [space], [final] and [run] tables
+    /// define the data, the networks, the training and the seed of the sample.
+    #[arg(long)]
+    config: PathBuf,
+    /// `all`, or how many architectures to sample (stratified by model size, seeded by run.seed).
+    #[arg(long, default_value = "200")]
+    architectures: splitnas::bench::ground_truth::Selection,
+    /// Training seeds, comma-separated; each architecture is trained once per seed.
+    #[arg(long, value_delimiter = ',', default_value = "0,1")]
+    seeds: Vec<u64>,
+    /// Where protocol.json, results.jsonl, table.json and table.csv go.
+    #[arg(long)]
+    output_dir: PathBuf,
+    /// `i/n`: this process trains every n-th (architecture, seed) pair from the i-th, sharing
+    /// the output directory with the other workers; afterwards a run without it assembles the table.
+    #[arg(long, value_parser = splitnas::bench::ground_truth::parse_worker)]
+    worker: Option<(usize, usize)>,
+    /// `cpu`, `cuda`, `cuda:N` or `auto`; overrides `run.device`.
+    #[arg(long)]
+    device: Option<String>,
+    /// No progress output.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct RankingArgs {
+    /// A finished run directory (runs/<name>).
+    run_dir: PathBuf,
+    /// The ground-truth table (.json or .csv).
+    #[arg(long)]
+    table: PathBuf,
+    #[command(flatten)]
+    evaluation: RankingEvaluationArgs,
+    /// `cpu`, `cuda`, `cuda:N` or `auto`; overrides the run's device.
+    #[arg(long)]
+    device: Option<String>,
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// No progress output.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// How a supernet evaluates the architectures of a table (`bench ranking`, `compare --table`).
+#[derive(Args, Clone)]
+struct RankingEvaluationArgs {
+    /// Valid batches per architecture; 0 evaluates on the whole valid split.
+    #[arg(long, default_value_t = splitnas::bench::ranking::RankingOptions::default().eval_batches)]
+    eval_batches: usize,
+    /// Training batches that re-estimate BatchNorm statistics per architecture.
+    #[arg(long, default_value_t = splitnas::bench::ranking::RankingOptions::default().recalibration_batches)]
+    recalibration_batches: usize,
+    /// The k of top-k precision, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = splitnas::bench::ranking::RankingOptions::default().top_k)]
+    top_k: Vec<usize>,
+}
+
+impl RankingEvaluationArgs {
+    fn options(&self) -> splitnas::bench::ranking::RankingOptions {
+        splitnas::bench::ranking::RankingOptions { eval_batches: self.eval_batches, recalibration_batches: self.recalibration_batches, top_k: self.top_k.clone() }
+    }
+}
+
+#[derive(Args)]
+struct ConvertArgs {
+    /// NAS-Bench-201-v1_*.pth, NATS-tss-v1_0-*.pickle.pbz2, or a plain pickle of the same dict.
+    input: PathBuf,
+    /// `cifar10-valid`, `cifar10`, `cifar100` or `ImageNet16-120`.
+    #[arg(long, default_value_t = splitnas::bench::external::Nb201Selection::default().dataset)]
+    dataset: String,
+    /// Evaluation set: `x-valid`, `x-test` or `ori-test`.
+    #[arg(long, default_value_t = splitnas::bench::external::Nb201Selection::default().set)]
+    set: String,
+    /// Training schedule: `200` or `12` epochs.
+    #[arg(long, default_value_t = splitnas::bench::external::Nb201Selection::default().schedule)]
+    schedule: String,
+    /// The table to write (.json or .csv).
+    #[arg(long, short)]
+    output: PathBuf,
+}
+
+#[derive(Subcommand)]
 enum PluginsCommand {
     /// List every loaded component (kind, name, version, file, description).
     List {
@@ -184,6 +283,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Resume(args) => resume(&cli.plugins, args),
         Command::Compare(args) => compare(&cli.plugins, args),
         Command::Tree(args) => tree(args),
+        Command::Bench(BenchCommand::GroundTruth(args)) => ground_truth(&cli.plugins, args),
+        Command::Bench(BenchCommand::Ranking(args)) => ranking(&cli.plugins, args),
+        Command::Bench(BenchCommand::ConvertNb201(args)) => convert_nb201(args),
         Command::Info { json } => {
             let report = device_report();
             if json {
@@ -374,5 +476,41 @@ fn compare(plugins: &PluginOptions, args: CompareArgs) -> Result<ExitCode> {
     } else {
         print!("{}", render_table(&rows));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The command line as given, for tables that record how they were made.
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+fn ground_truth(plugins: &PluginOptions, args: GroundTruthArgs) -> Result<ExitCode> {
+    use splitnas::bench::ground_truth::{run_ground_truth, GroundTruthRequest};
+    let config = splitnas::config::RunConfig::from_file(&args.config)?;
+    let options = splitnas::run::RunOptions { device: args.device, output_dir: None, overwrite: false, quiet: args.quiet };
+    let request = GroundTruthRequest { config, selection: args.architectures, seeds: args.seeds, output_dir: args.output_dir.clone(), command: command_line(), worker: args.worker };
+    let table = run_ground_truth(request, discover(plugins), &options)?;
+    println!("{} architectures in {}", table.architectures.len(), args.output_dir.join("table.json").display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ranking(plugins: &PluginOptions, args: RankingArgs) -> Result<ExitCode> {
+    use splitnas::bench::ranking::{rank_run, render_ranking};
+    let options = splitnas::run::RunOptions { device: args.device, output_dir: None, overwrite: false, quiet: args.quiet };
+    let report = rank_run(&args.run_dir, &args.table, discover(plugins), &args.evaluation.options(), &options)?;
+    if let Some(path) = &args.json {
+        splitnas::checkpoint::write_json(path, &report)?;
+    }
+    print!("{}", render_ranking(&report));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn convert_nb201(args: ConvertArgs) -> Result<ExitCode> {
+    use splitnas::bench::external::{convert_nb201, Nb201Selection};
+    let selection = Nb201Selection { dataset: args.dataset, set: args.set, schedule: args.schedule };
+    let mut table = convert_nb201(&args.input, &selection)?;
+    table.command = Some(command_line());
+    table.write(&args.output)?;
+    println!("{} architectures ({}) written to {}", table.architectures.len(), table.metric, args.output.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -145,7 +145,7 @@ impl MetricsLog {
     }
 }
 
-fn progress_bar(length: u64, quiet: bool, prefix: String) -> ProgressBar {
+pub fn progress_bar(length: u64, quiet: bool, prefix: String) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
     }
