@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::bench::ranking::{rank_run, RankingOptions, RankingReport, METHODS};
 use crate::config::RunConfig;
 use crate::plugins::PluginRegistry;
 use crate::run::{resume, run, Report, RunOptions, RunSetup};
@@ -21,6 +22,9 @@ pub struct CompareRequest {
     pub algorithm: Option<String>,
     pub seeds: Vec<u64>,
     pub output_dir: PathBuf,
+    /// A ground-truth table: score every run's ranking against it.
+    pub table: Option<PathBuf>,
+    pub ranking: RankingOptions,
 }
 
 /// One criterion's row of the table.
@@ -38,6 +42,64 @@ pub struct CompareRow {
     pub split_seconds_mean: f64,
     pub leaves: usize,
     pub runs: Vec<PathBuf>,
+    /// Ranking quality against the table, where one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranking: Option<RankingSummary>,
+}
+
+/// Ranking quality of one criterion over its seeds: per BN method, mean and std.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RankingSummary {
+    pub methods: Vec<MethodStatistics>,
+    /// Regret of each run's own selected architecture, where the table lists it.
+    pub selected_regret: (f64, f64),
+    pub selected_in_table: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MethodStatistics {
+    pub method: String,
+    pub kendall_tau: (f64, f64),
+    pub spearman_rho: (f64, f64),
+    /// (k, mean, std) of top-k precision.
+    pub top_k: Vec<(usize, f64, f64)>,
+    pub regret: (f64, f64),
+}
+
+fn summarize_rankings(reports: &[RankingReport]) -> RankingSummary {
+    let stat = |f: &dyn Fn(&RankingReport) -> f64| mean_std(&reports.iter().map(f).collect::<Vec<_>>());
+    let methods = METHODS
+        .iter()
+        .enumerate()
+        .map(|(m, (name, _))| MethodStatistics {
+            method: name.to_string(),
+            kendall_tau: stat(&|r| r.methods[m].kendall_tau),
+            spearman_rho: stat(&|r| r.methods[m].spearman_rho),
+            top_k: reports.first().map_or(Vec::new(), |first| {
+                first.methods[m].top_k.iter().enumerate().map(|(i, t)| {
+                    let (mean, std) = stat(&|r| r.methods[m].top_k[i].precision);
+                    (t.k, mean, std)
+                }).collect()
+            }),
+            regret: stat(&|r| r.methods[m].regret),
+        })
+        .collect();
+    let selected: Vec<f64> = reports.iter().filter_map(|r| r.selected.as_ref().and_then(|s| s.regret)).collect();
+    RankingSummary { methods, selected_regret: mean_std(&selected), selected_in_table: selected.len() }
+}
+
+/// The run's ranking report, cached in the run directory for this table and these options.
+fn ranking_of(directory: &Path, table: &Path, ranking: &RankingOptions, registry: PluginRegistry, options: &RunOptions) -> Result<RankingReport> {
+    let cache = directory.join("ranking.json");
+    if let Ok(report) = crate::checkpoint::read_json::<RankingReport>(&cache) {
+        let same_options = serde_json::to_value(&report.options).ok() == serde_json::to_value(ranking).ok();
+        if report.table == table && same_options {
+            return Ok(report);
+        }
+    }
+    let report = rank_run(directory, table, registry, ranking, options)?;
+    crate::checkpoint::write_json(&cache, &report)?;
+    Ok(report)
 }
 
 /// Mean and sample standard deviation (0 for one value).
@@ -119,8 +181,10 @@ pub fn compare(base: &RunConfig, request: &CompareRequest, mut registry: impl Fn
     }
     base.run.output_dir = request.output_dir.clone();
     let mut rows = Vec::new();
+    let mut plot_inputs: Vec<(String, Vec<RankingReport>)> = Vec::new();
     for criterion in &request.criteria {
         let mut reports = Vec::new();
+        let mut rankings = Vec::new();
         let mut runs = Vec::new();
         for &seed in &request.seeds {
             let config = run_config(&base, criterion, seed)?;
@@ -130,6 +194,12 @@ pub fn compare(base: &RunConfig, request: &CompareRequest, mut registry: impl Fn
             }
             let report = run_or_resume(config, &directory, registry(), options).with_context(|| format!("criterion `{criterion}`, seed {seed}"))?;
             reports.push(report);
+            if let Some(table) = &request.table {
+                if !options.quiet {
+                    eprintln!("   ranking {} against {}", directory.display(), table.display());
+                }
+                rankings.push(ranking_of(&directory, table, &request.ranking, registry(), options).with_context(|| format!("ranking of criterion `{criterion}`, seed {seed}"))?);
+            }
             runs.push(directory);
         }
         let valid: Vec<f64> = reports.iter().map(|r| r.selected_result.standalone.as_ref().and_then(|s| s.valid_accuracy).unwrap_or(f64::NAN)).collect();
@@ -149,9 +219,59 @@ pub fn compare(base: &RunConfig, request: &CompareRequest, mut registry: impl Fn
             split_seconds_mean: mean_std(&reports.iter().map(|r| r.split_seconds).collect::<Vec<_>>()).0,
             leaves: reports.first().map_or(0, |r| r.leaves.len()),
             runs,
+            ranking: (!rankings.is_empty()).then(|| summarize_rankings(&rankings)),
         });
+        if request.table.is_some() {
+            plot_inputs.push((criterion.clone(), rankings));
+        }
+    }
+    if !plot_inputs.is_empty() {
+        write_plots(&rows, &plot_inputs, &request.output_dir)?;
     }
     Ok(rows)
+}
+
+/// `ranking-tau.svg` (τ per criterion and BN method) and `ranking-scatter.svg` (predicted vs
+/// true accuracy of each criterion's first seed, recalibrated BN) in the output directory.
+fn write_plots(rows: &[CompareRow], inputs: &[(String, Vec<RankingReport>)], directory: &Path) -> Result<()> {
+    use crate::bench::plots::{prediction_scatter, tau_bars, TauBar};
+    let bars: Vec<TauBar> = rows
+        .iter()
+        .filter_map(|row| row.ranking.as_ref().map(|r| TauBar { criterion: row.criterion.clone(), per_method: r.methods.iter().map(|m| m.kendall_tau).collect() }))
+        .collect();
+    tau_bars(&bars, &directory.join("ranking-tau.svg"))?;
+    let firsts: Vec<(String, &RankingReport)> = inputs.iter().filter_map(|(c, reports)| reports.first().map(|r| (format!("{c}, seed {}", r.run_dir.file_name().map(|n| n.to_string_lossy().rsplit("seed").next().unwrap_or("").to_string()).unwrap_or_default()), r))).collect();
+    prediction_scatter(&firsts, 1, &directory.join("ranking-scatter.svg"))?;
+    Ok(())
+}
+
+/// Ranking columns, one row per criterion and BN method.
+pub fn render_ranking_table(rows: &[CompareRow]) -> String {
+    let Some(first) = rows.iter().find_map(|r| r.ranking.as_ref()) else { return String::new() };
+    let ks: Vec<usize> = first.methods[0].top_k.iter().map(|t| t.0).collect();
+    let mut out = String::from("| criterion | BN | Kendall τ | Spearman ρ |");
+    for k in &ks {
+        out += &format!(" top-{k} precision |");
+    }
+    out += " regret of the top pick | regret of the run's selection |\n|---|---|---|---|";
+    out += &"---|".repeat(ks.len() + 2);
+    out += "\n";
+    for row in rows {
+        let Some(ranking) = &row.ranking else { continue };
+        for method in &ranking.methods {
+            out += &format!("| {} | {} | {:.3} ± {:.3} | {:.3} ± {:.3} |", row.criterion, method.method, method.kendall_tau.0, method.kendall_tau.1, method.spearman_rho.0, method.spearman_rho.1);
+            for (_, mean, std) in &method.top_k {
+                out += &format!(" {mean:.2} ± {std:.2} |");
+            }
+            out += &format!(" {:.4} ± {:.4} |", method.regret.0, method.regret.1);
+            out += &if ranking.selected_in_table > 0 {
+                format!(" {:.4} ± {:.4} ({}/{} listed) |\n", ranking.selected_regret.0, ranking.selected_regret.1, ranking.selected_in_table, row.seeds.len())
+            } else {
+                " not in the table |\n".to_string()
+            };
+        }
+    }
+    out
 }
 
 /// The table for people.

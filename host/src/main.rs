@@ -96,6 +96,12 @@ struct CompareArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// A ground-truth table (.json/.csv): adds ranking-quality columns (see `bench ranking`)
+    /// and writes ranking-tau.svg and ranking-scatter.svg into the output directory.
+    #[arg(long)]
+    table: Option<PathBuf>,
+    #[command(flatten)]
+    ranking: RankingEvaluationArgs,
     /// No progress output.
     #[arg(long, short)]
     quiet: bool,
@@ -458,7 +464,15 @@ fn compare(plugins: &PluginOptions, args: CompareArgs) -> Result<ExitCode> {
         Some(path) => RunConfig::from_file(path)?,
         None => RunConfig::from_toml(DEFAULT_BASE_CONFIG, std::path::Path::new("examples/quickstart.toml"))?,
     };
-    let request = CompareRequest { criteria: args.criteria, space: args.space, algorithm: args.algorithm, seeds: args.seeds, output_dir: args.output_dir };
+    let request = CompareRequest {
+        criteria: args.criteria,
+        space: args.space,
+        algorithm: args.algorithm,
+        seeds: args.seeds,
+        output_dir: args.output_dir,
+        table: args.table,
+        ranking: args.ranking.options(),
+    };
     let options = splitnas::run::RunOptions { device: args.device, output_dir: None, overwrite: false, quiet: args.quiet };
     let mut first = true;
     let registry = || {
@@ -475,6 +489,11 @@ fn compare(plugins: &PluginOptions, args: CompareArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         print!("{}", render_table(&rows));
+        let ranking = splitnas::compare::render_ranking_table(&rows);
+        if !ranking.is_empty() {
+            println!();
+            print!("{ranking}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
