@@ -5,12 +5,113 @@
 //!   the published count), DARTS_V1 and PC-DARTS: parameters without and with the auxiliary
 //!   head, FLOPs at 32x32;
 //! - the search network at C=16, 8 cells: parameters, and the mixed-op parameters each choice
-//!   point owns.
+//!   point owns;
+//! - forward and backward of a tiny search network (sparse mixing weights) and of DARTS_V2's
+//!   tiny stand-alone network, after loading the reference's parameters into ours by name:
+//!   training logits, every gradient, running statistics, evaluation logits.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
 
 use serde::Deserialize;
-use splitnas_plugin_api::author::{SpacePlugin, SupernetPlugin};
-use splitnas_plugin_api::Device;
+use splitnas_plugin_api::author::{NetworkPlugin, SpacePlugin, SupernetPlugin};
+use splitnas_plugin_api::{Device, ForwardMode, Mask, NamedTensor};
 use splitnas_plugin_darts_space::DartsSpace;
+use tch::{Kind, Tensor};
+
+/// |ours − pytorch| ≤ RELATIVE · max|pytorch| + ABSOLUTE, per tensor (float32 throughout).
+const RELATIVE: f64 = 1e-4;
+const ABSOLUTE: f64 = 1e-5;
+
+fn read_tensors(file: &str) -> HashMap<String, Tensor> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(file);
+    Tensor::read_safetensors(&path).unwrap_or_else(|error| panic!("{file}: {error}")).into_iter().collect()
+}
+
+/// The tensors under `prefix/`, keyed by the rest of their name.
+fn under<'a>(tensors: &'a HashMap<String, Tensor>, prefix: &str) -> HashMap<&'a str, &'a Tensor> {
+    tensors.iter().filter_map(|(name, tensor)| Some((name.strip_prefix(prefix)?.strip_prefix('/')?, tensor))).collect()
+}
+
+fn assert_close(what: &str, ours: &Tensor, expected: &Tensor) {
+    assert_eq!(ours.size(), expected.size(), "{what}: shape");
+    let expected = expected.to_kind(Kind::Double);
+    let scale = expected.abs().max().double_value(&[]);
+    let difference = (ours.to_kind(Kind::Double) - &expected).abs().max().double_value(&[]);
+    assert!(difference <= RELATIVE * scale + ABSOLUTE, "{what}: max |ours - pytorch| = {difference:e} with max |pytorch| = {scale:e}");
+}
+
+fn by_name(named: Vec<NamedTensor>) -> Vec<(String, Tensor)> {
+    named.into_iter().map(|named| (named.name.to_string(), named.tensor.into_tensor())).collect()
+}
+
+/// Copies `values[name]` into every tensor, which must be exactly the names there.
+fn load(what: &str, ours: &[(String, Tensor)], values: &HashMap<&str, &Tensor>) {
+    let our_names: BTreeSet<&str> = ours.iter().map(|(name, _)| name.as_str()).collect();
+    let their_names: BTreeSet<&str> = values.keys().copied().collect();
+    assert_eq!(our_names, their_names, "{what}: the plugin's names and the fixture's differ");
+    tch::no_grad(|| {
+        for (name, tensor) in ours {
+            tensor.shallow_clone().f_copy_(values[name.as_str()]).unwrap_or_else(|error| panic!("{what} {name}: {error}"));
+        }
+    });
+}
+
+/// Training logits, loss, every gradient (the fixture leaves out exact zeros), running
+/// statistics after the training forward, evaluation logits.
+fn check_case(what: &str, fixture: &HashMap<String, Tensor>, parameters: &[(String, Tensor)], buffers: &[(String, Tensor)], forward: impl Fn(bool) -> Tensor) {
+    load(what, parameters, &under(fixture, "param"));
+    load(what, buffers, &under(fixture, "buffer_before"));
+    let logits = forward(true);
+    assert_close(&format!("{what} training logits"), &logits, &fixture["logits_train"]);
+    let loss = logits.cross_entropy_for_logits(&fixture["labels"]);
+    assert_close(&format!("{what} loss"), &loss.reshape([1]), &fixture["loss"]);
+    loss.backward();
+    let gradients = under(fixture, "grad");
+    for (name, tensor) in parameters {
+        let grad = tensor.grad();
+        let ours = if grad.defined() { grad } else { tensor.zeros_like() };
+        match gradients.get(name.as_str()) {
+            Some(expected) => assert_close(&format!("{what} grad of {name}"), &ours, expected),
+            None => assert_close(&format!("{what} grad of {name} (zero)"), &ours, &tensor.zeros_like()),
+        }
+    }
+    let after = under(fixture, "buffer_after");
+    for (name, tensor) in buffers {
+        assert_close(&format!("{what} {name} after training"), tensor, after[name.as_str()]);
+    }
+    let logits = tch::no_grad(|| forward(false));
+    assert_close(&format!("{what} evaluation logits"), &logits, &fixture["logits_eval"]);
+}
+
+#[test]
+fn supernet_forward_and_backward_match_pytorch() {
+    tch::set_num_threads(1);
+    let fixture = read_tensors("supernet_case.safetensors");
+    let space = DartsSpace::create(r#"{"channels": 2, "cells": 3, "classes": 10, "input_channels": 3}"#).unwrap();
+    let supernet = space.build_supernet(&space.info().unwrap().full_mask(), Device::Cpu).unwrap();
+    let parameters = by_name(supernet.parameters().unwrap());
+    let buffers = by_name(supernet.buffers().unwrap());
+    // Zero weights are the options a host leaves inactive.
+    let weights = &fixture["weights"];
+    let rows = Vec::<Vec<f32>>::try_from(weights).unwrap();
+    let active = Mask { rows: rows.iter().map(|row| row.iter().map(|&w| w != 0.0).collect()).collect() };
+    check_case("supernet", &fixture, &parameters, &buffers, |train| supernet.forward(&fixture["input"], weights, &active, train).unwrap());
+}
+
+#[test]
+fn network_forward_and_backward_match_pytorch() {
+    tch::set_num_threads(1);
+    let fixture = read_tensors("network_case.safetensors");
+    let space = DartsSpace::create(r#"{"network_channels": 2, "network_cells": 5, "auxiliary": false, "classes": 10, "input_channels": 3}"#).unwrap();
+    let darts_v2 = &serde_json::from_str::<Fixture>(include_str!("fixtures/param_counts.json")).unwrap().networks[0].genotype;
+    let network = space.build_network(&space.parse_genotype(darts_v2).unwrap(), Device::Cpu).unwrap();
+    let parameters = by_name(network.parameters().unwrap());
+    let buffers = by_name(network.buffers().unwrap());
+    check_case("network", &fixture, &parameters, &buffers, |train| {
+        network.forward(&fixture["input"], ForwardMode { train, drop_path_prob: 0.0 }).unwrap().0
+    });
+}
 
 #[derive(Deserialize)]
 struct Fixture {
