@@ -160,11 +160,6 @@ pub fn drop_path(input: &Tensor, drop_prob: f64) -> Result<Tensor, TchError> {
     input.f_div_scalar(keep)?.f_mul(&mask)
 }
 
-/// `[B, C, H, W]` zeros with the kind and device of `like`.
-pub fn zeros_like_shape(like: &Tensor, shape: [i64; 4]) -> Result<Tensor, TchError> {
-    Tensor::f_zeros(shape, (like.kind(), like.device()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
