@@ -148,6 +148,9 @@ fn ranking_evaluates_each_architecture_in_its_leaf_and_recalibration_ignores_sto
         assert!(method.regret >= 0.0);
     }
     assert_eq!(checkpoints(&directory), before, "ranking leaves the run's checkpoints untouched");
+    let cache = directory.join("ranking-predictions.json");
+    assert!(cache.exists(), "predictions are kept for the next table");
+    std::fs::remove_file(&cache).unwrap();
     let again = rank(&directory, &table);
     assert_eq!(again.scores.iter().map(|s| &s.predicted).collect::<Vec<_>>(), report.scores.iter().map(|s| &s.predicted).collect::<Vec<_>>());
 
@@ -165,6 +168,9 @@ fn ranking_evaluates_each_architecture_in_its_leaf_and_recalibration_ignores_sto
             .collect();
         splitnas::checkpoint::write_tensors(&path, &tensors).unwrap();
     }
+    let cached = rank(&directory, &table);
+    assert_eq!(cached.scores.iter().map(|s| &s.predicted).collect::<Vec<_>>(), report.scores.iter().map(|s| &s.predicted).collect::<Vec<_>>(), "cached predictions are reused");
+    std::fs::remove_file(&cache).unwrap();
     let corrupted = rank(&directory, &table);
     let column = |r: &RankingReport, m: usize| r.scores.iter().map(|s| s.predicted[m]).collect::<Vec<_>>();
     assert_ne!(column(&corrupted, 0), column(&report, 0), "running statistics are used as stored");

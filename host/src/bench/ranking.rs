@@ -163,21 +163,34 @@ pub fn rank_run(run_dir: &Path, table_path: &Path, registry: PluginRegistry, opt
     let calibration = RefCell::new(BatchLoader::new(&data.splits.train, &data.normalization, calibration_options, data.splits.train.device())?);
     let bar = crate::run::progress_bar(evaluated as u64, run_options.quiet, "ranking".to_string());
     let mut scores = Vec::with_capacity(evaluated);
+    let mut cache = PredictionCache::open(run_dir, options);
     for (&leaf, members) in &by_leaf {
-        let mask = tree.nodes[leaf].mask();
-        let leaf_net = LeafSupernet::load(&setup, run_dir, leaf, &mask)?;
-        let momentum = leaf_net.batch_norm_momentum(&calibration, &members[0].1, &setup)?;
+        let mut leaf_net: Option<(LeafSupernet, f64)> = None;
         for (row, architecture) in members {
-            let (weights, active) = one_hot_weights(architecture, &setup.info, setup.device);
-            let running = leaf_net.accuracy(&valid, &weights, &active, options.eval_batches)?;
-            leaf_net.recalibrate(&calibration, &weights, &active, options.recalibration_batches, momentum)?;
-            let recalibrated = leaf_net.accuracy(&valid, &weights, &active, options.eval_batches)?;
-            leaf_net.restore_buffers();
             let entry = &table.architectures[*row];
-            scores.push(ArchitectureScore { genotype: entry.genotype.clone(), leaf, truth: entry.mean_accuracy(), predicted: vec![running, recalibrated] });
+            let predicted = match cache.get(&entry.genotype) {
+                Some(predicted) => predicted,
+                None => {
+                    if leaf_net.is_none() {
+                        let net = LeafSupernet::load(&setup, run_dir, leaf, &tree.nodes[leaf].mask())?;
+                        let momentum = net.batch_norm_momentum(&calibration, &members[0].1, &setup)?;
+                        leaf_net = Some((net, momentum));
+                    }
+                    let (net, momentum) = leaf_net.as_ref().expect("loaded above");
+                    let (weights, active) = one_hot_weights(architecture, &setup.info, setup.device);
+                    let running = net.accuracy(&valid, &weights, &active, options.eval_batches)?;
+                    net.recalibrate(&calibration, &weights, &active, options.recalibration_batches, *momentum)?;
+                    let recalibrated = net.accuracy(&valid, &weights, &active, options.eval_batches)?;
+                    net.restore_buffers();
+                    cache.insert(&entry.genotype, vec![running, recalibrated])?;
+                    vec![running, recalibrated]
+                }
+            };
+            scores.push(ArchitectureScore { genotype: entry.genotype.clone(), leaf, truth: entry.mean_accuracy(), predicted });
             bar.inc(1);
         }
     }
+    cache.save()?;
     bar.finish_and_clear();
 
     let truth: Vec<f64> = scores.iter().map(|s| s.truth).collect();
@@ -224,6 +237,55 @@ pub fn rank_run(run_dir: &Path, table_path: &Path, registry: PluginRegistry, opt
         scores,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The supernet's predictions per genotype, kept in the run directory
+/// (`ranking-predictions.json`) for the evaluation options they were made with: scoring the
+/// same run against another table, or again, costs no evaluation, and an interrupted
+/// ranking continues.
+struct PredictionCache {
+    path: PathBuf,
+    file: CachedPredictions,
+    unsaved: usize,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct CachedPredictions {
+    eval_batches: usize,
+    recalibration_batches: usize,
+    predictions: BTreeMap<String, Vec<f64>>,
+}
+
+impl PredictionCache {
+    fn open(run_dir: &Path, options: &RankingOptions) -> Self {
+        let path = run_dir.join("ranking-predictions.json");
+        let file = read_json::<CachedPredictions>(&path)
+            .ok()
+            .filter(|c| c.eval_batches == options.eval_batches && c.recalibration_batches == options.recalibration_batches)
+            .unwrap_or(CachedPredictions { eval_batches: options.eval_batches, recalibration_batches: options.recalibration_batches, predictions: BTreeMap::new() });
+        PredictionCache { path, file, unsaved: 0 }
+    }
+
+    fn get(&self, genotype: &str) -> Option<Vec<f64>> {
+        self.file.predictions.get(genotype).cloned()
+    }
+
+    fn insert(&mut self, genotype: &str, predicted: Vec<f64>) -> Result<()> {
+        self.file.predictions.insert(genotype.to_string(), predicted);
+        self.unsaved += 1;
+        if self.unsaved >= 20 {
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    fn save(&mut self) -> Result<()> {
+        if self.unsaved > 0 {
+            crate::checkpoint::write_json(&self.path, &self.file)?;
+            self.unsaved = 0;
+        }
+        Ok(())
+    }
 }
 
 /// One leaf's supernet, restored from its checkpoint, with a copy of its BN buffers.
