@@ -24,7 +24,8 @@ threads = 1   # tests run in parallel: one libtorch thread each
 dataset = "embedded"
 max_train_images = 600
 max_test_images = 100
-batch_size = 8   # the DARTS supernet runs every op of every edge: keep the passes small
+batch_size = 4   # the DARTS supernet runs every op of every edge: keep the passes small
+eval_batch_size = 100
 
 [space]
 name = "darts"
