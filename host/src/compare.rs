@@ -54,6 +54,9 @@ pub struct RankingSummary {
     /// Regret of each run's own selected architecture, where the table lists it.
     pub selected_regret: (f64, f64),
     pub selected_in_table: usize,
+    /// Kendall τ between the table's first two seeds (the noise ceiling), where it has two.
+    #[serde(default)]
+    pub table_seed_tau: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,7 +88,7 @@ fn summarize_rankings(reports: &[RankingReport]) -> RankingSummary {
         })
         .collect();
     let selected: Vec<f64> = reports.iter().filter_map(|r| r.selected.as_ref().and_then(|s| s.regret)).collect();
-    RankingSummary { methods, selected_regret: mean_std(&selected), selected_in_table: selected.len() }
+    RankingSummary { methods, selected_regret: mean_std(&selected), selected_in_table: selected.len(), table_seed_tau: reports.first().and_then(|r| r.table_seed_tau) }
 }
 
 /// The run's ranking report, cached in the run directory for this table and these options.
@@ -270,6 +273,9 @@ pub fn render_ranking_table(rows: &[CompareRow]) -> String {
                 " not in the table |\n".to_string()
             };
         }
+    }
+    if let Some(tau) = first.table_seed_tau {
+        out += &format!("\nThe table's first two seeds agree with Kendall τ = {tau:.3}: the noise ceiling of these columns.\n");
     }
     out
 }

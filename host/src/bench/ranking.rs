@@ -106,6 +106,10 @@ pub struct RankingReport {
     /// Table rows not evaluated, with the reason.
     pub skipped: Vec<(String, String)>,
     pub best_truth: f64,
+    /// Kendall τ between the table's first two seeds over the evaluated architectures: how
+    /// well the table agrees with itself, the ceiling any predictor can be compared with.
+    #[serde(default)]
+    pub table_seed_tau: Option<f64>,
     pub options: RankingOptions,
     pub methods: Vec<MethodSummary>,
     /// The run's own selected architecture, scored by the table.
@@ -194,6 +198,13 @@ pub fn rank_run(run_dir: &Path, table_path: &Path, registry: PluginRegistry, opt
     bar.finish_and_clear();
 
     let truth: Vec<f64> = scores.iter().map(|s| s.truth).collect();
+    let table_seed_tau = {
+        let pairs: Vec<(f64, f64)> = scores.iter().filter_map(|s| table.find(&s.genotype).filter(|e| e.accuracy.len() >= 2).map(|e| (e.accuracy[0], e.accuracy[1]))).collect();
+        (pairs.len() == scores.len() && pairs.len() >= 2).then(|| {
+            let (first, second): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
+            kendall_tau(&first, &second)
+        })
+    };
     let best_truth = truth.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let methods = METHODS
         .iter()
@@ -231,6 +242,7 @@ pub fn rank_run(run_dir: &Path, table_path: &Path, registry: PluginRegistry, opt
         architectures: evaluated,
         skipped,
         best_truth,
+        table_seed_tau,
         options: options.clone(),
         methods,
         selected,
@@ -449,6 +461,9 @@ pub fn render_ranking(report: &RankingReport) -> String {
     }
     for (name, description) in METHODS {
         out.push_str(&format!("  {name}: {description}\n"));
+    }
+    if let Some(tau) = report.table_seed_tau {
+        out.push_str(&format!("the table's first two seeds agree with tau {tau:.4} (the noise ceiling)\n"));
     }
     if let Some(selected) = &report.selected {
         match (selected.truth, selected.regret) {
