@@ -162,5 +162,10 @@ fn darts_parameter_counts_and_flops_match_pytorch() {
         let ours: Value = serde_json::from_str(&stdout(&output)).unwrap();
         assert_eq!(ours["parameters"], network["parameters"], "{}", network["name"]);
         assert_eq!(ours["flops"], network["flops"], "{}", network["name"]);
+        // --channels / --cells size the stand-alone network (the space's network_* keys).
+        let small = run_splitnas(&["arch", "--space", "darts", genotype, "--channels", "16", "--cells", "8", "--json"]);
+        assert!(small.status.success(), "{}", stderr(&small));
+        let small: Value = serde_json::from_str(&stdout(&small)).unwrap();
+        assert!(small["parameters"].as_u64().unwrap() < ours["parameters"].as_u64().unwrap() / 3, "{small} vs {ours}");
     }
 }

@@ -138,10 +138,12 @@ struct ArchArgs {
     space: String,
     /// The architecture in the space's genotype format.
     genotype: String,
-    /// Channels of the first stage (space key `channels`).
+    /// Channels of the stand-alone network (space key `network_channels` where the space has
+    /// one, as DARTS does, else `channels`).
     #[arg(long)]
     channels: Option<u64>,
-    /// Cells per stage (space key `cells`).
+    /// Cells of the stand-alone network (space key `network_cells` where the space has one,
+    /// else `cells`: per stage in NB201).
     #[arg(long)]
     cells: Option<u64>,
     /// Output classes (space key `classes`).
@@ -435,8 +437,22 @@ fn tree(args: TreeArgs) -> Result<ExitCode> {
 
 fn arch(plugins: &PluginOptions, args: ArchArgs) -> Result<ExitCode> {
     let registry = discover(plugins);
+    // Spaces whose stand-alone network differs from the search network (DARTS: C=36, 20
+    // cells vs C=16, 8) name its size `network_channels` / `network_cells`; `arch` sizes the
+    // stand-alone network, so the flags go there.
+    let defaults: serde_json::Value = registry
+        .get(splitnas_plugin_api::ComponentKind::Space, &args.space)
+        .ok()
+        .and_then(|c| serde_json::from_str(&c.info.default_config).ok())
+        .unwrap_or_default();
+    let size_key = |plain: &'static str, network: &'static str| if defaults.get(network).is_some() { network } else { plain };
     let mut config = serde_json::Map::new();
-    for (key, value) in [("channels", args.channels), ("cells", args.cells), ("classes", args.classes), ("input_channels", args.input_channels)] {
+    for (key, value) in [
+        (size_key("channels", "network_channels"), args.channels),
+        (size_key("cells", "network_cells"), args.cells),
+        ("classes", args.classes),
+        ("input_channels", args.input_channels),
+    ] {
         if let Some(value) = value {
             config.insert(key.to_string(), json!(value));
         }
