@@ -525,7 +525,9 @@ fn ground_truth(plugins: &PluginOptions, args: GroundTruthArgs) -> Result<ExitCo
     let options = splitnas::run::RunOptions { device: args.device, output_dir: None, overwrite: false, quiet: args.quiet };
     let request = GroundTruthRequest { config, selection: args.architectures, seeds: args.seeds, output_dir: args.output_dir.clone(), command: command_line(), worker: args.worker };
     let table = run_ground_truth(request, discover(plugins), &options)?;
-    println!("{} architectures in {}", table.architectures.len(), args.output_dir.join("table.json").display());
+    if args.worker.is_none() {
+        println!("{} architectures in {}", table.architectures.len(), args.output_dir.join("table.json").display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
