@@ -283,16 +283,16 @@ pub fn render_ranking_table(rows: &[CompareRow]) -> String {
 /// The table for people.
 pub fn render_table(rows: &[CompareRow]) -> String {
     let mut out = String::from("| criterion | leaves | best-found architecture | stand-alone valid | stand-alone test | search s | splitting s |\n|---|---|---|---|---|---|---|\n");
+    // Runs that train nothing stand-alone ([final] epochs = 0) have no accuracy to show.
+    let accuracy = |mean: f64, std: f64| if mean.is_nan() { "not trained".to_string() } else { format!("{mean:.4} ± {std:.4}") };
     for row in rows {
         out += &format!(
-            "| {} | {} | `{}` | {:.4} ± {:.4} | {:.4} ± {:.4} | {:.1} | {:.1} |\n",
+            "| {} | {} | `{}` | {} | {} | {:.1} | {:.1} |\n",
             row.criterion,
             row.leaves,
             row.best_genotype,
-            row.standalone_valid_mean,
-            row.standalone_valid_std,
-            row.standalone_test_mean,
-            row.standalone_test_std,
+            accuracy(row.standalone_valid_mean, row.standalone_valid_std),
+            accuracy(row.standalone_test_mean, row.standalone_test_std),
             row.search_seconds_mean,
             row.split_seconds_mean
         );
