@@ -48,7 +48,8 @@ impl<T> PluginResultExt<T> for Result<T, PluginError> {
     }
 }
 
-fn named(tensors: RVec<NamedTensor>) -> Vec<(String, Tensor)> {
+/// Plugin-returned named tensors as host pairs (shared storage).
+pub(crate) fn named(tensors: RVec<NamedTensor>) -> Vec<(String, Tensor)> {
     tensors.into_iter().map(|t| (t.name.to_string(), t.tensor.into_tensor())).collect()
 }
 

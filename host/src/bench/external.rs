@@ -173,12 +173,11 @@ pub fn convert_nb201(path: &Path, selection: &Nb201Selection) -> Result<GroundTr
         }
         entries.push(entry);
     }
-    let mut table = GroundTruthTable::new(
+    let table = GroundTruthTable::new(
         Some("nb201".to_string()),
         format!("{} {} accuracy after the {}-epoch schedule, per seed, from {}", selection.dataset, selection.set, selection.schedule, path.display()),
         entries,
     );
-    table.command = None;
     table.validate().map_err(format)?;
     Ok(table)
 }

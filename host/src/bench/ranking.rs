@@ -29,7 +29,7 @@ use crate::config::RunConfig;
 use crate::data::{BatchLoader, LoaderOptions, LoaderPosition, SplitName};
 use crate::plugins::PluginRegistry;
 use crate::run::{RunOptions, RunSetup};
-use crate::search::one_hot_weights;
+use crate::search::{named, one_hot_weights};
 use crate::tree::SplitTree;
 
 /// How the supernet evaluates each architecture.
@@ -312,9 +312,6 @@ impl LeafSupernet {
     fn load(setup: &RunSetup, run_dir: &Path, leaf: usize, mask: &Mask) -> Result<Self> {
         let space_error = |e| anyhow!("space `{}`: {e}", setup.config.space.name);
         let supernet = setup.space.build_supernet(mask, setup.device).into_result().map_err(space_error)?;
-        let named = |tensors: abi_stable::std_types::RVec<splitnas_plugin_api::NamedTensor>| -> Vec<(String, Tensor)> {
-            tensors.into_iter().map(|t| (t.name.to_string(), t.tensor.into_tensor())).collect()
-        };
         let parameters = named(supernet.parameters().into_result().map_err(space_error)?);
         let buffers = named(supernet.buffers().into_result().map_err(space_error)?);
         let path = run_dir.join(format!("checkpoints/node-{leaf}.safetensors"));
