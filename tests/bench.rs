@@ -10,6 +10,14 @@ use splitnas::run::{run, RunOptions, RunSetup};
 use splitnas::tree::SplitTree;
 use splitnas_e2e::*;
 
+/// libtorch's random generator is global to the process: tests that seed it and expect
+/// exact replays must not interleave with each other.
+static TORCH_GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive_generator() -> std::sync::MutexGuard<'static, ()> {
+    TORCH_GENERATOR.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 const TINY_TRAINING: &str = "[final]\nepochs = 1\nmax_steps_per_epoch = 2\n";
 
 fn quiet() -> RunOptions {
@@ -34,6 +42,7 @@ fn lines(path: &Path) -> Vec<String> {
 
 #[test]
 fn ground_truth_samples_by_size_and_continues_where_it_stopped() {
+    let _generator = exclusive_generator();
     let root = tempfile::tempdir().unwrap();
     let table = ground_truth(root.path(), "gt", &[0, 1], None).unwrap();
     assert_eq!(table.architectures.len(), 4);
@@ -124,6 +133,7 @@ fn rank(directory: &Path, table: &Path) -> RankingReport {
 
 #[test]
 fn ranking_evaluates_each_architecture_in_its_leaf_and_recalibration_ignores_stored_statistics() {
+    let _generator = exclusive_generator();
     let root = tempfile::tempdir().unwrap();
     let (directory, table) = split_run(root.path());
     let tree: SplitTree = serde_json::from_str(&std::fs::read_to_string(directory.join("tree.json")).unwrap()).unwrap();
@@ -179,6 +189,7 @@ fn ranking_evaluates_each_architecture_in_its_leaf_and_recalibration_ignores_sto
 
 #[test]
 fn bench_commands_as_a_user_runs_them() {
+    let _generator = exclusive_generator();
     let root = tempfile::tempdir().unwrap();
     let fixture = workspace_root().join("host/tests/fixtures/nb201-tables/nats-tss-fixture.pickle.pbz2");
     let csv = root.path().join("nats.csv");
