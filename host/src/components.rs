@@ -2,9 +2,10 @@
 
 use abi_stable::std_types::RStr;
 use serde_json::{Map, Value};
-use splitnas_plugin_api::{ComponentFactory, ComponentKind, PluginError, SearchSpaceBox, SplitCriterionBox};
+use splitnas_plugin_api::{AlgorithmSetup, ComponentFactory, ComponentKind, PluginError, SearchAlgorithmBox, SearchSpaceBox, SplitCriterionBox};
 
 use crate::plugins::{PluginRegistry, UnknownComponent};
+use crate::search::SearchError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ComponentError {
@@ -75,4 +76,22 @@ pub fn create_space(registry: &PluginRegistry, name: &str, user: &Value) -> Resu
     let config = merge_config(kind, name, &component.info.default_config, user)?.to_string();
     let ComponentFactory::Space(factory) = component.info.factory else { unreachable!("registry keys by kind") };
     factory(RStr::from_str(&config)).into_result().map_err(|error| plugin_error(registry, kind, name, error))
+}
+
+/// A factory of search algorithms (one per sub-supernet), with the user's keys validated once.
+pub fn algorithm_factory(
+    registry: &PluginRegistry,
+    name: &str,
+    user: &Value,
+) -> Result<impl Fn(&AlgorithmSetup) -> Result<SearchAlgorithmBox, SearchError>, ComponentError> {
+    let kind = ComponentKind::Algorithm;
+    let component = registry.get(kind, name)?;
+    let merged = merge_config(kind, name, &component.info.default_config, user)?.to_string();
+    let ComponentFactory::Algorithm(factory) = component.info.factory else { unreachable!("registry keys by kind") };
+    let (name, file) = (name.to_string(), component.path.display().to_string());
+    Ok(move |setup: &AlgorithmSetup| {
+        factory(RStr::from_str(&merged), setup)
+            .into_result()
+            .map_err(|error| SearchError::Plugin { component: format!("algorithm `{name}` ({file})"), error })
+    })
 }

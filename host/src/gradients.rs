@@ -10,28 +10,33 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use abi_stable::sabi_trait::TD_Opaque;
-use splitnas_plugin_api::{GramSample, HostContext_TO, Mask, OptionGradients, OwnedTensor, PluginError, SearchAlgorithmBox, TensorRef};
+use splitnas_plugin_api::{GramSample, Mask, OptionGradients, OwnedTensor, PluginError, TensorRef, WeightSample};
 use tch::Tensor;
 
 use crate::criterion::GradientSource;
-use crate::data::BatchLoader;
+use crate::data::BatchSource;
 use crate::search::TrainingContext;
 
 /// Serves per-option shared-set gradients of one sub-supernet to a split criterion.
 pub struct GradientProvider<'a> {
     pub context: &'a TrainingContext<'a>,
-    pub algorithm: RefCell<&'a mut SearchAlgorithmBox>,
+    /// The search algorithm's context sample for the other choice points, one per repeat.
+    contexts: RefCell<&'a mut dyn FnMut() -> Result<WeightSample, PluginError>>,
     pub parameters: &'a [(String, Tensor)],
-    pub loader: &'a RefCell<BatchLoader>,
+    batches: &'a RefCell<dyn BatchSource + 'a>,
     shared: RefCell<HashMap<u32, Vec<Tensor>>>,
     /// Forward/backward passes done so far (for the split record).
     pub passes: RefCell<usize>,
 }
 
 impl<'a> GradientProvider<'a> {
-    pub fn new(context: &'a TrainingContext<'a>, algorithm: &'a mut SearchAlgorithmBox, parameters: &'a [(String, Tensor)], loader: &'a RefCell<BatchLoader>) -> Self {
-        GradientProvider { context, algorithm: RefCell::new(algorithm), parameters, loader, shared: RefCell::new(HashMap::new()), passes: RefCell::new(0) }
+    pub fn new(
+        context: &'a TrainingContext<'a>,
+        contexts: &'a mut dyn FnMut() -> Result<WeightSample, PluginError>,
+        parameters: &'a [(String, Tensor)],
+        batches: &'a RefCell<dyn BatchSource + 'a>,
+    ) -> Self {
+        GradientProvider { context, contexts: RefCell::new(contexts), parameters, batches, shared: RefCell::new(HashMap::new()), passes: RefCell::new(0) }
     }
 
     /// The shared-set tensors for scoring `choice_point`, looked up once.
@@ -63,11 +68,8 @@ impl<'a> GradientProvider<'a> {
         if options.is_empty() {
             return Err(PluginError::invalid_input(format!("choice point {choice_point} has no allowed option")));
         }
-        let batch = self.loader.borrow_mut().next_batch();
-        let sample = {
-            let mut algorithm = self.algorithm.borrow_mut();
-            algorithm.context_sample(HostContext_TO::from_ptr(self.context, TD_Opaque)).into_result()?
-        };
+        let batch = self.batches.borrow_mut().next_batch();
+        let sample = (self.contexts.borrow_mut())()?;
         let context_weights = sample.weights.into_tensor().detach();
         let point = choice_point as i64;
         let mut per_option = Vec::with_capacity(options.len());

@@ -169,6 +169,9 @@ enum BenchCommand {
     Ranking(RankingArgs),
     /// Convert a NAS-Bench-201 (.pth) or NATS-Bench topology (.pickle.pbz2) file to a table.
     ConvertNb201(ConvertArgs),
+    /// Time one supernet step (darts, spos, gm) with the flags and JSON lines of
+    /// ../shared/bench/reference_nb201.py, for benchmarks/step/compare.py.
+    Step(splitnas::bench::step::StepOptions),
 }
 
 #[derive(Args)]
@@ -294,6 +297,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCommand::GroundTruth(args)) => ground_truth(&cli.plugins, args),
         Command::Bench(BenchCommand::Ranking(args)) => ranking(&cli.plugins, args),
         Command::Bench(BenchCommand::ConvertNb201(args)) => convert_nb201(args),
+        Command::Bench(BenchCommand::Step(options)) => bench_step(&cli.plugins, options),
         Command::Info { json } => {
             let report = device_report();
             if json {
@@ -549,5 +553,10 @@ fn convert_nb201(args: ConvertArgs) -> Result<ExitCode> {
     table.command = Some(command_line());
     table.write(&args.output)?;
     println!("{} architectures ({}) written to {}", table.architectures.len(), table.metric, args.output.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_step(plugins: &PluginOptions, options: splitnas::bench::step::StepOptions) -> Result<ExitCode> {
+    splitnas::bench::step::run_step_benchmark(&discover(plugins), &options, &mut |line| println!("{line}"))?;
     Ok(ExitCode::SUCCESS)
 }

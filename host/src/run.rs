@@ -18,10 +18,10 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use splitnas_plugin_api::{AlgorithmSetup, ComponentFactory, ComponentKind, Device, SearchAlgorithmBox, SearchSpaceBox, SpaceInfo, SplitRequest};
+use splitnas_plugin_api::{AlgorithmSetup, ComponentKind, Device, SearchAlgorithmBox, SearchSpaceBox, SpaceInfo, SplitRequest};
 
 use crate::checkpoint::{write_atomic, write_json, write_tensors};
-use crate::components::{create_space, merge_config};
+use crate::components::create_space;
 use crate::config::RunConfig;
 use crate::data::{prepare_data, PreparedData, SplitName};
 use crate::device::DeviceChoice;
@@ -113,16 +113,7 @@ fn space_config(config: &RunConfig, registry: &PluginRegistry, classes: usize, c
 
 /// Makes the algorithm factory for this run, with the user's keys validated once.
 fn algorithm_factory(config: &RunConfig, registry: &PluginRegistry) -> Result<impl Fn(&AlgorithmSetup) -> Result<SearchAlgorithmBox, SearchError>> {
-    let name = config.algorithm.name.clone();
-    let component = registry.get(ComponentKind::Algorithm, &name)?;
-    let merged = merge_config(ComponentKind::Algorithm, &name, &component.info.default_config, &config.algorithm.config_json())?.to_string();
-    let ComponentFactory::Algorithm(factory) = component.info.factory else { unreachable!("registry keys by kind") };
-    let file = component.path.display().to_string();
-    Ok(move |setup: &AlgorithmSetup| {
-        factory(abi_stable::std_types::RStr::from_str(&merged), setup)
-            .into_result()
-            .map_err(|error| SearchError::Plugin { component: format!("algorithm `{name}` ({file})"), error })
-    })
+    Ok(crate::components::algorithm_factory(registry, &config.algorithm.name, &config.algorithm.config_json())?)
 }
 
 /// Appends one JSON line to metrics.jsonl.

@@ -125,7 +125,7 @@ pub struct TrainingContext<'a> {
     pub mask: &'a Mask,
     pub device: Device,
     pub progress: TrainingProgress,
-    pub evaluator: &'a SupernetEvaluator<'a>,
+    pub evaluator: SupernetEvaluator<'a>,
     pub services: &'a PluginServices,
 }
 
@@ -133,11 +133,12 @@ impl<'a> TrainingContext<'a> {
     fn new(
         env: &'a TrainingEnvironment<'a>,
         supernet: &'a SupernetBox,
+        buffers: &'a [(String, Tensor)],
         mask: &'a Mask,
         epoch: usize,
-        evaluator: &'a SupernetEvaluator<'a>,
         services: &'a PluginServices,
     ) -> Self {
+        let evaluator = SupernetEvaluator { supernet, buffers, loader: env.valid_eval, max_batches: env.eval_batches };
         TrainingContext {
             space: env.space,
             info: env.info,
@@ -293,32 +294,21 @@ impl SubSupernet {
         let started = std::time::Instant::now();
         tch::manual_seed(seed as i64);
         let lr = self.learning_rate(epoch);
-        let SubSupernet { mask, supernet, algorithm, parameters, buffers, alphas, weight_optimizer, architecture_optimizer, settings } = self;
         let steps = {
             let batches = env.train.borrow().batches_per_epoch();
-            if settings.max_steps_per_epoch == 0 { batches } else { batches.min(settings.max_steps_per_epoch) }
+            let cap = self.settings.max_steps_per_epoch;
+            if cap == 0 { batches } else { batches.min(cap) }
         };
-        let train_architecture = epoch >= settings.architecture_warmup_epochs && !alphas.is_empty();
+        let train_architecture = epoch >= self.settings.architecture_warmup_epochs && !self.alphas.is_empty();
         let services = PluginServices::new(SeededRng::new(seed));
-        let evaluator = SupernetEvaluator { supernet, buffers, loader: env.valid_eval, max_batches: env.eval_batches };
-        let context = TrainingContext::new(env, supernet, mask, epoch, &evaluator, &services);
-        let host = || HostContext_TO::from_ptr(&context, TD_Opaque);
-
-        algorithm.on_epoch_start(host(), context.progress).within("algorithm")?;
+        let (context, mut trainer) = self.trainer(env, epoch, &services);
+        trainer.algorithm.on_epoch_start(HostContext_TO::from_ptr(&context, TD_Opaque), context.progress).within("algorithm")?;
         let mut loss_sum = Tensor::zeros([], (tch::Kind::Float, env.device.to_tch()));
         for step in 0..steps {
             let train_batch = env.train.borrow_mut().next_batch();
-            let train_abi = abi_batch(&train_batch);
-            if train_architecture {
-                let valid_batch = env.valid.borrow_mut().next_batch();
-                let outcome = algorithm.architecture_step(host(), &abi_batch(&valid_batch), &train_abi).within("algorithm")?;
-                apply_architecture_step(alphas, architecture_optimizer, outcome);
-            }
-            let step_loss = algorithm.weight_step(host(), &train_abi).within("algorithm")?;
-            let loss = step_loss.loss.into_tensor();
-            let with_alphas = step_loss.trains_architecture && train_architecture;
-            apply_weight_step(&loss, parameters, weight_optimizer, lr, settings.weights.grad_clip, with_alphas.then_some((alphas.as_slice(), &mut *architecture_optimizer)));
-            loss_sum += loss.detach();
+            let valid_batch = if train_architecture { Some(env.valid.borrow_mut().next_batch()) } else { None };
+            let loss = trainer.step(&context, &train_batch, valid_batch.as_ref(), lr)?;
+            loss_sum += &loss;
             // One host sync every 20 steps catches a diverging run early without stalling every step.
             if step % 20 == 19 || step + 1 == steps {
                 let value = loss.double_value(&[]);
@@ -338,6 +328,15 @@ impl SubSupernet {
         })
     }
 
+    /// A host context for this sub-supernet and the pieces a training step updates, borrowed
+    /// side by side (the context reads the supernet while steps move its weights in place).
+    pub fn trainer<'s>(&'s mut self, env: &'s TrainingEnvironment<'s>, epoch: usize, services: &'s PluginServices) -> (TrainingContext<'s>, Trainer<'s>) {
+        let SubSupernet { mask, supernet, algorithm, parameters, buffers, alphas, weight_optimizer, architecture_optimizer, settings } = self;
+        let context = TrainingContext::new(env, supernet, buffers, mask, epoch, services);
+        let trainer = Trainer { algorithm, parameters, alphas, weight_optimizer, architecture_optimizer, grad_clip: settings.weights.grad_clip };
+        (context, trainer)
+    }
+
     /// Runs `body` with the algorithm and a host context for this sub-supernet; returns its
     /// result and the metrics the algorithm logged meanwhile.
     fn with_host<R>(
@@ -349,8 +348,7 @@ impl SubSupernet {
     ) -> Result<(R, Vec<(String, f64)>), SearchError> {
         let SubSupernet { mask, supernet, algorithm, buffers, .. } = self;
         let services = PluginServices::new(SeededRng::new(seed));
-        let evaluator = SupernetEvaluator { supernet, buffers, loader: env.valid_eval, max_batches: env.eval_batches };
-        let context = TrainingContext::new(env, supernet, mask, epoch, &evaluator, &services);
+        let context = TrainingContext::new(env, supernet, buffers, mask, epoch, &services);
         let result = body(algorithm, &context)?;
         Ok((result, services.take_metrics()))
     }
@@ -394,9 +392,9 @@ impl SubSupernet {
         let SubSupernet { mask, supernet, algorithm, parameters, buffers, .. } = self;
         let saved: Vec<Tensor> = buffers.iter().map(|(_, t)| t.copy()).collect();
         let services = PluginServices::new(SeededRng::derive(seed, &[1]));
-        let evaluator = SupernetEvaluator { supernet, buffers, loader: env.valid_eval, max_batches: env.eval_batches };
-        let context = TrainingContext::new(env, supernet, mask, epoch, &evaluator, &services);
-        let provider = GradientProvider::new(&context, algorithm, parameters, gradient_loader);
+        let context = TrainingContext::new(env, supernet, buffers, mask, epoch, &services);
+        let mut contexts = || algorithm.context_sample(HostContext_TO::from_ptr(&context, TD_Opaque)).into_result();
+        let provider = GradientProvider::new(&context, &mut contexts, parameters, gradient_loader);
         let criterion_context = HostCriterionContext::new(SeededRng::derive(seed, &[2]), Some(&provider));
         let decision = run_split(criterion, request, &criterion_context).map_err(|e| SearchError::Other(format!("split criterion: {e}")));
         let passes = *provider.passes.borrow();
@@ -451,6 +449,42 @@ impl SubSupernet {
 
     fn device_of_parameters(&self) -> tch::Device {
         self.parameters.first().map(|(_, t)| t.device()).unwrap_or(tch::Device::Cpu)
+    }
+}
+
+/// The pieces of a sub-supernet that a training step updates.
+pub struct Trainer<'s> {
+    pub algorithm: &'s mut SearchAlgorithmBox,
+    pub parameters: &'s [(String, Tensor)],
+    pub alphas: &'s [(String, Tensor)],
+    pub weight_optimizer: &'s mut Sgd,
+    pub architecture_optimizer: &'s mut Adam,
+    pub grad_clip: f64,
+}
+
+impl Trainer<'_> {
+    /// One training step: the algorithm's architecture step on `valid_batch` (if given), then
+    /// its weight step on `train_batch` at learning rate `lr`. Returns the detached training
+    /// loss, left on the device (reading it would stall the step).
+    pub fn step(&mut self, context: &TrainingContext<'_>, train_batch: &Batch, valid_batch: Option<&Batch>, lr: f64) -> Result<Tensor, SearchError> {
+        let host = || HostContext_TO::from_ptr(context, TD_Opaque);
+        let train_abi = abi_batch(train_batch);
+        if let Some(valid_batch) = valid_batch {
+            let outcome = self.algorithm.architecture_step(host(), &abi_batch(valid_batch), &train_abi).within("algorithm")?;
+            apply_architecture_step(self.alphas, self.architecture_optimizer, outcome);
+        }
+        let step_loss = self.algorithm.weight_step(host(), &train_abi).within("algorithm")?;
+        let loss = step_loss.loss.into_tensor();
+        let with_alphas = step_loss.trains_architecture && valid_batch.is_some();
+        apply_weight_step(
+            &loss,
+            self.parameters,
+            self.weight_optimizer,
+            lr,
+            self.grad_clip,
+            with_alphas.then_some((self.alphas, &mut *self.architecture_optimizer)),
+        );
+        Ok(loss.detach())
     }
 }
 

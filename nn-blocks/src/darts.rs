@@ -140,7 +140,7 @@ pub fn max_pool_3x3(input: &Tensor, stride: i64) -> Result<Tensor, TchError> {
 
 /// 3×3 average pooling, padding 1, padding not counted (DARTS's `avg_pool_3x3`).
 pub fn avg_pool_3x3_strided(input: &Tensor, stride: i64) -> Result<Tensor, TchError> {
-    input.f_avg_pool2d([3, 3], [stride, stride], [1, 1], false, false, None::<i64>)
+    crate::pooling::avg_pool_3x3_excluding_padding(input, stride)
 }
 
 /// Side of the output of a 3×3 pooling with padding 1.

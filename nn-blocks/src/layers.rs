@@ -193,8 +193,13 @@ impl ReluConvBn {
     }
 
     pub fn forward(&self, input: &Tensor, train: bool) -> Result<Tensor, TchError> {
-        let convolved = self.conv.forward(&input.f_relu()?)?;
-        self.bn.forward(&convolved, train)
+        self.forward_activated(&input.f_relu()?, train)
+    }
+
+    /// The block on an input that already went through the ReLU (cells share one ReLU between
+    /// the convs reading the same node).
+    pub fn forward_activated(&self, activated: &Tensor, train: bool) -> Result<Tensor, TchError> {
+        self.bn.forward(&self.conv.forward(activated)?, train)
     }
 }
 
@@ -265,7 +270,7 @@ impl Linear {
 /// 3x3 average pooling, stride 1, padding 1, padding not counted in the average (NB201's and
 /// DARTS's `avg_pool_3x3`): the output keeps the input's shape.
 pub fn avg_pool_3x3(input: &Tensor) -> Result<Tensor, TchError> {
-    input.f_avg_pool2d([3, 3], [1, 1], [1, 1], false, false, None::<i64>)
+    crate::pooling::avg_pool_3x3_excluding_padding(input, 1)
 }
 
 /// Mean over the spatial axes: `[B, C, H, W]` -> `[B, C]`.

@@ -16,6 +16,7 @@
 pub mod darts;
 pub mod layers;
 pub mod naming;
+pub mod pooling;
 
 pub use layers::{
     avg_pool_3x3, global_avg_pool, BatchNorm2d, BatchNormSpec, Conv2d, ConvSpec, Linear, ParamInit, ReluConvBn, ResNetBasicBlock,

@@ -5,4 +5,5 @@ pub mod plots;
 pub mod ground_truth;
 pub mod rank_statistics;
 pub mod ranking;
+pub mod step;
 pub mod table;

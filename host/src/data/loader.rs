@@ -58,6 +58,28 @@ pub struct LoaderPosition {
     pub batch: usize,
 }
 
+/// Something that hands out training batches one at a time (gradient matching draws its
+/// repeats' batches through this).
+pub trait BatchSource {
+    fn next_batch(&mut self) -> Batch;
+}
+
+impl BatchSource for BatchLoader {
+    fn next_batch(&mut self) -> Batch {
+        BatchLoader::next_batch(self)
+    }
+}
+
+/// The same batch every time: the benchmarks and conformance tests, which compare with
+/// references that reuse one batch.
+pub struct RepeatedBatch(pub Batch);
+
+impl BatchSource for RepeatedBatch {
+    fn next_batch(&mut self) -> Batch {
+        Batch { images: self.0.images.shallow_clone(), labels: self.0.labels.shallow_clone() }
+    }
+}
+
 #[derive(Debug)]
 pub struct BatchLoader {
     name: String,

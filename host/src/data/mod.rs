@@ -35,6 +35,6 @@ pub use embedded::{load_embedded, EMBEDDED_TEST_PER_CLASS, EMBEDDED_TRAIN_PER_CL
 pub use error::DataError;
 pub use idx::{decode_idx, decode_idx_pair, encode_idx, load_mnist_like, read_idx_file, read_idx_split, IdxArray, MNIST_CLASSES};
 pub use imagenet16::{load_imagenet16, read_imagenet16_batch, IMAGENET16_120_CLASSES, IMAGENET16_IMAGE_SHAPE};
-pub use loader::{Batch, BatchLoader, EpochBatches, LoaderOptions, LoaderPosition};
+pub use loader::{Batch, BatchLoader, BatchSource, EpochBatches, LoaderOptions, LoaderPosition, RepeatedBatch};
 pub use split::{split_train_valid, stratified_subset, Splits};
 pub use transform::{Augmentation, CropPlacement, Normalization};

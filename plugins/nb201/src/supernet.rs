@@ -40,12 +40,12 @@ impl SearchCell {
     }
 
     /// `mixing[edge]` lists the computed options and their weights.
-    fn forward(&self, input: &Tensor, mixing: &[Vec<(usize, Tensor)>], train: bool) -> Result<Tensor, TchError> {
+    fn forward(&self, input: &Tensor, mixing: &[Vec<(usize, MixingWeight)>], train: bool) -> Result<Tensor, TchError> {
         run_cell(input, |edge, node| {
             let mut sum: Option<Tensor> = None;
             for (option, weight) in &mixing[edge] {
                 if let Some(output) = self.ops[edge][*option].forward(node, train)? {
-                    let weighted = output.f_mul(weight)?;
+                    let weighted = weight.apply(output)?;
                     sum = Some(match sum {
                         None => weighted,
                         Some(partial) => partial.f_add(&weighted)?,
@@ -54,6 +54,27 @@ impl SearchCell {
             }
             Ok(sum)
         })
+    }
+}
+
+/// How one option's output is scaled.
+enum MixingWeight {
+    /// Exactly 1 with no gradient wanted (single paths): the output as it is.
+    One,
+    /// A constant read from weights on the CPU that need no gradient.
+    Constant(f64),
+    /// A 0-d slice of the weights, keeping the graph to them (architecture steps, or weights
+    /// on a device, where reading them would stall the stream).
+    Tensor(Tensor),
+}
+
+impl MixingWeight {
+    fn apply(&self, output: Tensor) -> Result<Tensor, TchError> {
+        match self {
+            MixingWeight::One => Ok(output),
+            MixingWeight::Constant(weight) => output.f_mul_scalar(*weight),
+            MixingWeight::Tensor(weight) => output.f_mul(weight),
+        }
     }
 }
 
@@ -100,9 +121,9 @@ impl Nb201Supernet {
         self.reduction_layers.iter().any(|&layer| is_under(name, &layer_prefix(layer)))
     }
 
-    /// The computed options of every edge with their weights (0-d tensors, keeping the graph to
-    /// `weights`). `none` is left out: it contributes zero.
-    fn mixing(&self, weights: &Tensor, active: &Mask) -> Result<Vec<Vec<(usize, Tensor)>>, PluginError> {
+    /// The computed options of every edge with their weights. `none` is left out: it
+    /// contributes zero.
+    fn mixing(&self, weights: &Tensor, active: &Mask) -> Result<Vec<Vec<(usize, MixingWeight)>>, PluginError> {
         if weights.size() != [NUM_EDGES as i64, NUM_OPERATIONS as i64] {
             return Err(PluginError::invalid_input(format!(
                 "weights must be [{NUM_EDGES}, {NUM_OPERATIONS}] (edges x options), got {:?}",
@@ -110,6 +131,13 @@ impl Nb201Supernet {
             )));
         }
         validate_mask(active, "the active mask")?;
+        // Constants cost one small copy here and save an op per option and cell; a gradient to
+        // the weights, or weights on a GPU, need the tensor.
+        let constants: Option<Vec<f64>> = if !weights.requires_grad() && weights.device() == tch::Device::Cpu {
+            Some(Vec::<f64>::try_from(weights.f_to_kind(tch::Kind::Double)?.f_contiguous()?.f_view([-1])?)?)
+        } else {
+            None
+        };
         let mut mixing = Vec::with_capacity(NUM_EDGES);
         for edge in 0..NUM_EDGES {
             let mut computed = Vec::new();
@@ -123,7 +151,12 @@ impl Nb201Supernet {
                     )));
                 }
                 if Operation::ALL[option] != Operation::None {
-                    computed.push((option, weights.f_select(0, edge as i64)?.f_select(0, option as i64)?));
+                    let weight = match &constants {
+                        Some(values) if values[edge * NUM_OPERATIONS + option] == 1.0 => MixingWeight::One,
+                        Some(values) => MixingWeight::Constant(values[edge * NUM_OPERATIONS + option]),
+                        None => MixingWeight::Tensor(weights.f_select(0, edge as i64)?.f_select(0, option as i64)?),
+                    };
+                    computed.push((option, weight));
                 }
             }
             mixing.push(computed);
