@@ -4,8 +4,8 @@
 //! from the search algorithm, shared by every allowed option; for each option k the choice
 //! point is forced to k (weight 1, the only active option), forward, cross-entropy, and the
 //! gradient of the space's shared set alone (`run_backward` on exactly those tensors: no
-//! other gradient is computed). The K×K Gram matrix is accumulated parameter tensor by
-//! parameter tensor on the device, without concatenating, and read back once per repeat.
+//! other gradient is computed). The K×K Gram matrix is one product of the per-option gradients
+//! of the tensors some option reaches, flattened side by side, and is read back once per repeat.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -61,8 +61,10 @@ impl<'a> GradientProvider<'a> {
         Ok(tensors)
     }
 
-    /// One repeat: per allowed option, the gradients of the shared set (undefined → zeros).
-    fn repeat(&self, choice_point: u32) -> Result<(Vec<u32>, Vec<Vec<Tensor>>), PluginError> {
+    /// One repeat: the shared set, and per allowed option the gradient of each of its tensors
+    /// (`None` where the option's graph does not reach it: the gradient is zero).
+    #[allow(clippy::type_complexity)]
+    fn repeat(&self, choice_point: u32) -> Result<(Vec<u32>, Vec<Tensor>, Vec<Vec<Option<Tensor>>>), PluginError> {
         let shared = self.shared_set(choice_point)?;
         let options = self.context.mask.allowed(choice_point as usize);
         if options.is_empty() {
@@ -85,31 +87,49 @@ impl<'a> GradientProvider<'a> {
             let loss = logits.cross_entropy_for_logits(&batch.labels);
             let gradients = Tensor::f_run_backward(&[&loss], &shared, false, false)?;
             *self.passes.borrow_mut() += 1;
-            per_option.push(gradients.into_iter().zip(&shared).map(|(g, p)| if g.defined() { g } else { p.zeros_like() }).collect());
+            per_option.push(gradients.into_iter().map(|g| g.defined().then_some(g)).collect());
         }
-        Ok((options, per_option))
+        Ok((options, shared, per_option))
     }
 }
 
 impl GradientSource for GradientProvider<'_> {
     fn gradient_gram(&self, choice_point: u32) -> Result<GramSample, PluginError> {
-        let (options, gradients) = self.repeat(choice_point)?;
+        let (options, shared, gradients) = self.repeat(choice_point)?;
         let k = options.len() as i64;
-        let device = gradients[0][0].device();
-        let mut gram = Tensor::zeros([k, k], (tch::Kind::Float, device));
-        for parameter in 0..gradients[0].len() {
-            let rows: Vec<Tensor> = gradients.iter().map(|per_parameter| per_parameter[parameter].flatten(0, -1)).collect();
+        // One flat row per option over the parameters with a gradient for some option, then
+        // one matrix product: a few large ops instead of several per parameter. Parameters no
+        // option reaches (unsampled ops of the context) contribute nothing and are skipped.
+        let reached: Vec<usize> = (0..gradients[0].len()).filter(|&p| gradients.iter().any(|per_option| per_option[p].is_some())).collect();
+        let gram = if reached.is_empty() {
+            Tensor::zeros([k, k], (tch::Kind::Float, tch::Device::Cpu))
+        } else {
+            let rows: Vec<Tensor> = gradients
+                .iter()
+                .map(|per_option| {
+                    let pieces: Vec<Tensor> = reached
+                        .iter()
+                        .map(|&p| match &per_option[p] {
+                            Some(gradient) => gradient.view(-1),
+                            None => shared[p].zeros_like().view(-1),
+                        })
+                        .collect();
+                    Tensor::cat(&pieces, 0)
+                })
+                .collect();
             let matrix = Tensor::stack(&rows, 0);
-            gram += matrix.matmul(&matrix.tr());
-        }
+            matrix.matmul(&matrix.tr())
+        };
         let values = Vec::<f64>::try_from(gram.to_kind(tch::Kind::Double).to_device(tch::Device::Cpu).flatten(0, -1))
             .map_err(|e| PluginError::other(format!("reading the Gram matrix: {e}")))?;
         Ok(GramSample { options: options.into(), gram: values.into() })
     }
 
     fn option_gradients(&self, choice_point: u32) -> Result<OptionGradients, PluginError> {
-        let (options, gradients) = self.repeat(choice_point)?;
-        let rows: Vec<Tensor> = gradients.iter().map(|per_parameter| Tensor::cat(&per_parameter.iter().map(|g| g.flatten(0, -1)).collect::<Vec<_>>(), 0)).collect();
+        let (options, shared, gradients) = self.repeat(choice_point)?;
+        let flat = |gradient: &Option<Tensor>, parameter: &Tensor| gradient.as_ref().unwrap_or(&parameter.zeros_like()).view(-1);
+        let rows: Vec<Tensor> =
+            gradients.iter().map(|per_parameter| Tensor::cat(&per_parameter.iter().zip(&shared).map(|(g, p)| flat(g, p)).collect::<Vec<_>>(), 0)).collect();
         Ok(OptionGradients { options: options.into(), gradients: OwnedTensor::new(Tensor::stack(&rows, 0)) })
     }
 }

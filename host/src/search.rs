@@ -475,16 +475,15 @@ impl Trainer<'_> {
         }
         let step_loss = self.algorithm.weight_step(host(), &train_abi).within("algorithm")?;
         let loss = step_loss.loss.into_tensor();
-        let with_alphas = step_loss.trains_architecture && valid_batch.is_some();
-        apply_weight_step(
-            &loss,
-            self.parameters,
-            self.weight_optimizer,
-            lr,
-            self.grad_clip,
-            with_alphas.then_some((self.alphas, &mut *self.architecture_optimizer)),
-        );
+        self.descend(&loss, lr, step_loss.trains_architecture && valid_batch.is_some());
         Ok(loss.detach())
+    }
+
+    /// The weight update of a training loss: gradients of the weights (and of α when
+    /// `with_alphas`) alone, clipping, SGD (and Adam on α).
+    pub fn descend(&mut self, loss: &Tensor, lr: f64, with_alphas: bool) {
+        let architecture = with_alphas.then_some((self.alphas, &mut *self.architecture_optimizer));
+        apply_weight_step(loss, self.parameters, self.weight_optimizer, lr, self.grad_clip, architecture);
     }
 }
 

@@ -9,15 +9,17 @@
 //! - `gm`: one gradient-matching distance matrix of one edge over `--gm-batches` repeats, each
 //!   with one batch and one single-path context for the other edges.
 //!
-//! The batch is one random tensor reused by every step, as in the reference.
+//! The batch is one random tensor reused by every step, as in the reference, and the single
+//! paths of `spos` and of the `gm` contexts are the reference's own: its generator's draws
+//! replayed in the same order, so that both sides time the same paths (a step's cost depends
+//! on its path more than on anything the two implementations do differently).
 
 use std::cell::RefCell;
 
-use abi_stable::sabi_trait::TD_Opaque;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::json;
-use splitnas_plugin_api::{Device, HostContext_TO, PluginError, SearchSpaceBox, SpaceInfo};
+use splitnas_plugin_api::{Architecture, Device, HostContext, OwnedTensor, PluginError, SearchSpaceBox, SpaceInfo, TensorRef, WeightSample};
 use tch::Tensor;
 
 use crate::components::{algorithm_factory, create_space};
@@ -28,7 +30,7 @@ use crate::gradients::GradientProvider;
 use crate::optim::{AdamConfig, SgdConfig};
 use crate::plugins::PluginRegistry;
 use crate::random::{PluginServices, SeededRng};
-use crate::search::{SubSupernet, Trainer, TrainingEnvironment, TrainingSettings};
+use crate::search::{one_hot_weights, SubSupernet, Trainer, TrainingEnvironment, TrainingSettings};
 
 /// The reference's flags, names and defaults.
 #[derive(Debug, Clone, clap::Args)]
@@ -85,6 +87,27 @@ impl StepMode {
             StepMode::Spos | StepMode::Gm => "rsps",
         }
     }
+
+    /// Single paths the reference draws in this mode.
+    fn paths_drawn(self, options: &StepOptions) -> usize {
+        let runs = options.warmup + options.steps;
+        match self {
+            StepMode::Darts => 0,
+            StepMode::Spos => runs,
+            StepMode::Gm => (runs + usize::from(options.print_matrix)) * options.gm_batches.max(1),
+        }
+    }
+}
+
+/// The reference's single paths: `torch.randint(0, 5, (6,), generator)` per draw from a
+/// generator seeded with 1. libtorch's CPU generator draws the same numbers for one
+/// `[draws, 6]` tensor after `manual_seed(1)` (checked against PyTorch).
+fn reference_paths(draws: usize, info: &SpaceInfo) -> Result<Vec<Architecture>> {
+    tch::manual_seed(1);
+    let edges = info.choice_points.len();
+    let drawn = Tensor::randint(info.max_options as i64, [draws as i64, edges as i64], (tch::Kind::Int64, tch::Device::Cpu));
+    let values = Vec::<i64>::try_from(drawn.view(-1))?;
+    Ok(values.chunks(edges.max(1)).map(|path| Architecture { choices: path.iter().map(|&option| option as u32).collect() }).collect())
 }
 
 /// One JSON line of output: the reference's keys, then memory.
@@ -241,6 +264,9 @@ pub fn run_step_benchmark(registry: &PluginRegistry, options: &StepOptions, emit
     if edge as usize >= bench.info.choice_points.len() {
         bail!("--gm-edge {edge} does not exist: nb201 has edges 0..={}", bench.info.choice_points.len() - 1);
     }
+    let draws: usize = options.modes.iter().map(|mode| mode.paths_drawn(options)).sum();
+    let mut paths = reference_paths(draws, &bench.info)?.into_iter();
+    let mut next_path = move || paths.next().context("more single paths drawn than planned");
     tch::manual_seed(0);
     let batch = Batch {
         images: Tensor::randn([options.batch as i64, 3, options.image, options.image], (tch::Kind::Float, tch_device)),
@@ -253,14 +279,28 @@ pub fn run_step_benchmark(registry: &PluginRegistry, options: &StepOptions, emit
         let lr = sub.settings.weights.lr;
         let (context, mut trainer) = sub.trainer(&env, 0, &services);
         let (ms_per_step, rss_growth_mb, matrix) = match mode {
-            StepMode::Darts | StepMode::Spos => {
-                let valid = (mode == StepMode::Darts).then_some(&batch);
-                let (ms, growth) = timed(options.steps, options.warmup, || Ok(trainer.step(&context, &batch, valid, lr).map(drop)?), &sync)?;
+            StepMode::Darts => {
+                let (ms, growth) = timed(options.steps, options.warmup, || Ok(trainer.step(&context, &batch, Some(&batch), lr).map(drop)?), &sync)?;
+                (ms, growth, None)
+            }
+            StepMode::Spos => {
+                // RSPS's weight step with the reference's path instead of RSPS's own draw.
+                let spos_step = || -> Result<()> {
+                    let (weights, active) = one_hot_weights(&next_path()?, &bench.info, device);
+                    let logits = context.forward(TensorRef::new(&batch.images), TensorRef::new(&weights), &active, true).into_result()?.into_tensor();
+                    trainer.descend(&logits.cross_entropy_for_logits(&batch.labels), lr, false);
+                    Ok(())
+                };
+                let (ms, growth) = timed(options.steps, options.warmup, spos_step, &sync)?;
                 (ms, growth, None)
             }
             StepMode::Gm => {
-                let Trainer { algorithm, parameters, .. } = trainer;
-                let mut contexts = || algorithm.context_sample(HostContext_TO::from_ptr(&context, TD_Opaque)).into_result();
+                let Trainer { parameters, .. } = trainer;
+                let mut contexts = || {
+                    let path = next_path().map_err(|e| PluginError::other(e.to_string()))?;
+                    let (weights, active) = one_hot_weights(&path, &bench.info, device);
+                    Ok(WeightSample { weights: OwnedTensor::new(weights), active })
+                };
                 let batches = RefCell::new(RepeatedBatch(Batch { images: batch.images.shallow_clone(), labels: batch.labels.shallow_clone() }));
                 let provider = GradientProvider::new(&context, &mut contexts, parameters, &batches);
                 let repeats = options.gm_batches.max(1);
