@@ -8,8 +8,14 @@
 //! least `min_group_size`, is enumerated; the one with the least within-group distance wins,
 //! and the candidate's score is that partition's cross-group distance (the min-cut cost).
 //! The candidate with the largest score is split.
+//!
+//! With `adaptive = true`, repeats are drawn round-robin over the candidates and stop as soon as
+//! the decision is settled at the configured confidence (see [`adaptive`]); `repeats` is then
+//! the most any candidate gets.
 
-use serde::Deserialize;
+pub mod adaptive;
+
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use splitnas_plugin_api::author::{parse_config, Component, CriterionPlugin};
 use splitnas_plugin_api::{CandidateScore, CriterionContextRef, GramSample, PluginError, SplitDecision, SplitRequest};
@@ -17,16 +23,30 @@ use splitnas_plugin_api::{CandidateScore, CriterionContextRef, GramSample, Plugi
 splitnas_plugin_api::export_plugin!("gm");
 splitnas_plugin_api::export_criterion!(GradientMatching);
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 struct GradientMatchingConfig {
-    /// Gradient repeats per candidate (the paper: 100; its fast mode: 10).
+    /// Gradient repeats per candidate (the paper: 100; its fast mode: 10); with `adaptive`, the
+    /// most any candidate gets.
     repeats: u32,
+    /// Stop drawing repeats once the decision is settled at `confidence`.
+    adaptive: bool,
+    /// How sure the adaptive rule must be that the chosen candidate and partition are the ones
+    /// unlimited repeats would choose (one-sided, Bonferroni over the comparisons made).
+    confidence: f64,
+    /// Repeats every candidate gets before the adaptive rule may stop or drop it.
+    min_repeats: u32,
     /// Smallest group a partition may contain (NB201 {2,3}, DARTS {2,5}/{3,4}: 2; OFA: 1).
     /// The space's own minimum applies too, whichever is larger.
     min_group_size: u32,
     /// Children per split when the request leaves it open (0 groups).
     default_groups: u32,
+}
+
+impl Default for GradientMatchingConfig {
+    fn default() -> Self {
+        GradientMatchingConfig { repeats: 100, adaptive: false, confidence: 0.95, min_repeats: 10, min_group_size: 2, default_groups: 2 }
+    }
 }
 
 pub struct GradientMatching {
@@ -37,7 +57,7 @@ impl Component for GradientMatching {
     const NAME: &'static str = "gm";
     const DESCRIPTION: &'static str = "gradient matching: split the choice point whose options' shared-weight gradients disagree most";
     fn default_config() -> serde_json::Value {
-        json!({ "repeats": 100, "min_group_size": 2, "default_groups": 2 })
+        json!(GradientMatchingConfig::default())
     }
 }
 
@@ -80,21 +100,27 @@ pub fn partitions(n: usize, groups: usize, min_size: usize) -> Vec<Vec<usize>> {
     out
 }
 
+/// Within-group and cross-group distance of a partition (sums over unordered pairs).
+pub fn partition_distances(distances: &[f64], n: usize, labels: &[usize]) -> (f64, f64) {
+    let (mut within, mut cross) = (0.0, 0.0);
+    for i in 0..n {
+        for j in (i + 1)..n {
+            if labels[i] == labels[j] {
+                within += distances[i * n + j];
+            } else {
+                cross += distances[i * n + j];
+            }
+        }
+    }
+    (within, cross)
+}
+
 /// The best partition of a mean distance matrix: least within-group distance (sum over
 /// unordered pairs); returns (labels, within, cross). Ties keep the first enumerated.
 pub fn best_partition(distances: &[f64], n: usize, groups: usize, min_size: usize) -> Option<(Vec<usize>, f64, f64)> {
     let mut best: Option<(Vec<usize>, f64, f64)> = None;
     for labels in partitions(n, groups, min_size) {
-        let (mut within, mut cross) = (0.0, 0.0);
-        for i in 0..n {
-            for j in (i + 1)..n {
-                if labels[i] == labels[j] {
-                    within += distances[i * n + j];
-                } else {
-                    cross += distances[i * n + j];
-                }
-            }
-        }
+        let (within, cross) = partition_distances(distances, n, &labels);
         if best.as_ref().is_none_or(|(_, best_within, _)| within < *best_within) {
             best = Some((labels, within, cross));
         }
@@ -103,32 +129,20 @@ pub fn best_partition(distances: &[f64], n: usize, groups: usize, min_size: usiz
 }
 
 impl GradientMatching {
-    /// Mean cosine-distance matrix of one candidate over the configured repeats.
-    fn mean_distances(&self, choice_point: u32, context: &CriterionContextRef<'_>) -> Result<(Vec<u32>, Vec<f64>), PluginError> {
-        let mut options: Option<Vec<u32>> = None;
-        let mut sum: Vec<f64> = Vec::new();
-        for _ in 0..self.config.repeats {
-            let GramSample { options: sample_options, gram } = context.gradient_gram(choice_point).into_result()?;
-            let k = sample_options.len();
-            if gram.len() != k * k {
-                return Err(PluginError::invalid_input(format!("the host sent a Gram matrix of {} entries for {k} options", gram.len())));
-            }
-            match &options {
-                None => {
-                    options = Some(sample_options.to_vec());
-                    sum = vec![0.0; k * k];
-                }
-                Some(first) if first.as_slice() != sample_options.as_slice() => {
-                    return Err(PluginError::invalid_input("the host changed the options of a choice point between repeats"));
-                }
-                Some(_) => {}
-            }
-            for (total, distance) in sum.iter_mut().zip(cosine_distances(&gram, k)) {
-                *total += distance;
-            }
+    /// One repeat's cosine-distance matrix of a candidate, checked against its allowed options.
+    fn repeat_distances(choice_point: u32, allowed: &[u32], context: &CriterionContextRef<'_>) -> Result<Vec<f64>, PluginError> {
+        let GramSample { options, gram } = context.gradient_gram(choice_point).into_result()?;
+        let k = options.len();
+        if gram.len() != k * k {
+            return Err(PluginError::invalid_input(format!("the host sent a Gram matrix of {} entries for {k} options", gram.len())));
         }
-        let repeats = self.config.repeats.max(1) as f64;
-        Ok((options.unwrap_or_default(), sum.into_iter().map(|d| d / repeats).collect()))
+        if options.as_slice() != allowed {
+            return Err(PluginError::invalid_input(format!(
+                "the host sent gradients for options {:?} of choice point {choice_point}, whose allowed options are {allowed:?}",
+                options.as_slice()
+            )));
+        }
+        Ok(cosine_distances(&gram, k))
     }
 }
 
@@ -138,40 +152,104 @@ impl CriterionPlugin for GradientMatching {
         if config.repeats == 0 {
             return Err(PluginError::invalid_config("gm: `repeats` must be at least 1"));
         }
+        if !(config.confidence > 0.0 && config.confidence < 1.0) {
+            return Err(PluginError::invalid_config(format!("gm: `confidence` must lie strictly between 0 and 1 (got {})", config.confidence)));
+        }
         Ok(GradientMatching { config })
     }
 
     fn split(&mut self, request: &SplitRequest, context: &CriterionContextRef<'_>) -> Result<SplitDecision, PluginError> {
         let groups = if request.groups == 0 { self.config.default_groups } else { request.groups } as usize;
         let min_size = self.config.min_group_size.max(request.space.min_group_size).max(1) as usize;
-        let mut scores: Vec<CandidateScore> = Vec::new();
-        for &choice_point in request.candidates.iter() {
-            let allowed = request.mask.allowed(choice_point as usize);
-            if allowed.len() < groups * min_size {
-                continue; // too few options left to split this way
-            }
-            let (options, distances) = self.mean_distances(choice_point, context)?;
-            if options != allowed {
-                return Err(PluginError::invalid_input(format!(
-                    "the host sent gradients for options {options:?} of choice point {choice_point}, whose allowed options are {allowed:?}"
-                )));
-            }
-            let Some((labels, _within, cross)) = best_partition(&distances, options.len(), groups, min_size) else { continue };
-            let partition: Vec<abi_stable::std_types::RVec<u32>> =
-                (0..groups).map(|g| options.iter().zip(&labels).filter(|(_, &l)| l == g).map(|(&o, _)| o).collect()).collect();
-            let _ = context.log_metric(format!("gm.score.{choice_point}").as_str().into(), cross);
-            scores.push(CandidateScore { choice_point, score: cross, groups: partition.into(), repeats: self.config.repeats });
+        let mut candidates: Vec<Candidate> = request
+            .candidates
+            .iter()
+            .map(|&choice_point| Candidate::new(choice_point, request.mask.allowed(choice_point as usize), groups, min_size))
+            .filter(|candidate| !candidate.partitions.is_empty()) // too few options left to split this way
+            .collect();
+        if candidates.is_empty() {
+            return Err(PluginError::invalid_input(format!("no candidate has enough allowed options for {groups} groups of at least {min_size}")));
         }
+        let mut draw = |candidate: &mut Candidate| -> Result<(), PluginError> {
+            let distances = Self::repeat_distances(candidate.choice_point, &candidate.options, context)?;
+            candidate.repeats.push(distances);
+            Ok(())
+        };
+        if self.config.adaptive {
+            let rule = adaptive::StoppingRule::new(self.config.confidence, self.config.min_repeats.max(2) as usize, self.config.repeats as usize);
+            rule.run(&mut candidates, &mut draw)?;
+        } else {
+            // The paper's order: all repeats of one candidate, then the next.
+            for candidate in candidates.iter_mut() {
+                for _ in 0..self.config.repeats {
+                    draw(candidate)?;
+                }
+            }
+        }
+        let mut scores: Vec<CandidateScore> = Vec::new();
+        for candidate in &candidates {
+            let (labels, _within, cross) = candidate.best_partition();
+            let partition: Vec<abi_stable::std_types::RVec<u32>> =
+                (0..groups).map(|g| candidate.options.iter().zip(&labels).filter(|(_, &l)| l == g).map(|(&o, _)| o).collect()).collect();
+            let _ = context.log_metric(format!("gm.score.{}", candidate.choice_point).as_str().into(), cross);
+            scores.push(CandidateScore { choice_point: candidate.choice_point, score: cross, groups: partition.into(), repeats: candidate.repeats.len() as u32 });
+        }
+        // Candidates the adaptive rule dropped are confidently worse than the one it kept.
         let best = scores
             .iter()
             .enumerate()
+            .filter(|(index, _)| !candidates[*index].dropped)
             .max_by(|(ia, a), (ib, b)| a.score.total_cmp(&b.score).then(ib.cmp(ia)))
             .map(|(i, _)| i)
-            .ok_or_else(|| {
-                PluginError::invalid_input(format!("no candidate has enough allowed options for {groups} groups of at least {min_size}"))
-            })?;
+            .expect("at least one candidate is never dropped");
         let chosen = scores[best].clone();
         Ok(SplitDecision { choice_point: chosen.choice_point, groups: chosen.groups, scores: scores.into() })
+    }
+}
+
+/// A candidate choice point, its partitions and the distance matrices of its repeats so far.
+pub struct Candidate {
+    pub choice_point: u32,
+    pub options: Vec<u32>,
+    pub partitions: Vec<Vec<usize>>,
+    /// Per repeat, the row-major K×K cosine-distance matrix.
+    pub repeats: Vec<Vec<f64>>,
+    /// Dropped by the adaptive rule: confidently not the one to split.
+    pub dropped: bool,
+}
+
+impl Candidate {
+    pub fn new(choice_point: u32, options: Vec<u32>, groups: usize, min_size: usize) -> Self {
+        let partitions = partitions(options.len(), groups, min_size);
+        Candidate { choice_point, options, partitions, repeats: Vec::new(), dropped: false }
+    }
+
+    /// The mean distance matrix over the repeats so far.
+    pub fn mean_distances(&self) -> Vec<f64> {
+        let k = self.options.len();
+        let mut sum = vec![0.0; k * k];
+        for repeat in &self.repeats {
+            sum.iter_mut().zip(repeat).for_each(|(total, d)| *total += d);
+        }
+        let count = self.repeats.len().max(1) as f64;
+        sum.into_iter().map(|d| d / count).collect()
+    }
+
+    /// The best partition of the mean matrix: (labels, within, cross).
+    pub fn best_partition(&self) -> (Vec<usize>, f64, f64) {
+        let k = self.options.len();
+        let mean = self.mean_distances();
+        self.partitions
+            .iter()
+            .map(|labels| {
+                let (within, cross) = partition_distances(&mean, k, labels);
+                (labels.clone(), within, cross)
+            })
+            .fold(None::<(Vec<usize>, f64, f64)>, |best, next| match best {
+                Some(best) if best.1 <= next.1 => Some(best),
+                _ => Some(next),
+            })
+            .expect("a candidate has at least one partition")
     }
 }
 

@@ -103,8 +103,16 @@ fn matches_the_numpy_fixture() {
     }
 }
 
+/// Tests run in parallel threads of one process and libtorch has one global generator: each
+/// seeded draw holds this lock so that the same seed always gives the same gradients.
+fn exclusive_generator() -> std::sync::MutexGuard<'static, ()> {
+    static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    GENERATOR.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Options 0 and 1 push the shared weights one way, 2, 3 and 4 the other way.
 fn opposing(strength: f32, seed: i64) -> Vec<Tensor> {
+    let _generator = exclusive_generator();
     tch::manual_seed(seed);
     let direction = Tensor::randn([64], (tch::Kind::Float, tch::Device::Cpu));
     (0..8)
@@ -132,4 +140,65 @@ fn opposing_groups_are_split_along_their_boundary_and_outscore_agreement() {
     assert_eq!(sorted(&decision.groups), vec![vec![0, 1], vec![2, 3, 4]]);
     let score = |point: u32| decision.scores.iter().find(|s| s.choice_point == point).unwrap().score;
     assert!(score(1) > 2.0 * score(0), "disagreement {} vs agreement {}", score(1), score(0));
+}
+
+fn adaptive_split(context: &FixedGradients, mask: Mask, candidates: Vec<u32>, max_repeats: u32) -> SplitDecision {
+    let config = format!(r#"{{"repeats": {max_repeats}, "adaptive": true, "confidence": 0.95, "min_repeats": 5}}"#);
+    let mut criterion = GradientMatching::create(&config).unwrap();
+    let request = SplitRequest { space: space(mask.rows.len()), mask, candidates: candidates.into(), groups: 2 };
+    criterion.split(&request, &CriterionContext_TO::from_ptr(context, TD_Opaque)).unwrap()
+}
+
+/// `repeats` noisy repeats in which options 0, 1 oppose 2, 3, 4 with `strength` (0: no structure).
+fn noisy_opposing(strength: f32, noise: f64, repeats: usize, seed: i64) -> Vec<Tensor> {
+    let _generator = exclusive_generator();
+    tch::manual_seed(seed);
+    let direction = Tensor::randn([64], (tch::Kind::Float, tch::Device::Cpu));
+    (0..repeats)
+        .map(|_| {
+            let shared = Tensor::randn([64], (tch::Kind::Float, tch::Device::Cpu));
+            let rows: Vec<Tensor> = (0..5)
+                .map(|k| {
+                    let sign = if k < 2 { strength } else { -strength };
+                    &shared + &direction * sign as f64 + Tensor::randn([64], (tch::Kind::Float, tch::Device::Cpu)) * noise
+                })
+                .collect();
+            Tensor::stack(&rows, 0)
+        })
+        .collect()
+}
+
+#[test]
+fn adaptive_repeats_stop_early_on_a_clear_decision_and_agree_with_the_fixed_rule() {
+    let all = vec![0, 1, 2, 3, 4];
+    let gradients = || {
+        HashMap::from([
+            (0u32, (all.clone(), noisy_opposing(0.1, 0.5, 100, 1))),
+            (1u32, (all.clone(), noisy_opposing(1.5, 0.5, 100, 2))),
+            (2u32, (all.clone(), noisy_opposing(0.3, 0.5, 100, 3))),
+        ])
+    };
+    let fixed_context = FixedGradients { gradients: gradients(), next: RefCell::new(HashMap::new()) };
+    let fixed = split(&fixed_context, space(3).full_mask(), vec![0, 1, 2], 100);
+    let adaptive_context = FixedGradients { gradients: gradients(), next: RefCell::new(HashMap::new()) };
+    let adaptive = adaptive_split(&adaptive_context, space(3).full_mask(), vec![0, 1, 2], 100);
+    assert_eq!((adaptive.choice_point, sorted(&adaptive.groups)), (fixed.choice_point, sorted(&fixed.groups)));
+    assert_eq!(fixed.choice_point, 1);
+    let used: u32 = adaptive.scores.iter().map(|s| s.repeats).sum();
+    assert!(used < 60, "a clear decision takes few repeats, used {used} of 300");
+    assert!(adaptive.scores.iter().all(|s| s.repeats >= 5), "every candidate gets min_repeats: {:?}", adaptive.scores);
+    // What was served is what the scores count.
+    let served: usize = adaptive_context.next.borrow().values().sum();
+    assert_eq!(served as u32, used);
+}
+
+#[test]
+fn adaptive_repeats_run_to_the_cap_when_candidates_tie() {
+    let all = vec![0, 1, 2, 3, 4];
+    // Identical streams: the two candidates can never be told apart.
+    let gradients = HashMap::from([(0u32, (all.clone(), noisy_opposing(0.5, 0.5, 30, 7))), (1u32, (all.clone(), noisy_opposing(0.5, 0.5, 30, 7)))]);
+    let context = FixedGradients { gradients, next: RefCell::new(HashMap::new()) };
+    let decision = adaptive_split(&context, space(2).full_mask(), vec![0, 1], 30);
+    assert!(decision.scores.iter().all(|s| s.repeats == 30), "{:?}", decision.scores);
+    assert_eq!(decision.choice_point, 0, "ties go to the first candidate, as in the fixed rule");
 }
