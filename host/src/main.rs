@@ -172,6 +172,39 @@ enum BenchCommand {
     /// Time one supernet step (darts, spos, gm) with the flags and JSON lines of
     /// ../shared/bench/reference_nb201.py, for benchmarks/step/compare.py.
     Step(splitnas::bench::step::StepOptions),
+    /// Adaptive gradient-matching repeats against a fixed R: both decide the root split on
+    /// the same recorded gradients, per seed; agreement and cost are reported.
+    GmRepeats(GmRepeatsArgs),
+}
+
+#[derive(Args)]
+struct GmRepeatsArgs {
+    /// A run configuration with a few-shot [split] table: its root is trained up to the first
+    /// split epoch and split into that split's number of groups.
+    config: PathBuf,
+    /// Study seeds: `A..B` (B excluded) or a comma-separated list. Each seed records its own
+    /// batches and context samples.
+    #[arg(long, default_value = "0..20")]
+    seeds: splitnas::bench::gm_repeats::SeedList,
+    /// R: the fixed configuration's repeats and the Gram samples recorded per candidate.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    reference_repeats: u32,
+    /// gm keys (JSON object) merged over {"repeats": R, "adaptive": true}, e.g. '{"confidence": 0.95}'.
+    #[arg(long, value_name = "JSON", value_parser = splitnas::bench::gm_repeats::parse_json_object)]
+    adaptive: Option<serde_json::Value>,
+    /// A whole gm configuration (JSON object) to compare with the fixed one instead of the
+    /// adaptive one, e.g. '{"repeats": 10}'.
+    #[arg(long, value_name = "JSON", value_parser = splitnas::bench::gm_repeats::parse_json_object, conflicts_with = "adaptive")]
+    adaptive_config_raw: Option<serde_json::Value>,
+    /// Also write every seed's record and the summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// `cpu`, `cuda`, `cuda:N` or `auto`; overrides `run.device`.
+    #[arg(long)]
+    device: Option<String>,
+    /// No progress output.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -298,6 +331,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCommand::Ranking(args)) => ranking(&cli.plugins, args),
         Command::Bench(BenchCommand::ConvertNb201(args)) => convert_nb201(args),
         Command::Bench(BenchCommand::Step(options)) => bench_step(&cli.plugins, options),
+        Command::Bench(BenchCommand::GmRepeats(args)) => gm_repeats(&cli.plugins, args),
         Command::Info { json } => {
             let report = device_report();
             if json {
@@ -558,5 +592,24 @@ fn convert_nb201(args: ConvertArgs) -> Result<ExitCode> {
 
 fn bench_step(plugins: &PluginOptions, options: splitnas::bench::step::StepOptions) -> Result<ExitCode> {
     splitnas::bench::step::run_step_benchmark(&discover(plugins), &options, &mut |line| println!("{line}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gm_repeats(plugins: &PluginOptions, args: GmRepeatsArgs) -> Result<ExitCode> {
+    use splitnas::bench::gm_repeats::{render_seed, render_summary, run_gm_repeats, GmRepeatsRequest};
+    let request = GmRepeatsRequest {
+        config: splitnas::config::RunConfig::from_file(&args.config)?,
+        config_path: args.config,
+        seeds: args.seeds.0,
+        reference_repeats: args.reference_repeats,
+        adaptive: args.adaptive,
+        adaptive_config_raw: args.adaptive_config_raw,
+    };
+    let options = splitnas::run::RunOptions { device: args.device, output_dir: None, overwrite: false, quiet: args.quiet };
+    let report = run_gm_repeats(&request, discover(plugins), &options, &mut |record| println!("{}", render_seed(record)))?;
+    print!("{}", render_summary(&report));
+    if let Some(path) = &args.json {
+        splitnas::checkpoint::write_json(path, &report)?;
+    }
     Ok(ExitCode::SUCCESS)
 }

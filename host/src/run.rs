@@ -233,21 +233,27 @@ struct Search<'a> {
     registry: &'a PluginRegistry,
 }
 
+/// A sub-supernet's optimizer settings under `config`: α stays frozen until the last split
+/// unless the configuration trains it before.
+pub(crate) fn training_settings(config: &RunConfig) -> TrainingSettings {
+    let split = &config.split;
+    let mut warmup = config.search.architecture_warmup_epochs;
+    if !split.is_one_shot() && !split.train_architecture_before_last_split {
+        warmup = warmup.max(*split.epochs.last().expect("a few-shot schedule has split epochs"));
+    }
+    TrainingSettings {
+        weights: config.search.weights,
+        architecture: config.search.architecture,
+        schedule_start: 0,
+        schedule_end: config.search.epochs,
+        architecture_warmup_epochs: warmup,
+        max_steps_per_epoch: config.search.max_steps_per_epoch,
+    }
+}
+
 impl Search<'_> {
     fn settings(&self) -> TrainingSettings {
-        let split = &self.config.split;
-        let mut warmup = self.config.search.architecture_warmup_epochs;
-        if !split.is_one_shot() && !split.train_architecture_before_last_split {
-            warmup = warmup.max(*split.epochs.last().expect("a few-shot schedule has split epochs"));
-        }
-        TrainingSettings {
-            weights: self.config.search.weights,
-            architecture: self.config.search.architecture,
-            schedule_start: 0,
-            schedule_end: self.config.search.epochs,
-            architecture_warmup_epochs: warmup,
-            max_steps_per_epoch: self.config.search.max_steps_per_epoch,
-        }
+        training_settings(self.config)
     }
 
     /// Epoch boundaries: 0, the split epochs, the total.

@@ -1,6 +1,7 @@
 //! `splitnas bench`: measuring search quality (ground truth, ranking) and speed.
 
 pub mod external;
+pub mod gm_repeats;
 pub mod plots;
 pub mod ground_truth;
 pub mod rank_statistics;
