@@ -21,7 +21,11 @@ fn write_config(directory: &Path, schedule: &str) -> PathBuf {
 
 /// Runs the study (fixed R=4 against `{"repeats": 2}`) on `seeds`: its stdout and JSON report.
 fn study(config: &Path, seeds: &str, json: &Path) -> (String, Value) {
-    let output = run_splitnas(&[
+    study_with(config, seeds, json, &[])
+}
+
+fn study_with(config: &Path, seeds: &str, json: &Path, extra: &[&str]) -> (String, Value) {
+    let mut args = vec![
         "bench",
         "gm-repeats",
         config.to_str().unwrap(),
@@ -34,7 +38,9 @@ fn study(config: &Path, seeds: &str, json: &Path) -> (String, Value) {
         "--json",
         json.to_str().unwrap(),
         "--quiet",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let output = run_splitnas(&args);
     assert!(output.status.success(), "{}", stderr(&output));
     (stdout(&output), serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap())
 }
@@ -90,6 +96,19 @@ fn two_gm_configurations_decide_on_the_same_recording_reproducibly() {
     // Every seed records from the same supernet state: seed 1 alone decides as it did after seed 0.
     let (_, alone) = study(&config, "1", &root.path().join("alone.json"));
     assert_eq!(decisions(&alone), decisions(&report)[1..]);
+
+    // Kept recordings are reused as they are (another gm configuration could be studied on them).
+    let recordings = root.path().join("recordings");
+    let kept = ["--recordings", recordings.to_str().unwrap()];
+    let (_, recorded) = study_with(&config, "0..2", &root.path().join("recorded.json"), &kept);
+    assert!(recordings.join("seed-0.json").exists() && recordings.join("seed-1.json").exists());
+    let (_, reused) = study_with(&config, "0..2", &root.path().join("reused.json"), &kept);
+    assert_eq!(decisions(&reused), decisions(&recorded));
+    assert_eq!(decisions(&reused), decisions(&report));
+    // A recording made for another study is refused, not silently mixed in.
+    let output = run_splitnas(&["bench", "gm-repeats", config.to_str().unwrap(), "--seeds", "0", "--reference-repeats", "3", "--recordings", recordings.to_str().unwrap(), "--quiet"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("recorded for another study"), "{}", stderr(&output));
 }
 
 #[test]

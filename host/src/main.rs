@@ -199,6 +199,10 @@ struct GmRepeatsArgs {
     /// Also write every seed's record and the summary as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Keep each seed's recording here (seed-N.json) and reuse it when present: other gm
+    /// configurations can then be studied on the same streams in seconds.
+    #[arg(long, value_name = "DIR")]
+    recordings: Option<PathBuf>,
     /// `cpu`, `cuda`, `cuda:N` or `auto`; overrides `run.device`.
     #[arg(long)]
     device: Option<String>,
@@ -604,6 +608,7 @@ fn gm_repeats(plugins: &PluginOptions, args: GmRepeatsArgs) -> Result<ExitCode> 
         reference_repeats: args.reference_repeats,
         adaptive: args.adaptive,
         adaptive_config_raw: args.adaptive_config_raw,
+        recordings: args.recordings,
     };
     let options = splitnas::run::RunOptions { device: args.device, output_dir: None, overwrite: false, quiet: args.quiet };
     let report = run_gm_repeats(&request, discover(plugins), &options, &mut |record| println!("{}", render_seed(record)))?;

@@ -94,6 +94,49 @@ pub struct GmRepeatsRequest {
     pub adaptive: Option<Value>,
     /// Replaces the adaptive configuration entirely: any two gm configurations can be compared.
     pub adaptive_config_raw: Option<Value>,
+    /// Where each seed's recording is kept and reused (`seed-N.json`).
+    pub recordings: Option<PathBuf>,
+}
+
+/// One seed's recorded Gram samples, kept so that other gm configurations can be studied on the
+/// same streams without recording again. `study` pins what they were recorded from.
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedRecording {
+    study: Value,
+    /// Per candidate, in recorded order: (options, row-major Gram matrix).
+    candidates: BTreeMap<u32, Vec<(Vec<u32>, Vec<f64>)>>,
+    gradient_passes: usize,
+}
+
+impl SavedRecording {
+    fn path(directory: &std::path::Path, seed: u64) -> PathBuf {
+        directory.join(format!("seed-{seed}.json"))
+    }
+
+    /// The recording of `seed` if one was kept for the same study.
+    fn load(directory: &std::path::Path, seed: u64, study: &Value) -> Result<Option<(BTreeMap<u32, Vec<GramSample>>, usize)>> {
+        let path = Self::path(directory, seed);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let saved: SavedRecording = crate::checkpoint::read_json(&path)?;
+        if &saved.study != study {
+            bail!("{} was recorded for another study ({}); use another --recordings directory", path.display(), saved.study);
+        }
+        let samples = saved
+            .candidates
+            .into_iter()
+            .map(|(point, samples)| (point, samples.into_iter().map(|(options, gram)| GramSample { options: options.into(), gram: gram.into() }).collect()))
+            .collect();
+        Ok(Some((samples, saved.gradient_passes)))
+    }
+
+    fn save(directory: &std::path::Path, seed: u64, study: &Value, recording: &BTreeMap<u32, Vec<GramSample>>, gradient_passes: usize) -> Result<()> {
+        std::fs::create_dir_all(directory).with_context(|| format!("cannot create {}", directory.display()))?;
+        let candidates = recording.iter().map(|(&point, samples)| (point, samples.iter().map(|s| (s.options.to_vec(), s.gram.to_vec())).collect())).collect();
+        let saved = SavedRecording { study: study.clone(), candidates, gradient_passes };
+        Ok(crate::checkpoint::write_json(&Self::path(directory, seed), &saved)?)
+    }
 }
 
 impl GmRepeatsRequest {
@@ -277,8 +320,13 @@ pub fn run_gm_repeats(request: &GmRepeatsRequest, registry: PluginRegistry, opti
     let create = crate::components::algorithm_factory(&registry, &config.algorithm.name, &config.algorithm.config_json())?;
     tch::manual_seed(stream_seed(config.run.seed, STREAM_INIT, &[]) as i64);
     let mut root = SubSupernet::new(&env, info.full_mask(), &create, config.run.seed, training_settings(&config))?;
+    // What a kept recording must match: the configuration and R.
+    let study = json!({"config": config, "reference_repeats": request.reference_repeats});
+    let all_kept = request.recordings.as_ref().is_some_and(|dir| request.seeds.iter().all(|&seed| SavedRecording::path(dir, seed).exists()));
     let train_started = std::time::Instant::now();
-    train_root(&env, &mut root, &config, split_epoch, options.quiet)?;
+    if !all_kept {
+        train_root(&env, &mut root, &config, split_epoch, options.quiet)?;
+    }
     let train_seconds = train_started.elapsed().as_secs_f64();
 
     let mask = root.mask.clone();
@@ -298,7 +346,20 @@ pub fn run_gm_repeats(request: &GmRepeatsRequest, registry: PluginRegistry, opti
     for &seed in &request.seeds {
         let record_started = std::time::Instant::now();
         let record_seed = stream_seed(config.run.seed, STREAM_RECORD, &[seed]);
-        let (recording, gradient_passes) = record_grams(&env, &mut root, &data, &candidates, request.reference_repeats, split_epoch, record_seed, seed, options.quiet)?;
+        let kept = match &request.recordings {
+            Some(directory) => SavedRecording::load(directory, seed, &study)?,
+            None => None,
+        };
+        let (recording, gradient_passes) = match kept {
+            Some(kept) => kept,
+            None => {
+                let recorded = record_grams(&env, &mut root, &data, &candidates, request.reference_repeats, split_epoch, record_seed, seed, options.quiet)?;
+                if let Some(directory) = &request.recordings {
+                    SavedRecording::save(directory, seed, &study, &recorded.0, recorded.1)?;
+                }
+                recorded
+            }
+        };
         let record_seconds = record_started.elapsed().as_secs_f64();
 
         let decide_started = std::time::Instant::now();
@@ -538,6 +599,7 @@ mod tests {
             reference_repeats: 100,
             adaptive,
             adaptive_config_raw: raw,
+            recordings: None,
         };
         let (fixed, adaptive) = request(Some(json!({"confidence": 0.9})), None).gm_configs().unwrap();
         assert_eq!(fixed, json!({"repeats": 100}));

@@ -15,6 +15,10 @@
 //! - the search stops when only the leader is left and its best partition beats every other
 //!   partition of its options by more than `z` standard errors of the paired differences.
 //!
+//! With `indifference` ε > 0, differences smaller than ε times the leader's score count as
+//! settled in the leader's favour (an indifference zone): near-ties, which even the paper's 100
+//! repeats decide by noise, stop being sampled to the cap.
+//!
 //! `z` is the one-sided normal quantile at `1 − (1 − confidence) / m`, with `m` the number of
 //! comparisons one check makes (the other candidates plus the leader's other partitions):
 //! Bonferroni, so that every comparison of a check holds at once. Checking after every round is
@@ -31,6 +35,8 @@ pub struct StoppingRule {
     pub confidence: f64,
     pub min_repeats: usize,
     pub max_repeats: usize,
+    /// ε: differences below ε × the leader's score are treated as settled.
+    pub indifference: f64,
 }
 
 /// Mean and standard error of the mean.
@@ -44,12 +50,14 @@ fn mean_and_error(values: &[f64]) -> (f64, f64) {
     (mean, (variance / n).sqrt())
 }
 
-/// `difference / error > z`, where a zero error counts only for a positive difference.
-fn confidently_positive(difference: f64, error: f64, z: f64) -> bool {
+/// `(difference + margin) / error > z`: the difference is confidently above `-margin`. A zero
+/// error counts only for a shifted difference above zero.
+fn confidently_positive(difference: f64, error: f64, z: f64, margin: f64) -> bool {
+    let shifted = difference + margin;
     if error == 0.0 {
-        difference > 0.0
+        shifted > 0.0
     } else {
-        difference / error > z
+        shifted / error > z
     }
 }
 
@@ -73,8 +81,8 @@ pub fn normal_quantile(p: f64) -> f64 {
 }
 
 impl StoppingRule {
-    pub fn new(confidence: f64, min_repeats: usize, max_repeats: usize) -> Self {
-        StoppingRule { confidence, min_repeats, max_repeats: max_repeats.max(1) }
+    pub fn new(confidence: f64, min_repeats: usize, max_repeats: usize, indifference: f64) -> Self {
+        StoppingRule { confidence, min_repeats, max_repeats: max_repeats.max(1), indifference: indifference.max(0.0) }
     }
 
     fn z(&self, comparisons: usize) -> f64 {
@@ -120,10 +128,11 @@ impl StoppingRule {
         let (leader_index, leader_labels, leader_mean, leader_error) = scored[leader].clone();
         let comparisons = (scored.len() - 1) + (candidates[leader_index].partitions.len() - 1);
         let z = self.z(comparisons);
+        let margin = self.indifference * leader_mean.abs();
 
         for (index, _, mean, error) in scored.iter().filter(|(index, ..)| *index != leader_index) {
             let combined = (leader_error.powi(2) + error.powi(2)).sqrt();
-            if confidently_positive(leader_mean - mean, combined, z) {
+            if confidently_positive(leader_mean - mean, combined, z, margin) {
                 candidates[*index].dropped = true;
             }
         }
@@ -136,7 +145,7 @@ impl StoppingRule {
         leader.partitions.iter().filter(|labels| **labels != leader_labels).all(|other| {
             let differences: Vec<f64> = leader.repeats.iter().map(|repeat| within(repeat, other) - within(repeat, &leader_labels)).collect();
             let (mean, error) = mean_and_error(&differences);
-            confidently_positive(mean, error, z)
+            confidently_positive(mean, error, z, margin)
         })
     }
 }
@@ -154,9 +163,12 @@ mod tests {
 
     #[test]
     fn zero_error_counts_only_for_a_real_difference() {
-        assert!(confidently_positive(0.1, 0.0, 3.0));
-        assert!(!confidently_positive(0.0, 0.0, 3.0));
-        assert!(!confidently_positive(0.1, 0.05, 3.0));
-        assert!(confidently_positive(0.2, 0.05, 3.0));
+        assert!(confidently_positive(0.1, 0.0, 3.0, 0.0));
+        assert!(!confidently_positive(0.0, 0.0, 3.0, 0.0));
+        assert!(!confidently_positive(0.1, 0.05, 3.0, 0.0));
+        assert!(confidently_positive(0.2, 0.05, 3.0, 0.0));
+        // Within the indifference margin a tie is settled; a clear deficit never is.
+        assert!(confidently_positive(0.0, 0.01, 3.0, 0.05));
+        assert!(!confidently_positive(-0.1, 0.01, 3.0, 0.05));
     }
 }

@@ -36,6 +36,9 @@ struct GradientMatchingConfig {
     confidence: f64,
     /// Repeats every candidate gets before the adaptive rule may stop or drop it.
     min_repeats: u32,
+    /// Relative indifference zone of the adaptive rule: score differences below this fraction
+    /// of the leader's score count as ties settled for the leader (0: strict).
+    indifference: f64,
     /// Smallest group a partition may contain (NB201 {2,3}, DARTS {2,5}/{3,4}: 2; OFA: 1).
     /// The space's own minimum applies too, whichever is larger.
     min_group_size: u32,
@@ -45,7 +48,7 @@ struct GradientMatchingConfig {
 
 impl Default for GradientMatchingConfig {
     fn default() -> Self {
-        GradientMatchingConfig { repeats: 100, adaptive: false, confidence: 0.95, min_repeats: 10, min_group_size: 2, default_groups: 2 }
+        GradientMatchingConfig { repeats: 100, adaptive: false, confidence: 0.95, min_repeats: 10, indifference: 0.0, min_group_size: 2, default_groups: 2 }
     }
 }
 
@@ -176,7 +179,8 @@ impl CriterionPlugin for GradientMatching {
             Ok(())
         };
         if self.config.adaptive {
-            let rule = adaptive::StoppingRule::new(self.config.confidence, self.config.min_repeats.max(2) as usize, self.config.repeats as usize);
+            let config = &self.config;
+            let rule = adaptive::StoppingRule::new(config.confidence, config.min_repeats.max(2) as usize, config.repeats as usize, config.indifference);
             rule.run(&mut candidates, &mut draw)?;
         } else {
             // The paper's order: all repeats of one candidate, then the next.
