@@ -8,10 +8,13 @@
 //!   repeats of the per-repeat difference.
 //!
 //! So each comparison is a difference of means with a standard error estimated from the
-//! repeats. Repeats are drawn round-robin over the candidates. After every round in which all
-//! candidates still racing have `min_repeats`:
-//! - a candidate whose score is below the leader's by more than `z` standard errors (Welch:
-//!   their repeats are independent) is dropped and gets no more repeats;
+//! repeats. Repeats are drawn round-robin over the candidates, and compared round by round:
+//! the splitnas host gives repeat k of every candidate the same batch and context sample, so
+//! the per-round differences cancel their shared noise (with independent repeats the paired
+//! estimate is still valid, only no tighter). After every round in which all candidates still
+//! racing have `min_repeats`:
+//! - a candidate whose score is below the leader's by more than `z` standard errors of the
+//!   per-round differences is dropped and gets no more repeats;
 //! - the search stops when only the leader is left and its best partition beats every other
 //!   partition of its options by more than `z` standard errors of the paired differences.
 //!
@@ -112,27 +115,28 @@ impl StoppingRule {
         }
         // Per racing candidate: its best partition and the per-repeat cross distances under it.
         let racing: Vec<usize> = (0..candidates.len()).filter(|&i| !candidates[i].dropped).collect();
-        let scored: Vec<(usize, Vec<usize>, f64, f64)> = racing
+        let scored: Vec<(usize, Vec<usize>, f64, Vec<f64>)> = racing
             .iter()
             .map(|&i| {
                 let candidate = &candidates[i];
                 let (labels, _, _) = candidate.best_partition();
                 let k = candidate.options.len();
                 let crosses: Vec<f64> = candidate.repeats.iter().map(|repeat| partition_distances(repeat, k, &labels).1).collect();
-                let (mean, error) = mean_and_error(&crosses);
-                (i, labels, mean, error)
+                let (mean, _) = mean_and_error(&crosses);
+                (i, labels, mean, crosses)
             })
             .collect();
         // The fixed rule's leader: the largest score, the earliest candidate on ties.
         let leader = scored.iter().enumerate().max_by(|(ia, a), (ib, b)| a.2.total_cmp(&b.2).then(ib.cmp(ia))).map(|(at, _)| at).expect("a racing candidate");
-        let (leader_index, leader_labels, leader_mean, leader_error) = scored[leader].clone();
+        let (leader_index, leader_labels, leader_mean, leader_crosses) = scored[leader].clone();
         let comparisons = (scored.len() - 1) + (candidates[leader_index].partitions.len() - 1);
         let z = self.z(comparisons);
         let margin = self.indifference * leader_mean.abs();
 
-        for (index, _, mean, error) in scored.iter().filter(|(index, ..)| *index != leader_index) {
-            let combined = (leader_error.powi(2) + error.powi(2)).sqrt();
-            if confidently_positive(leader_mean - mean, combined, z, margin) {
+        for (index, _, _, crosses) in scored.iter().filter(|(index, ..)| *index != leader_index) {
+            let differences: Vec<f64> = leader_crosses.iter().zip(crosses).map(|(leader, other)| leader - other).collect();
+            let (mean, error) = mean_and_error(&differences);
+            if confidently_positive(mean, error, z, margin) {
                 candidates[*index].dropped = true;
             }
         }
