@@ -23,7 +23,7 @@ use splitnas_plugin_api::{AlgorithmSetup, ComponentKind, Device, SearchAlgorithm
 use crate::checkpoint::{write_atomic, write_json, write_tensors};
 use crate::components::create_space;
 use crate::config::RunConfig;
-use crate::data::{prepare_data, PreparedData, SplitName};
+use crate::data::{BatchLoader, prepare_data, PreparedData, SplitName};
 use crate::device::DeviceChoice;
 use crate::plugins::PluginRegistry;
 use crate::random::SeededRng;
@@ -144,6 +144,37 @@ pub fn progress_bar(length: u64, quiet: bool, prefix: String) -> ProgressBar {
     bar.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} ETA {eta} {msg}").expect("valid template").progress_chars("=> "));
     bar.set_prefix(prefix);
     bar
+}
+
+/// The loaders a supernet's training reads: training batches, validation batches for the
+/// architecture steps, and the validation split for supernet accuracy.
+pub struct SearchLoaders {
+    train: RefCell<BatchLoader>,
+    valid: RefCell<BatchLoader>,
+    valid_eval: RefCell<BatchLoader>,
+}
+
+impl SearchLoaders {
+    pub fn new(data: &PreparedData) -> Result<Self> {
+        Ok(SearchLoaders {
+            train: RefCell::new(data.train_loader()?),
+            valid: RefCell::new(data.valid_search_loader()?),
+            valid_eval: RefCell::new(data.eval_loader(SplitName::Valid)?),
+        })
+    }
+
+    pub fn environment<'a>(&'a self, space: &'a SearchSpaceBox, info: &'a SpaceInfo, device: Device, config: &RunConfig) -> TrainingEnvironment<'a> {
+        TrainingEnvironment {
+            space,
+            info,
+            device,
+            train: &self.train,
+            valid: &self.valid,
+            valid_eval: &self.valid_eval,
+            eval_batches: config.search.eval_batches,
+            total_epochs: config.search.epochs,
+        }
+    }
 }
 
 /// Everything a run needs once its configuration is resolved.
@@ -426,19 +457,8 @@ pub fn resume(directory: &Path, registry: PluginRegistry, options: &RunOptions) 
 fn execute(setup: RunSetup, options: &RunOptions) -> Result<Report> {
     let RunSetup { config, registry, device, data, space, info, directory } = setup;
     let mut metrics = MetricsLog::open(&directory.join("metrics.jsonl"))?;
-    let train = RefCell::new(data.train_loader()?);
-    let valid = RefCell::new(data.valid_search_loader()?);
-    let valid_eval = RefCell::new(data.eval_loader(SplitName::Valid)?);
-    let env = TrainingEnvironment {
-        space: &space,
-        info: &info,
-        device,
-        train: &train,
-        valid: &valid,
-        valid_eval: &valid_eval,
-        eval_batches: config.search.eval_batches,
-        total_epochs: config.search.epochs,
-    };
+    let loaders = SearchLoaders::new(&data)?;
+    let env = loaders.environment(&space, &info, device, &config);
     let search = Search { config: &config, info: &info, data: &data, directory: &directory, options, registry: &registry };
     let create = algorithm_factory(&config, &registry)?;
     if !config.split.is_one_shot() {

@@ -74,6 +74,24 @@ pub fn one_hot_weights(architecture: &Architecture, info: &SpaceInfo, device: De
     (weights, active)
 }
 
+/// A copy of BatchNorm running statistics, to put back after passes that must leave no trace
+/// (evaluation, gradient matching's thousands of training-mode passes).
+pub struct BufferSnapshot(Vec<Tensor>);
+
+impl BufferSnapshot {
+    pub fn take(buffers: &[(String, Tensor)]) -> Self {
+        BufferSnapshot(buffers.iter().map(|(_, t)| t.copy()).collect())
+    }
+
+    pub fn restore(self, buffers: &[(String, Tensor)]) {
+        tch::no_grad(|| {
+            for ((_, live), saved) in buffers.iter().zip(self.0) {
+                live.shallow_clone().copy_(&saved);
+            }
+        });
+    }
+}
+
 /// Top-1 accuracy of logits against labels, as a count (kept on the device until read).
 fn correct(logits: &Tensor, labels: &Tensor) -> Tensor {
     logits.argmax(-1, false).eq_tensor(labels).sum(tch::Kind::Int64)
@@ -92,7 +110,7 @@ pub struct SupernetEvaluator<'a> {
 
 impl SupernetEvaluator<'_> {
     pub fn accuracy(&self, weights: &Tensor, active: &Mask) -> Result<f64, PluginError> {
-        let saved: Vec<Tensor> = self.buffers.iter().map(|(_, t)| t.copy()).collect();
+        let snapshot = BufferSnapshot::take(self.buffers);
         let result = tch::no_grad(|| {
             let mut loader = self.loader.borrow_mut();
             let batches = loader.batches_per_epoch();
@@ -108,11 +126,7 @@ impl SupernetEvaluator<'_> {
             }
             Ok(hits.int64_value(&[]) as f64 / seen.max(1) as f64)
         });
-        tch::no_grad(|| {
-            for ((_, live), saved) in self.buffers.iter().zip(saved) {
-                live.shallow_clone().copy_(&saved);
-            }
-        });
+        snapshot.restore(self.buffers);
         result
     }
 }
@@ -390,7 +404,7 @@ impl SubSupernet {
     ) -> Result<(SplitDecision, usize), SearchError> {
         tch::manual_seed(seed as i64);
         let SubSupernet { mask, supernet, algorithm, parameters, buffers, .. } = self;
-        let saved: Vec<Tensor> = buffers.iter().map(|(_, t)| t.copy()).collect();
+        let snapshot = BufferSnapshot::take(buffers);
         let services = PluginServices::new(SeededRng::derive(seed, &[1]));
         let context = TrainingContext::new(env, supernet, buffers, mask, epoch, &services);
         let mut contexts = || algorithm.context_sample(HostContext_TO::from_ptr(&context, TD_Opaque)).into_result();
@@ -398,11 +412,7 @@ impl SubSupernet {
         let criterion_context = HostCriterionContext::new(SeededRng::derive(seed, &[2]), Some(&provider));
         let decision = run_split(criterion, request, &criterion_context).map_err(|e| SearchError::Other(format!("split criterion: {e}")));
         let passes = *provider.passes.borrow();
-        tch::no_grad(|| {
-            for ((_, live), saved) in buffers.iter().zip(saved) {
-                live.shallow_clone().copy_(&saved);
-            }
-        });
+        snapshot.restore(buffers);
         Ok((decision?, passes))
     }
 

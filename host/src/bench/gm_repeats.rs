@@ -19,17 +19,16 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use splitnas_plugin_api::{ComponentKind, GramSample, HostContext_TO, OptionGradients, PluginError, SpaceInfo, SplitDecision, SplitRequest};
-use tch::Tensor;
 
 use crate::components::{create_criterion, merge_config};
 use crate::config::RunConfig;
 use crate::criterion::{run_split, GradientSource, HostCriterionContext};
-use crate::data::{LoaderPosition, PreparedData, SplitName};
+use crate::data::{LoaderPosition, PreparedData};
 use crate::gradients::GradientProvider;
 use crate::plugins::PluginRegistry;
 use crate::random::{PluginServices, SeededRng};
-use crate::run::{progress_bar, split_candidates, training_settings, RunOptions, RunSetup};
-use crate::search::{PluginResultExt, SubSupernet, TrainingEnvironment};
+use crate::run::{progress_bar, split_candidates, training_settings, RunOptions, RunSetup, SearchLoaders};
+use crate::search::{BufferSnapshot, PluginResultExt, SubSupernet, TrainingEnvironment};
 
 /// The criterion under study.
 const CRITERION: &str = "gm";
@@ -98,13 +97,19 @@ pub struct GmRepeatsRequest {
     pub recordings: Option<PathBuf>,
 }
 
+/// Per candidate, its recorded Gram samples in order.
+type Recording = BTreeMap<u32, Vec<GramSample>>;
+
+/// A Gram sample as kept on disk: (options, row-major Gram matrix).
+type SavedGram = (Vec<u32>, Vec<f64>);
+
 /// One seed's recorded Gram samples, kept so that other gm configurations can be studied on the
 /// same streams without recording again. `study` pins what they were recorded from.
 #[derive(Debug, Serialize, Deserialize)]
 struct SavedRecording {
     study: Value,
     /// Per candidate, in recorded order: (options, row-major Gram matrix).
-    candidates: BTreeMap<u32, Vec<(Vec<u32>, Vec<f64>)>>,
+    candidates: BTreeMap<u32, Vec<SavedGram>>,
     gradient_passes: usize,
 }
 
@@ -114,7 +119,7 @@ impl SavedRecording {
     }
 
     /// The recording of `seed` if one was kept for the same study.
-    fn load(directory: &std::path::Path, seed: u64, study: &Value) -> Result<Option<(BTreeMap<u32, Vec<GramSample>>, usize)>> {
+    fn load(directory: &std::path::Path, seed: u64, study: &Value) -> Result<Option<(Recording, usize)>> {
         let path = Self::path(directory, seed);
         if !path.exists() {
             return Ok(None);
@@ -131,7 +136,7 @@ impl SavedRecording {
         Ok(Some((samples, saved.gradient_passes)))
     }
 
-    fn save(directory: &std::path::Path, seed: u64, study: &Value, recording: &BTreeMap<u32, Vec<GramSample>>, gradient_passes: usize) -> Result<()> {
+    fn save(directory: &std::path::Path, seed: u64, study: &Value, recording: &Recording, gradient_passes: usize) -> Result<()> {
         std::fs::create_dir_all(directory).with_context(|| format!("cannot create {}", directory.display()))?;
         let candidates = recording.iter().map(|(&point, samples)| (point, samples.iter().map(|s| (s.options.to_vec(), s.gram.to_vec())).collect())).collect();
         let saved = SavedRecording { study: study.clone(), candidates, gradient_passes };
@@ -241,12 +246,12 @@ pub struct GmRepeatsReport {
 /// Serves a recording to a criterion: the k-th request for a candidate gets its k-th
 /// recorded sample; the requests are counted.
 struct ReplayedGrams<'a> {
-    recording: &'a BTreeMap<u32, Vec<GramSample>>,
+    recording: &'a Recording,
     served: RefCell<BTreeMap<u32, usize>>,
 }
 
 impl<'a> ReplayedGrams<'a> {
-    fn new(recording: &'a BTreeMap<u32, Vec<GramSample>>) -> Self {
+    fn new(recording: &'a Recording) -> Self {
         ReplayedGrams { recording, served: RefCell::new(BTreeMap::new()) }
     }
 
@@ -304,19 +309,8 @@ pub fn run_gm_repeats(request: &GmRepeatsRequest, registry: PluginRegistry, opti
     let split_epoch = split.epochs[0];
     let groups = split.groups[0];
     let RunSetup { config, registry, device, data, space, info, .. } = RunSetup::new(config.clone(), registry, options)?;
-    let train = RefCell::new(data.train_loader()?);
-    let valid = RefCell::new(data.valid_search_loader()?);
-    let valid_eval = RefCell::new(data.eval_loader(SplitName::Valid)?);
-    let env = TrainingEnvironment {
-        space: &space,
-        info: &info,
-        device,
-        train: &train,
-        valid: &valid,
-        valid_eval: &valid_eval,
-        eval_batches: config.search.eval_batches,
-        total_epochs: config.search.epochs,
-    };
+    let loaders = SearchLoaders::new(&data)?;
+    let env = loaders.environment(&space, &info, device, &config);
     let create = crate::components::algorithm_factory(&registry, &config.algorithm.name, &config.algorithm.config_json())?;
     tch::manual_seed(stream_seed(config.run.seed, STREAM_INIT, &[]) as i64);
     let mut root = SubSupernet::new(&env, info.full_mask(), &create, config.run.seed, training_settings(&config))?;
@@ -438,15 +432,11 @@ fn record_grams(
     record_seed: u64,
     seed: u64,
     quiet: bool,
-) -> Result<(BTreeMap<u32, Vec<GramSample>>, usize)> {
-    let saved_buffers: Vec<Tensor> = root.buffers.iter().map(|(_, t)| t.copy()).collect();
+) -> Result<(Recording, usize)> {
+    let snapshot = BufferSnapshot::take(&root.buffers);
     let saved_algorithm = root.algorithm.state_json().within("algorithm")?.to_string();
     let recorded = record_from_state(env, root, data, candidates, repeats, epoch, record_seed, seed, quiet);
-    tch::no_grad(|| {
-        for ((_, live), saved) in root.buffers.iter().zip(saved_buffers) {
-            live.shallow_clone().copy_(&saved);
-        }
-    });
+    snapshot.restore(&root.buffers);
     root.algorithm.load_state_json(RStr::from_str(&saved_algorithm)).within("algorithm")?;
     recorded
 }
@@ -462,7 +452,7 @@ fn record_from_state(
     record_seed: u64,
     seed: u64,
     quiet: bool,
-) -> Result<(BTreeMap<u32, Vec<GramSample>>, usize)> {
+) -> Result<(Recording, usize)> {
     tch::manual_seed(record_seed as i64);
     let loader = RefCell::new(data.train_loader()?);
     loader.borrow_mut().seek(LoaderPosition { epoch: RECORDING_LOADER_EPOCH + seed, batch: 0 });
@@ -472,7 +462,7 @@ fn record_from_state(
     let mut contexts = || algorithm.context_sample(HostContext_TO::from_ptr(&context, TD_Opaque)).into_result();
     let provider = GradientProvider::new(&context, &mut contexts, parameters, &loader);
     let bar = progress_bar(u64::from(repeats) * candidates.len() as u64, quiet, format!("seed {seed} recording"));
-    let mut recording: BTreeMap<u32, Vec<GramSample>> = candidates.iter().map(|&point| (point, Vec::with_capacity(repeats as usize))).collect();
+    let mut recording: Recording = candidates.iter().map(|&point| (point, Vec::with_capacity(repeats as usize))).collect();
     for _ in 0..repeats {
         for &point in candidates {
             let sample = provider.gradient_gram(point).map_err(|e| anyhow!("seed {seed}: gradients of choice point {point}: {e}"))?;
@@ -486,7 +476,7 @@ fn record_from_state(
 }
 
 /// One gm configuration's decision on a recording, and the samples it asked for.
-fn decide(registry: &PluginRegistry, gm_config: &Value, request: &SplitRequest, recording: &BTreeMap<u32, Vec<GramSample>>, info: &SpaceInfo, decide_seed: u64) -> Result<GmDecision> {
+fn decide(registry: &PluginRegistry, gm_config: &Value, request: &SplitRequest, recording: &Recording, info: &SpaceInfo, decide_seed: u64) -> Result<GmDecision> {
     let mut criterion = create_criterion(registry, CRITERION, gm_config)?;
     let replay = ReplayedGrams::new(recording);
     let context = HostCriterionContext::new(SeededRng::new(decide_seed), Some(&replay));
