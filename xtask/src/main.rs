@@ -164,7 +164,8 @@ fn demo(root: &Path) -> Result<()> {
     let quickstart = root.join("examples").join("quickstart.toml");
     let binary = root.join("target/release/splitnas");
     if quickstart.exists() {
-        run(Command::new(&binary).arg("run").arg(&quickstart).current_dir(root))
+        // --overwrite: the demo is run again as it is, not resumed or refused.
+        run(Command::new(&binary).arg("run").arg(&quickstart).arg("--overwrite").current_dir(root))
     } else {
         run(Command::new(&binary).args(["plugins", "list"]).current_dir(root))
     }

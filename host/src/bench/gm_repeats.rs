@@ -435,44 +435,32 @@ fn record_grams(
 ) -> Result<(Recording, usize)> {
     let snapshot = BufferSnapshot::take(&root.buffers);
     let saved_algorithm = root.algorithm.state_json().within("algorithm")?.to_string();
-    let recorded = record_from_state(env, root, data, candidates, repeats, epoch, record_seed, seed, quiet);
+    // Every exit from the recording goes past the restore below.
+    let recorded = (|| -> Result<(Recording, usize)> {
+        tch::manual_seed(record_seed as i64);
+        let loader = RefCell::new(data.train_loader()?);
+        loader.borrow_mut().seek(LoaderPosition { epoch: RECORDING_LOADER_EPOCH + seed, batch: 0 });
+        let services = PluginServices::new(SeededRng::derive(record_seed, &[1]));
+        let (context, trainer) = root.trainer(env, epoch, &services);
+        let (algorithm, parameters) = (trainer.algorithm, trainer.parameters);
+        let mut contexts = || algorithm.context_sample(HostContext_TO::from_ptr(&context, TD_Opaque)).into_result();
+        let provider = GradientProvider::new(&context, &mut contexts, parameters, &loader);
+        let bar = progress_bar(u64::from(repeats) * candidates.len() as u64, quiet, format!("seed {seed} recording"));
+        let mut recording: Recording = candidates.iter().map(|&point| (point, Vec::with_capacity(repeats as usize))).collect();
+        for _ in 0..repeats {
+            for &point in candidates {
+                let sample = provider.gradient_gram(point).map_err(|e| anyhow!("seed {seed}: gradients of choice point {point}: {e}"))?;
+                recording.get_mut(&point).expect("one entry per candidate").push(sample);
+                bar.inc(1);
+            }
+        }
+        bar.finish_and_clear();
+        let passes = *provider.passes.borrow();
+        Ok((recording, passes))
+    })();
     snapshot.restore(&root.buffers);
     root.algorithm.load_state_json(RStr::from_str(&saved_algorithm)).within("algorithm")?;
     recorded
-}
-
-#[allow(clippy::too_many_arguments)]
-fn record_from_state(
-    env: &TrainingEnvironment<'_>,
-    root: &mut SubSupernet,
-    data: &PreparedData,
-    candidates: &[u32],
-    repeats: u32,
-    epoch: usize,
-    record_seed: u64,
-    seed: u64,
-    quiet: bool,
-) -> Result<(Recording, usize)> {
-    tch::manual_seed(record_seed as i64);
-    let loader = RefCell::new(data.train_loader()?);
-    loader.borrow_mut().seek(LoaderPosition { epoch: RECORDING_LOADER_EPOCH + seed, batch: 0 });
-    let services = PluginServices::new(SeededRng::derive(record_seed, &[1]));
-    let (context, trainer) = root.trainer(env, epoch, &services);
-    let (algorithm, parameters) = (trainer.algorithm, trainer.parameters);
-    let mut contexts = || algorithm.context_sample(HostContext_TO::from_ptr(&context, TD_Opaque)).into_result();
-    let provider = GradientProvider::new(&context, &mut contexts, parameters, &loader);
-    let bar = progress_bar(u64::from(repeats) * candidates.len() as u64, quiet, format!("seed {seed} recording"));
-    let mut recording: Recording = candidates.iter().map(|&point| (point, Vec::with_capacity(repeats as usize))).collect();
-    for _ in 0..repeats {
-        for &point in candidates {
-            let sample = provider.gradient_gram(point).map_err(|e| anyhow!("seed {seed}: gradients of choice point {point}: {e}"))?;
-            recording.get_mut(&point).expect("one entry per candidate").push(sample);
-            bar.inc(1);
-        }
-    }
-    bar.finish_and_clear();
-    let passes = *provider.passes.borrow();
-    Ok((recording, passes))
 }
 
 /// One gm configuration's decision on a recording, and the samples it asked for.
