@@ -127,7 +127,11 @@ impl GradientSource for GradientProvider<'_> {
 
     fn option_gradients(&self, choice_point: u32) -> Result<OptionGradients, PluginError> {
         let (options, shared, gradients) = self.repeat(choice_point)?;
-        let flat = |gradient: &Option<Tensor>, parameter: &Tensor| gradient.as_ref().unwrap_or(&parameter.zeros_like()).view(-1);
+        // Zeros only where a gradient is missing (`unwrap_or` would build them for every tensor).
+        let flat = |gradient: &Option<Tensor>, parameter: &Tensor| match gradient {
+            Some(gradient) => gradient.view(-1),
+            None => parameter.zeros_like().view(-1),
+        };
         let rows: Vec<Tensor> =
             gradients.iter().map(|per_parameter| Tensor::cat(&per_parameter.iter().zip(&shared).map(|(g, p)| flat(g, p)).collect::<Vec<_>>(), 0)).collect();
         Ok(OptionGradients { options: options.into(), gradients: OwnedTensor::new(Tensor::stack(&rows, 0)) })
