@@ -3,7 +3,7 @@
 
 What it does
     Runs `splitnas bench step` (ours) and the eager PyTorch reference
-    `reference_nb201.py` with identical flags, for each named configuration,
+    `benchmarks/step/reference_nb201.py` with identical flags, for each named configuration,
     for several rounds, and prints per mode (darts, spos, gm) the median
     ms/step of each side and the median ratio ours/reference against the
     project's targets (PASS/FAIL). It also records each child's peak RSS
@@ -11,12 +11,14 @@ What it does
     per side on its own.
 
 How to run (from the repository root)
-    cargo build --release -p splitnas && \\
-      /root/.cache/splitnas/torch-2.11.0/bin/python benchmarks/step/compare.py --rounds 5
+    cargo build --release -p splitnas && python benchmarks/step/compare.py --rounds 5
 
-    The interpreter running this script is also the one that runs the
-    reference (override with --python), so it must have torch; this script
-    itself uses only the standard library. Useful options: --configs small,
+    `python` is an interpreter with torch 2.11, e.g. the one `cargo xtask`
+    provisions, ~/.cache/splitnas/torch-2.11.0/bin/python. It also runs the
+    reference (override with --python); this script itself uses only the
+    standard library. Recorded commands and paths are relative to the
+    repository root, where the children run, and show the interpreter as
+    `python`. Useful options: --configs small,
     --json FILE (raw per-round numbers), --markdown FILE (a fragment for
     docs/BENCHMARKS.md), --check (exit 1 if a target fails).
 
@@ -52,8 +54,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SPLITNAS = REPO_ROOT / "target" / "release" / "splitnas"
-# The reference lives next to the checkout, in the shared directory (not in the repository).
-DEFAULT_REFERENCE = REPO_ROOT.parent / "shared" / "bench" / "reference_nb201.py"
+# The plain-PyTorch yardstick, next to this script.
+DEFAULT_REFERENCE = REPO_ROOT / "benchmarks" / "step" / "reference_nb201.py"
 
 ALL_MODES = ("darts", "spos", "gm")
 
@@ -163,15 +165,33 @@ def side_commands(args, config_name, modes):
     }
 
 
-def display_command(argv):
-    """The command as a shell line, paths inside the repository relative to its root (where children run)."""
-    shown = []
-    for arg in argv:
-        path = Path(arg)
-        if path.is_absolute() and path.is_relative_to(REPO_ROOT):
-            arg = str(path.relative_to(REPO_ROOT))
-        shown.append(arg)
-    return shlex.join(shown)
+def repo_relative(arg):
+    """A path inside the repository relative to its root (where children run); anything else as is."""
+    path = Path(arg)
+    if path.is_absolute() and path.is_relative_to(REPO_ROOT):
+        return str(path.relative_to(REPO_ROOT))
+    return arg
+
+
+def display_command(side, argv):
+    """The command as a shell line to run from the repository root; the interpreter shown as `python`."""
+    if side == "reference":
+        argv = ["python"] + argv[1:]
+    return shlex.join(repo_relative(arg) for arg in argv)
+
+
+def display_commands(args, config_name, modes):
+    return {side: display_command(side, argv) for side, argv in side_commands(args, config_name, modes).items()}
+
+
+def recorded_options(args):
+    """The options as recorded: paths repository-relative, the interpreter as `python` (as in the commands)."""
+    options = {k: v for k, v in vars(args).items() if k not in ("config_names", "mode_names")}
+    for key in ("splitnas", "reference", "json", "markdown"):
+        if options[key] is not None:
+            options[key] = repo_relative(str(Path(options[key]).resolve()))
+    options["python"] = "python"
+    return options
 
 
 def check_executables(args):
@@ -281,7 +301,7 @@ def run_memory(args):
     """One gm-only run per side; the peak RSS of each process and our own growth figure."""
     config_name = args.memory_config
     commands = side_commands(args, config_name, ["gm"])
-    result = {"config": config_name, "commands": {s: display_command(c) for s, c in commands.items()}}
+    result = {"config": config_name, "commands": display_commands(args, config_name, ["gm"])}
     for side in ("ours", "reference"):
         label = f"memory {config_name} gm {side}"
         records, peak_kib, seconds = run_child(commands[side], ["gm"], label)
@@ -327,7 +347,7 @@ def summarize(args, runs):
         peaks = {side: statistics.median(r["peak_rss_kib"] for r in config_runs if r["side"] == side) / 1024
                  for side in ("ours", "reference")}
         summary[config_name] = {
-            "commands": {s: display_command(c) for s, c in side_commands(args, config_name, args.mode_names).items()},
+            "commands": display_commands(args, config_name, args.mode_names),
             "rows": rows,
             "median_peak_rss_mib": peaks,
         }
@@ -497,7 +517,7 @@ def main(argv=None):
         "torch": torch_version(runs),
         "rounds": args.rounds,
         "threads": args.threads,
-        "options": {k: v for k, v in vars(args).items() if k not in ("config_names", "mode_names")},
+        "options": recorded_options(args),
         "summary": summary,
         "memory": memory,
         "all_pass": all_pass,
