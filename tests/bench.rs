@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use splitnas::bench::ground_truth::{run_ground_truth, GroundTruthRequest, Selection};
-use splitnas::bench::ranking::{rank_run, RankingOptions, RankingReport};
-use splitnas::bench::table::{GroundTruthTable, TableEntry};
-use splitnas::run::{run, RunOptions, RunSetup};
-use splitnas::tree::SplitTree;
+use splitnas_bench::ground_truth::{run_ground_truth, GroundTruthRequest, Selection};
+use splitnas_bench::ranking::{rank_run, RankingOptions, RankingReport};
+use splitnas_bench::table::{GroundTruthTable, TableEntry};
+use splitnas_run::{run, RunOptions, RunSetup};
+use splitnas_run::tree::SplitTree;
 use splitnas_e2e::*;
 
 /// libtorch's random generator is global to the process: tests that seed it and expect
@@ -104,7 +104,7 @@ select_by = "supernet"
     let mut config = tiny_config("rsps", root, &format!("derive_samples = 3\n{extra}"));
     config.run.name = "split".to_string();
     let setup = RunSetup::new(config, shipped_registry(), &quiet()).unwrap();
-    let directory = setup.directory.clone();
+    let directory = setup.directory.path().to_path_buf();
     run(setup, &quiet()).unwrap();
     let operations = ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"];
     let entries = (0..10)
@@ -168,7 +168,7 @@ fn ranking_evaluates_each_architecture_in_its_leaf_and_recalibration_ignores_sto
     // depend on them at all.
     for leaf in tree.leaves() {
         let path = directory.join(format!("checkpoints/node-{leaf}.safetensors"));
-        let tensors: Vec<(String, tch::Tensor)> = splitnas::checkpoint::read_tensors(&path)
+        let tensors: Vec<(String, tch::Tensor)> = splitnas_engine::checkpoint::read_tensors(&path)
             .unwrap()
             .into_iter()
             .map(|(name, t)| {
@@ -176,7 +176,7 @@ fn ranking_evaluates_each_architecture_in_its_leaf_and_recalibration_ignores_sto
                 (name, corrupted)
             })
             .collect();
-        splitnas::checkpoint::write_tensors(&path, &tensors).unwrap();
+        splitnas_engine::checkpoint::write_tensors(&path, &tensors).unwrap();
     }
     let cached = rank(&directory, &table);
     assert_eq!(cached.scores.iter().map(|s| &s.predicted).collect::<Vec<_>>(), report.scores.iter().map(|s| &s.predicted).collect::<Vec<_>>(), "cached predictions are reused");
@@ -191,7 +191,7 @@ fn ranking_evaluates_each_architecture_in_its_leaf_and_recalibration_ignores_sto
 fn bench_commands_as_a_user_runs_them() {
     let _generator = exclusive_generator();
     let root = tempfile::tempdir().unwrap();
-    let fixture = workspace_root().join("host/tests/fixtures/nb201-tables/nats-tss-fixture.pickle.pbz2");
+    let fixture = workspace_root().join("crates/bench/tests/fixtures/nb201-tables/nats-tss-fixture.pickle.pbz2");
     let csv = root.path().join("nats.csv");
     let output = run_splitnas(&["bench", "convert-nb201", fixture.to_str().unwrap(), "--dataset", "cifar10", "--set", "ori-test", "--output", csv.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));

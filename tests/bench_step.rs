@@ -6,11 +6,13 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use abi_stable::std_types::RVec;
-use splitnas::bench::step::{gm_distance_matrix, process_memory, Nb201Bench};
-use splitnas::data::{Batch, RepeatedBatch};
-use splitnas::gradients::GradientProvider;
-use splitnas::random::{PluginServices, SeededRng};
-use splitnas::search::{one_hot_weights, Trainer};
+use splitnas_bench::step::{gm_distance_matrix, process_memory, Nb201Bench};
+use splitnas_data::{Batch, RepeatedBatch};
+use splitnas_engine::gradients::GradientProvider;
+use splitnas_data::SeededRng;
+use splitnas_engine::services::PluginServices;
+use splitnas_engine::context::one_hot_weights;
+use splitnas_engine::sub_supernet::Trainer;
 use splitnas_e2e::{run_splitnas, shipped_registry, stderr, stdout, workspace_root};
 use splitnas_plugin_api::{Architecture, Device, OwnedTensor, WeightSample};
 use tch::Tensor;

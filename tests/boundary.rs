@@ -3,11 +3,11 @@
 
 use abi_stable::std_types::RVec;
 use serde_json::Value;
-use splitnas::components::{create_criterion, create_space, ComponentError};
-use splitnas::criterion::{run_split, HostCriterionContext, SplitError};
-use splitnas::device::{device_report, DeviceChoice};
-use splitnas::plugins::PluginRegistry;
-use splitnas::random::SeededRng;
+use splitnas_engine::components::{create_criterion, create_space, ComponentError};
+use splitnas_engine::criterion::{run_split, HostCriterionContext, SplitError};
+use splitnas_engine::device::{device_report, DeviceChoice};
+use splitnas_engine::plugins::PluginRegistry;
+use splitnas_data::SeededRng;
 use splitnas_e2e::*;
 use splitnas_plugin_api::{Device, ErrorKind, Mask, SplitRequest, TensorRef};
 use tch::Tensor;

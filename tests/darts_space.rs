@@ -5,12 +5,12 @@
 use std::path::Path;
 
 use serde_json::Value;
-use splitnas::run::{run, Report, RunOptions, RunSetup};
-use splitnas::tree::SplitTree;
+use splitnas_run::{run, Report, RunOptions, RunSetup};
+use splitnas_run::tree::SplitTree;
 use splitnas_e2e::*;
 
 /// A DARTS-space run small enough for the suite: C=2, 3 cells (normal 0, reductions 1 and 2).
-fn darts_config(name: &str, algorithm: &str, output_dir: &Path, extra: &str) -> splitnas::config::RunConfig {
+fn darts_config(name: &str, algorithm: &str, output_dir: &Path, extra: &str) -> splitnas_run::config::RunConfig {
     let text = format!(
         r#"
 [run]
@@ -41,13 +41,13 @@ name = "{algorithm}"
 "#,
         output = output_dir.display()
     );
-    splitnas::config::RunConfig::from_toml(&text, Path::new("darts-tiny.toml")).expect("tiny darts config parses")
+    splitnas_run::config::RunConfig::from_toml(&text, Path::new("darts-tiny.toml")).expect("tiny darts config parses")
 }
 
-fn search(config: splitnas::config::RunConfig) -> (Report, SplitTree, std::path::PathBuf) {
+fn search(config: splitnas_run::config::RunConfig) -> (Report, SplitTree, std::path::PathBuf) {
     let options = RunOptions { quiet: true, ..RunOptions::default() };
     let setup = RunSetup::new(config, shipped_registry(), &options).unwrap();
-    let directory = setup.directory.clone();
+    let directory = setup.directory.path().to_path_buf();
     let report = run(setup, &options).unwrap();
     let tree: SplitTree = serde_json::from_str(&std::fs::read_to_string(directory.join("tree.json")).unwrap()).unwrap();
     (report, tree, directory)
@@ -142,12 +142,12 @@ fn every_search_algorithm_runs_on_the_darts_space() {
 fn the_examples_parse_and_name_the_darts_space() {
     let root = workspace_root();
     for example in ["examples/darts-gm.toml", "examples/darts-gm-gpu.toml"] {
-        let config = splitnas::config::RunConfig::from_file(&root.join(example)).unwrap_or_else(|error| panic!("{example}: {error}"));
+        let config = splitnas_run::config::RunConfig::from_file(&root.join(example)).unwrap_or_else(|error| panic!("{example}: {error}"));
         assert_eq!(config.space.name, "darts", "{example}");
         assert_eq!(config.split.criterion, "gm", "{example}");
-        assert_eq!(config.final_training.select_by, splitnas::config::SelectBy::SuccessiveHalving, "{example}");
+        assert_eq!(config.final_training.select_by, splitnas_run::config::SelectBy::SuccessiveHalving, "{example}");
     }
-    let gpu = splitnas::config::RunConfig::from_file(&root.join("examples/darts-gm-gpu.toml")).unwrap();
+    let gpu = splitnas_run::config::RunConfig::from_file(&root.join("examples/darts-gm-gpu.toml")).unwrap();
     assert_eq!((gpu.split.epochs.clone(), gpu.split.groups.clone(), gpu.search.epochs), (vec![2, 4, 6], vec![2, 2, 2], 21));
     assert_eq!((gpu.data.batch_size, gpu.search.weights.lr, gpu.search.weights.lr_min, gpu.search.weights.weight_decay), (64, 0.025, 0.001, 3e-4));
 }

@@ -2,8 +2,8 @@
 //! last split, leaf selection, and the `tree` command as a user runs it.
 
 use serde_json::Value;
-use splitnas::run::{run, Report, RunOptions, RunSetup};
-use splitnas::tree::SplitTree;
+use splitnas_run::{run, Report, RunOptions, RunSetup};
+use splitnas_run::tree::SplitTree;
 use splitnas_e2e::*;
 
 fn schedule(criterion: &str, restart_final: bool, extra: &str) -> String {
@@ -34,7 +34,7 @@ fn search(config_text: &str, name: &str) -> (tempfile::TempDir, std::path::PathB
     config.run.name = name.to_string();
     let options = RunOptions { quiet: true, ..RunOptions::default() };
     let setup = RunSetup::new(config, shipped_registry(), &options).unwrap();
-    let directory = setup.directory.clone();
+    let directory = setup.directory.path().to_path_buf();
     let report = run(setup, &options).unwrap();
     let tree: SplitTree = serde_json::from_str(&std::fs::read_to_string(directory.join("tree.json")).unwrap()).unwrap();
     let events = std::fs::read_to_string(directory.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();

@@ -119,3 +119,28 @@ fn a_one_shot_configuration_is_refused_by_name() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("one-shot"), "{}", stderr(&output));
 }
+
+/// One training path: the study's root supernet is the supernet a `splitnas run` of the same
+/// configuration has at the split epoch, to the bit (the state digest of every state role).
+#[test]
+fn the_studied_root_is_the_root_a_run_trains() {
+    let root = tempfile::tempdir().unwrap();
+    let schedule = "[search]\nepochs = 3\nmax_steps_per_epoch = 3\n\n[split]\ncriterion = \"gm\"\nepochs = [2]\ngroups = [2]\nrepeats = 1\n";
+    let config = write_config(root.path(), schedule);
+    let (_, report) = study(&config, "0", &root.path().join("study.json"));
+    let studied = &report["root_state_digest"];
+    assert!(studied["param"].as_f64().is_some_and(|sum| sum > 0.0), "the report records the root's digest: {report}");
+
+    let output = run_splitnas(&["run", config.to_str().unwrap(), "--quiet"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let run_directory = root.path().join("tiny-rsps");
+    let metrics = std::fs::read_to_string(run_directory.join("metrics.jsonl")).unwrap();
+    let last_root_epoch = metrics
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|event| event["event"] == "epoch" && event["node"] == 0)
+        .last()
+        .expect("the run trained its root");
+    assert_eq!(last_root_epoch["epoch"], 1, "the root trains epochs 0 and 1 before the split at 2");
+    assert_eq!(&last_root_epoch["state_digest"], studied, "bench gm-repeats trains its root as a run does");
+}

@@ -2,7 +2,7 @@
 //! differentiable ones, and the run directory holds what it promises.
 
 use serde_json::Value;
-use splitnas::run::{run, RunOptions, RunSetup};
+use splitnas_run::{run, RunOptions, RunSetup};
 use splitnas_e2e::*;
 
 const SCHEDULE: &str = r#"
@@ -34,7 +34,7 @@ fn search_learns(algorithm: &str, differentiable: bool) {
     let config = tiny_config(algorithm, out.path(), SCHEDULE);
     let options = RunOptions { quiet: true, ..RunOptions::default() };
     let setup = RunSetup::new(config, shipped_registry(), &options).unwrap();
-    let directory = setup.directory.clone();
+    let directory = setup.directory.path().to_path_buf();
     let report = run(setup, &options).unwrap();
 
     let leaf = &report.selected_result;

@@ -4,10 +4,10 @@ use std::collections::BTreeSet;
 
 use abi_stable::std_types::RVec;
 use serde_json::{json, Value};
-use splitnas::components::{create_criterion, ComponentError};
-use splitnas::criterion::{run_split, HostCriterionContext, SplitError};
-use splitnas::plugins::PluginRegistry;
-use splitnas::random::SeededRng;
+use splitnas_engine::components::{create_criterion, ComponentError};
+use splitnas_engine::criterion::{run_split, HostCriterionContext, SplitError};
+use splitnas_engine::plugins::PluginRegistry;
+use splitnas_data::SeededRng;
 use splitnas_e2e::*;
 use splitnas_plugin_api::{ChoicePointInfo, Mask, OptionInfo, SpaceInfo, SplitDecision, SplitRequest};
 
@@ -124,7 +124,7 @@ fn the_host_rejects_a_decision_that_is_not_a_partition() {
     let mut decision = split("random", Value::Null, &request, 0).unwrap();
     let stolen = decision.groups[1][0];
     decision.groups[0].push(stolen);
-    assert!(matches!(splitnas::criterion::validate_decision(&request, &decision), Err(SplitError::NotAPartition { .. })));
+    assert!(matches!(splitnas_engine::criterion::validate_decision(&request, &decision), Err(SplitError::NotAPartition { .. })));
     decision.choice_point = 5;
-    assert!(matches!(splitnas::criterion::validate_decision(&request, &decision), Err(SplitError::NotACandidate(5))));
+    assert!(matches!(splitnas_engine::criterion::validate_decision(&request, &decision), Err(SplitError::NotACandidate(5))));
 }

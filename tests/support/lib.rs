@@ -219,8 +219,8 @@ pub fn resident_bytes() -> u64 {
 }
 
 /// A registry with every shipped plugin, loaded in-process.
-pub fn shipped_registry() -> splitnas::plugins::PluginRegistry {
-    let mut registry = splitnas::plugins::PluginRegistry::default();
+pub fn shipped_registry() -> splitnas_engine::plugins::PluginRegistry {
+    let mut registry = splitnas_engine::plugins::PluginRegistry::default();
     for file in shipped_plugin_files() {
         registry.add_file(&file);
     }
@@ -230,7 +230,7 @@ pub fn shipped_registry() -> splitnas::plugins::PluginRegistry {
 
 /// A run configuration small enough for the test suite: NB201 at C=4, N=1 on 1,000 embedded
 /// images, a few short epochs. `extra` is appended TOML (later keys override nothing: use new tables).
-pub fn tiny_config(algorithm: &str, output_dir: &Path, extra: &str) -> splitnas::config::RunConfig {
+pub fn tiny_config(algorithm: &str, output_dir: &Path, extra: &str) -> splitnas_run::config::RunConfig {
     let text = format!(
         r#"
 [run]
@@ -257,5 +257,5 @@ name = "{algorithm}"
 "#,
         output = output_dir.display()
     );
-    splitnas::config::RunConfig::from_toml(&text, Path::new("tiny.toml")).expect("tiny config parses")
+    splitnas_run::config::RunConfig::from_toml(&text, Path::new("tiny.toml")).expect("tiny config parses")
 }

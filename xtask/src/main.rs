@@ -24,6 +24,7 @@ commands:
   setup   provision libtorch (PyTorch 2.11.0 from PyPI) into the cache and configure the build
   build   setup, then build the release `splitnas` binary and every plugin (target/release)
   test    setup, then build the plugins and run the whole test suite
+  lint    setup, then `cargo fmt --check` and `cargo clippy --all-targets -D warnings`
   demo    build, then run the quickstart search on the embedded dataset";
 
 fn main() -> Result<()> {
@@ -33,6 +34,7 @@ fn main() -> Result<()> {
         "setup" => setup(&root).map(|_| ()),
         "build" => build(&root),
         "test" => test(&root),
+        "lint" => lint(&root),
         "demo" => demo(&root),
         "" | "help" | "--help" | "-h" => {
             println!("{USAGE}");
@@ -157,6 +159,13 @@ fn test(root: &Path) -> Result<()> {
     run(&mut command)?;
     // --no-fail-fast: one failing test binary must not hide the others' results.
     run(cargo(root).args(["test", "--workspace", "--exclude", "xtask", "--no-fail-fast"]))
+}
+
+/// Formatting and clippy over the whole workspace; CI runs it after the tests.
+fn lint(root: &Path) -> Result<()> {
+    setup(root)?;
+    run(cargo(root).args(["fmt", "--all", "--check"]))?;
+    run(cargo(root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
 }
 
 fn demo(root: &Path) -> Result<()> {

@@ -1,0 +1,338 @@
+//! `splitnas compare`: the same space, algorithm, data, seeds and epoch budget under several
+//! split criteria (`none` = one-shot), one run directory per (criterion, seed), resumable.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::ranking::{rank_run, RankingOptions, RankingReport, METHODS};
+use splitnas_run::config::RunConfig;
+use splitnas_engine::plugins::PluginRegistry;
+use splitnas_run::directory::RunDirectory;
+use splitnas_run::{resume, run, Report, RunOptions, RunSetup};
+
+/// The configuration `compare` starts from when none is given: the quickstart's.
+pub const DEFAULT_BASE_CONFIG: &str = include_str!("../../../examples/quickstart.toml");
+
+/// What to compare.
+#[derive(Debug, Clone)]
+pub struct CompareRequest {
+    pub criteria: Vec<String>,
+    pub space: Option<String>,
+    pub algorithm: Option<String>,
+    pub seeds: Vec<u64>,
+    pub output_dir: PathBuf,
+    /// A ground-truth table: score every run's ranking against it.
+    pub table: Option<PathBuf>,
+    pub ranking: RankingOptions,
+}
+
+/// One criterion's row of the table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompareRow {
+    pub criterion: String,
+    pub seeds: Vec<u64>,
+    /// The selected architecture of the seed with the best stand-alone validation accuracy.
+    pub best_genotype: String,
+    pub standalone_valid_mean: f64,
+    pub standalone_valid_std: f64,
+    pub standalone_test_mean: f64,
+    pub standalone_test_std: f64,
+    pub search_seconds_mean: f64,
+    pub split_seconds_mean: f64,
+    pub leaves: usize,
+    pub runs: Vec<PathBuf>,
+    /// Ranking quality against the table, where one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranking: Option<RankingSummary>,
+}
+
+/// Ranking quality of one criterion over its seeds: per BN method, mean and std.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RankingSummary {
+    pub methods: Vec<MethodStatistics>,
+    /// Regret of each run's own selected architecture, where the table lists it.
+    pub selected_regret: (f64, f64),
+    pub selected_in_table: usize,
+    /// Kendall τ between the table's first two seeds (the noise ceiling), where it has two.
+    #[serde(default)]
+    pub table_seed_tau: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MethodStatistics {
+    pub method: String,
+    pub kendall_tau: (f64, f64),
+    pub spearman_rho: (f64, f64),
+    /// (k, mean, std) of top-k precision.
+    pub top_k: Vec<(usize, f64, f64)>,
+    pub regret: (f64, f64),
+}
+
+fn summarize_rankings(reports: &[RankingReport]) -> RankingSummary {
+    let stat = |f: &dyn Fn(&RankingReport) -> f64| mean_std(&reports.iter().map(f).collect::<Vec<_>>());
+    let methods = METHODS
+        .iter()
+        .enumerate()
+        .map(|(m, (name, _))| MethodStatistics {
+            method: name.to_string(),
+            kendall_tau: stat(&|r| r.methods[m].kendall_tau),
+            spearman_rho: stat(&|r| r.methods[m].spearman_rho),
+            top_k: reports.first().map_or(Vec::new(), |first| {
+                first.methods[m].top_k.iter().enumerate().map(|(i, t)| {
+                    let (mean, std) = stat(&|r| r.methods[m].top_k[i].precision);
+                    (t.k, mean, std)
+                }).collect()
+            }),
+            regret: stat(&|r| r.methods[m].regret),
+        })
+        .collect();
+    let selected: Vec<f64> = reports.iter().filter_map(|r| r.selected.as_ref().and_then(|s| s.regret)).collect();
+    RankingSummary { methods, selected_regret: mean_std(&selected), selected_in_table: selected.len(), table_seed_tau: reports.first().and_then(|r| r.table_seed_tau) }
+}
+
+/// The run's ranking report, cached in the run directory for this table and these options.
+fn ranking_of(directory: &Path, table: &Path, ranking: &RankingOptions, registry: PluginRegistry, options: &RunOptions) -> Result<RankingReport> {
+    let cache = directory.join("ranking.json");
+    if let Ok(report) = splitnas_engine::checkpoint::read_json::<RankingReport>(&cache) {
+        let same_options = serde_json::to_value(&report.options).ok() == serde_json::to_value(ranking).ok();
+        if report.table == table && same_options {
+            return Ok(report);
+        }
+    }
+    let report = rank_run(directory, table, registry, ranking, options)?;
+    splitnas_engine::checkpoint::write_json(&cache, &report)?;
+    Ok(report)
+}
+
+/// Mean and sample standard deviation (0 for one value).
+pub fn mean_std(values: &[f64]) -> (f64, f64) {
+    if values.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    if values.len() < 2 {
+        return (mean, 0.0);
+    }
+    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (values.len() - 1) as f64;
+    (mean, variance.sqrt())
+}
+
+/// The configuration of one (criterion, seed) run, derived from `base`. Every criterion gets
+/// the same total epochs; `exhaustive` splits once, at the base schedule's first split epoch,
+/// into one child per option (Few-Shot NAS); `none` never splits.
+pub fn run_config(base: &RunConfig, criterion: &str, seed: u64) -> Result<RunConfig> {
+    let mut config = base.clone();
+    config.run.seed = seed;
+    config.data.seed = Some(seed);
+    config.run.name = format!("{criterion}-seed{seed}");
+    let schedule = if base.split.is_one_shot() {
+        let epochs = base.search.epochs;
+        if epochs < 3 {
+            bail!("search.epochs = {epochs} leaves no room for splits: use at least 3");
+        }
+        (vec![epochs / 3, 2 * epochs / 3], vec![2, 2])
+    } else {
+        (base.split.epochs.clone(), base.split.groups.clone())
+    };
+    config.split.criterion = criterion.to_string();
+    // Criterion-specific keys of the base belong to its criterion only.
+    if criterion != base.split.criterion {
+        config.split.config.clear();
+    }
+    match criterion {
+        "none" => {
+            config.split.epochs.clear();
+            config.split.groups.clear();
+        }
+        "exhaustive" => {
+            config.split.epochs = vec![schedule.0[0]];
+            config.split.groups = vec![0];
+        }
+        _ => {
+            config.split.epochs = schedule.0;
+            config.split.groups = schedule.1;
+        }
+    }
+    config.validate().map_err(|message| anyhow::anyhow!("compare configuration for `{criterion}`: {message}"))?;
+    Ok(config)
+}
+
+fn run_or_resume(config: RunConfig, directory: &Path, registry: PluginRegistry, options: &RunOptions) -> Result<Report> {
+    let run_directory = RunDirectory::new(directory);
+    if run_directory.is_finished() {
+        return Ok(run_directory.read_report()?);
+    }
+    if run_directory.has_tree() {
+        return resume(directory, registry, options);
+    }
+    let setup = RunSetup::new(config, registry, options)?;
+    run(setup, &RunOptions { overwrite: true, ..options.clone() })
+}
+
+/// Runs every (criterion, seed) pair not already finished and summarises them.
+pub fn compare(base: &RunConfig, request: &CompareRequest, mut registry: impl FnMut() -> PluginRegistry, options: &RunOptions) -> Result<Vec<CompareRow>> {
+    let mut base = base.clone();
+    if let Some(space) = &request.space {
+        if *space != base.space.name {
+            base.space = splitnas_run::config::ComponentChoice { name: space.clone(), config: Default::default() };
+        }
+    }
+    if let Some(algorithm) = &request.algorithm {
+        if *algorithm != base.algorithm.name {
+            base.algorithm = splitnas_run::config::ComponentChoice { name: algorithm.clone(), config: Default::default() };
+        }
+    }
+    base.run.output_dir = request.output_dir.clone();
+    let mut rows = Vec::new();
+    let mut plot_inputs: Vec<(String, Vec<RankingReport>)> = Vec::new();
+    for criterion in &request.criteria {
+        let mut reports = Vec::new();
+        let mut rankings = Vec::new();
+        let mut runs = Vec::new();
+        for &seed in &request.seeds {
+            let config = run_config(&base, criterion, seed)?;
+            let directory = request.output_dir.join(&config.run.name);
+            if !options.quiet {
+                eprintln!("== {criterion}, seed {seed} -> {}", directory.display());
+            }
+            let report = run_or_resume(config, &directory, registry(), options).with_context(|| format!("criterion `{criterion}`, seed {seed}"))?;
+            reports.push(report);
+            if let Some(table) = &request.table {
+                if !options.quiet {
+                    eprintln!("   ranking {} against {}", directory.display(), table.display());
+                }
+                rankings.push(ranking_of(&directory, table, &request.ranking, registry(), options).with_context(|| format!("ranking of criterion `{criterion}`, seed {seed}"))?);
+            }
+            runs.push(directory);
+        }
+        let valid: Vec<f64> = reports.iter().map(|r| r.selected_result.standalone.as_ref().and_then(|s| s.valid_accuracy).unwrap_or(f64::NAN)).collect();
+        let test: Vec<f64> = reports.iter().map(|r| r.selected_result.standalone.as_ref().map_or(f64::NAN, |s| s.test_accuracy)).collect();
+        let best = (0..reports.len()).max_by(|&a, &b| valid[a].total_cmp(&valid[b])).unwrap_or(0);
+        let (valid_mean, valid_std) = mean_std(&valid);
+        let (test_mean, test_std) = mean_std(&test);
+        rows.push(CompareRow {
+            criterion: criterion.clone(),
+            seeds: request.seeds.clone(),
+            best_genotype: reports.get(best).map(|r| r.selected_result.genotype.clone()).unwrap_or_default(),
+            standalone_valid_mean: valid_mean,
+            standalone_valid_std: valid_std,
+            standalone_test_mean: test_mean,
+            standalone_test_std: test_std,
+            search_seconds_mean: mean_std(&reports.iter().map(|r| r.search_seconds).collect::<Vec<_>>()).0,
+            split_seconds_mean: mean_std(&reports.iter().map(|r| r.split_seconds).collect::<Vec<_>>()).0,
+            leaves: reports.first().map_or(0, |r| r.leaves.len()),
+            runs,
+            ranking: (!rankings.is_empty()).then(|| summarize_rankings(&rankings)),
+        });
+        if request.table.is_some() {
+            plot_inputs.push((criterion.clone(), rankings));
+        }
+    }
+    if !plot_inputs.is_empty() {
+        write_plots(&rows, &plot_inputs, &request.output_dir)?;
+    }
+    Ok(rows)
+}
+
+/// `ranking-tau.svg` (τ per criterion and BN method) and `ranking-scatter.svg` (predicted vs
+/// true accuracy of each criterion's first seed, recalibrated BN) in the output directory.
+fn write_plots(rows: &[CompareRow], inputs: &[(String, Vec<RankingReport>)], directory: &Path) -> Result<()> {
+    use crate::plots::{prediction_scatter, tau_bars, TauBar};
+    let bars: Vec<TauBar> = rows
+        .iter()
+        .filter_map(|row| row.ranking.as_ref().map(|r| TauBar { criterion: row.criterion.clone(), per_method: r.methods.iter().map(|m| m.kendall_tau).collect() }))
+        .collect();
+    tau_bars(&bars, &directory.join("ranking-tau.svg"))?;
+    let firsts: Vec<(String, &RankingReport)> = inputs.iter().filter_map(|(c, reports)| reports.first().map(|r| (format!("{c}, seed {}", r.run_dir.file_name().map(|n| n.to_string_lossy().rsplit("seed").next().unwrap_or("").to_string()).unwrap_or_default()), r))).collect();
+    prediction_scatter(&firsts, 1, &directory.join("ranking-scatter.svg"))?;
+    Ok(())
+}
+
+/// Ranking columns, one row per criterion and BN method.
+pub fn render_ranking_table(rows: &[CompareRow]) -> String {
+    let Some(first) = rows.iter().find_map(|r| r.ranking.as_ref()) else { return String::new() };
+    let ks: Vec<usize> = first.methods[0].top_k.iter().map(|t| t.0).collect();
+    let mut out = String::from("| criterion | BN | Kendall τ | Spearman ρ |");
+    for k in &ks {
+        out += &format!(" top-{k} precision |");
+    }
+    out += " regret of the top pick | regret of the run's selection |\n|---|---|---|---|";
+    out += &"---|".repeat(ks.len() + 2);
+    out += "\n";
+    for row in rows {
+        let Some(ranking) = &row.ranking else { continue };
+        for method in &ranking.methods {
+            out += &format!("| {} | {} | {:.3} ± {:.3} | {:.3} ± {:.3} |", row.criterion, method.method, method.kendall_tau.0, method.kendall_tau.1, method.spearman_rho.0, method.spearman_rho.1);
+            for (_, mean, std) in &method.top_k {
+                out += &format!(" {mean:.2} ± {std:.2} |");
+            }
+            out += &format!(" {:.4} ± {:.4} |", method.regret.0, method.regret.1);
+            out += &if ranking.selected_in_table > 0 {
+                format!(" {:.4} ± {:.4} ({}/{} listed) |\n", ranking.selected_regret.0, ranking.selected_regret.1, ranking.selected_in_table, row.seeds.len())
+            } else {
+                " not in the table |\n".to_string()
+            };
+        }
+    }
+    if let Some(tau) = first.table_seed_tau {
+        out += &format!("\nThe table's first two seeds agree with Kendall τ = {tau:.3}: the noise ceiling of these columns.\n");
+    }
+    out
+}
+
+/// The table for people.
+pub fn render_table(rows: &[CompareRow]) -> String {
+    let mut out = String::from("| criterion | leaves | best-found architecture | stand-alone valid | stand-alone test | search s | splitting s |\n|---|---|---|---|---|---|---|\n");
+    // Runs that train nothing stand-alone ([final] epochs = 0) have no accuracy to show.
+    let accuracy = |mean: f64, std: f64| if mean.is_nan() { "not trained".to_string() } else { format!("{mean:.4} ± {std:.4}") };
+    for row in rows {
+        out += &format!(
+            "| {} | {} | `{}` | {} | {} | {:.1} | {:.1} |\n",
+            row.criterion,
+            row.leaves,
+            row.best_genotype,
+            accuracy(row.standalone_valid_mean, row.standalone_valid_std),
+            accuracy(row.standalone_test_mean, row.standalone_test_std),
+            row.search_seconds_mean,
+            row.split_seconds_mean
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> RunConfig {
+        RunConfig::from_toml(DEFAULT_BASE_CONFIG, Path::new("quickstart.toml")).unwrap()
+    }
+
+    #[test]
+    fn every_criterion_gets_the_same_epochs_and_its_own_schedule() {
+        let base = base();
+        let gm = run_config(&base, "gm", 1).unwrap();
+        assert_eq!(gm.split.epochs, base.split.epochs);
+        assert_eq!(gm.split.config_json()["repeats"], 3);
+        let random = run_config(&base, "random", 1).unwrap();
+        assert_eq!(random.split.groups, base.split.groups);
+        assert!(random.split.config.is_empty(), "gm's keys are not passed to random");
+        let exhaustive = run_config(&base, "exhaustive", 1).unwrap();
+        assert_eq!((exhaustive.split.epochs.as_slice(), exhaustive.split.groups.as_slice()), (&base.split.epochs[..1], &[0u32][..]));
+        let none = run_config(&base, "none", 2).unwrap();
+        assert!(none.split.is_one_shot());
+        for config in [&gm, &random, &exhaustive, &none] {
+            assert_eq!(config.search.epochs, base.search.epochs);
+        }
+        assert_eq!((none.run.seed, none.data.seed, none.run.name.as_str()), (2, Some(2), "none-seed2"));
+    }
+
+    #[test]
+    fn mean_and_sample_std() {
+        let (mean, std) = mean_std(&[1.0, 2.0, 3.0]);
+        assert!((mean - 2.0).abs() < 1e-12 && (std - 1.0).abs() < 1e-12);
+        assert_eq!(mean_std(&[0.5]), (0.5, 0.0));
+    }
+}

@@ -1,0 +1,184 @@
+//! `splitnas bench ...`: ground truth, ranking, conversion of published tables, step timing,
+//! gradient-matching repeats.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use splitnas_bench::external::{convert_nb201, Nb201Selection};
+use splitnas_bench::gm_repeats::{parse_json_object, render_seed, render_summary, run_gm_repeats, GmRepeatsRequest, SeedList};
+use splitnas_bench::ground_truth::{parse_worker, run_ground_truth, GroundTruthRequest, Selection};
+use splitnas_bench::ranking::{rank_run, render_ranking};
+use splitnas_bench::step::{run_step_benchmark, StepOptions};
+use splitnas_engine::checkpoint::write_json;
+use splitnas_run::config::RunConfig;
+
+use crate::commands::compare::RankingEvaluationArgs;
+use crate::runtime::{command_line, PluginArgs, RuntimeArgs};
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Train many architectures stand-alone under one protocol and write their accuracies
+    /// (table.json, table.csv). Resumable: run the same command again to continue.
+    GroundTruth(GroundTruthArgs),
+    /// How well a finished run's supernet (its leaves) ranks the architectures of a table.
+    Ranking(RankingArgs),
+    /// Convert a NAS-Bench-201 (.pth) or NATS-Bench topology (.pickle.pbz2) file to a table.
+    ConvertNb201(ConvertArgs),
+    /// Time one supernet step (darts, spos, gm) with the flags and JSON lines of
+    /// benchmarks/step/reference_nb201.py, for benchmarks/step/compare.py.
+    Step(StepOptions),
+    /// Adaptive gradient-matching repeats against a fixed R: both decide the root split on
+    /// the same recorded gradients, per seed; agreement and cost are reported.
+    GmRepeats(GmRepeatsArgs),
+}
+
+#[derive(Args)]
+pub struct GmRepeatsArgs {
+    /// A run configuration with a few-shot [split] table: its root is trained up to the first
+    /// split epoch and split into that split's number of groups.
+    config: PathBuf,
+    /// Study seeds: `A..B` (B excluded) or a comma-separated list. Each seed records its own
+    /// batches and context samples.
+    #[arg(long, default_value = "0..20")]
+    seeds: SeedList,
+    /// R: the fixed configuration's repeats and the Gram samples recorded per candidate.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    reference_repeats: u32,
+    /// gm keys (JSON object) merged over {"repeats": R, "adaptive": true}, e.g. '{"confidence": 0.95}'.
+    #[arg(long, value_name = "JSON", value_parser = parse_json_object)]
+    adaptive: Option<serde_json::Value>,
+    /// A whole gm configuration (JSON object) to compare with the fixed one instead of the
+    /// adaptive one, e.g. '{"repeats": 10}'.
+    #[arg(long, value_name = "JSON", value_parser = parse_json_object, conflicts_with = "adaptive")]
+    adaptive_config_raw: Option<serde_json::Value>,
+    /// Also write every seed's record and the summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Keep each seed's recording here (seed-N.json) and reuse it when present: other gm
+    /// configurations can then be studied on the same streams in seconds.
+    #[arg(long, value_name = "DIR")]
+    recordings: Option<PathBuf>,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+#[derive(Args)]
+pub struct GroundTruthArgs {
+    /// The protocol: a run configuration whose [data], [space], [final] and [run] tables
+    /// define the data, the networks, the training and the seed of the sample.
+    #[arg(long)]
+    config: PathBuf,
+    /// `all`, or how many architectures to sample (stratified by model size, seeded by run.seed).
+    #[arg(long, default_value = "200")]
+    architectures: Selection,
+    /// Training seeds, comma-separated; each architecture is trained once per seed.
+    #[arg(long, value_delimiter = ',', default_value = "0,1")]
+    seeds: Vec<u64>,
+    /// Where protocol.json, results.jsonl, table.json and table.csv go.
+    #[arg(long)]
+    output_dir: PathBuf,
+    /// `i/n`: this process trains every n-th (architecture, seed) pair from the i-th, sharing
+    /// the output directory with the other workers; afterwards a run without it assembles the table.
+    #[arg(long, value_parser = parse_worker)]
+    worker: Option<(usize, usize)>,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+#[derive(Args)]
+pub struct RankingArgs {
+    /// A finished run directory (runs/<name>).
+    run_dir: PathBuf,
+    /// The ground-truth table (.json or .csv).
+    #[arg(long)]
+    table: PathBuf,
+    #[command(flatten)]
+    evaluation: RankingEvaluationArgs,
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+#[derive(Args)]
+pub struct ConvertArgs {
+    /// NAS-Bench-201-v1_*.pth, NATS-tss-v1_0-*.pickle.pbz2, or a plain pickle of the same dict.
+    input: PathBuf,
+    /// `cifar10-valid`, `cifar10`, `cifar100` or `ImageNet16-120`.
+    #[arg(long, default_value_t = Nb201Selection::default().dataset)]
+    dataset: String,
+    /// Evaluation set: `x-valid`, `x-test` or `ori-test`.
+    #[arg(long, default_value_t = Nb201Selection::default().set)]
+    set: String,
+    /// Training schedule: `200` or `12` epochs.
+    #[arg(long, default_value_t = Nb201Selection::default().schedule)]
+    schedule: String,
+    /// The table to write (.json or .csv).
+    #[arg(long, short)]
+    output: PathBuf,
+}
+
+pub fn execute(plugins: &PluginArgs, command: BenchCommand) -> Result<ExitCode> {
+    match command {
+        BenchCommand::GroundTruth(args) => ground_truth(plugins, args),
+        BenchCommand::Ranking(args) => ranking(plugins, args),
+        BenchCommand::ConvertNb201(args) => convert(args),
+        BenchCommand::Step(options) => {
+            run_step_benchmark(&plugins.discover(), &options, &mut |line| println!("{line}"))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::GmRepeats(args) => gm_repeats(plugins, args),
+    }
+}
+
+fn ground_truth(plugins: &PluginArgs, args: GroundTruthArgs) -> Result<ExitCode> {
+    let config = RunConfig::from_file(&args.config)?;
+    let options = args.runtime.run_options();
+    let request = GroundTruthRequest { config, selection: args.architectures, seeds: args.seeds, output_dir: args.output_dir.clone(), command: command_line(), worker: args.worker };
+    let table = run_ground_truth(request, plugins.discover(), &options)?;
+    if args.worker.is_none() {
+        println!("{} architectures in {}", table.architectures.len(), args.output_dir.join("table.json").display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ranking(plugins: &PluginArgs, args: RankingArgs) -> Result<ExitCode> {
+    let options = args.runtime.run_options();
+    let report = rank_run(&args.run_dir, &args.table, plugins.discover(), &args.evaluation.options(), &options)?;
+    if let Some(path) = &args.json {
+        write_json(path, &report)?;
+    }
+    print!("{}", render_ranking(&report));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn convert(args: ConvertArgs) -> Result<ExitCode> {
+    let selection = Nb201Selection { dataset: args.dataset, set: args.set, schedule: args.schedule };
+    let mut table = convert_nb201(&args.input, &selection)?;
+    table.command = Some(command_line());
+    table.write(&args.output)?;
+    println!("{} architectures ({}) written to {}", table.architectures.len(), table.metric, args.output.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gm_repeats(plugins: &PluginArgs, args: GmRepeatsArgs) -> Result<ExitCode> {
+    let request = GmRepeatsRequest {
+        config: RunConfig::from_file(&args.config)?,
+        config_path: args.config,
+        seeds: args.seeds.0,
+        reference_repeats: args.reference_repeats,
+        adaptive: args.adaptive,
+        adaptive_config_raw: args.adaptive_config_raw,
+        recordings: args.recordings,
+    };
+    let options = args.runtime.run_options();
+    let report = run_gm_repeats(&request, plugins.discover(), &options, &mut |record| println!("{}", render_seed(record)))?;
+    print!("{}", render_summary(&report));
+    if let Some(path) = &args.json {
+        write_json(path, &report)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

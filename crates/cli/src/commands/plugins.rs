@@ -1,0 +1,110 @@
+//! `splitnas plugins list | check FILE`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Subcommand;
+use serde_json::json;
+use splitnas_engine::plugins::{load_plugin, PLUGIN_PATH_VARIABLE};
+
+use crate::runtime::PluginArgs;
+
+#[derive(Subcommand)]
+pub enum PluginsCommand {
+    /// List every loaded component (kind, name, version, file, description).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load one file and report everything about it; exits non-zero if it is not a usable plugin.
+    Check {
+        /// The plugin library to check.
+        file: PathBuf,
+    },
+}
+
+pub fn execute(plugins: &PluginArgs, command: PluginsCommand) -> Result<ExitCode> {
+    match command {
+        PluginsCommand::List { json } => list(plugins, json),
+        PluginsCommand::Check { file } => Ok(check(&file)),
+    }
+}
+
+fn list(plugins: &PluginArgs, as_json: bool) -> Result<ExitCode> {
+    let registry = plugins.discover();
+    if as_json {
+        let components: Vec<_> = registry
+            .components()
+            .map(|c| {
+                json!({
+                    "kind": c.info.kind().as_str(),
+                    "name": c.info.name.as_str(),
+                    "version": c.info.version.as_str(),
+                    "plugin": c.plugin,
+                    "file": c.path,
+                    "description": c.info.description.as_str(),
+                    "default_config": serde_json::from_str::<serde_json::Value>(&c.info.default_config).unwrap_or_default(),
+                })
+            })
+            .collect();
+        let failures: Vec<_> = registry.failures.iter().map(|f| json!({"file": f.path, "reason": f.error.to_string()})).collect();
+        let out = json!({"components": components, "failures": failures, "duplicates": registry.duplicates});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<[String; 5]> = registry
+        .components()
+        .map(|c| {
+            [
+                c.info.kind().to_string(),
+                c.info.name.to_string(),
+                c.info.version.to_string(),
+                c.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                c.info.description.to_string(),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        println!("no plugins found; build them with `cargo xtask build`, or point --plugin-dir or {PLUGIN_PATH_VARIABLE} at a directory of plugin libraries");
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_table(&["KIND", "NAME", "VERSION", "FILE", "DESCRIPTION"], &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+fn check(file: &Path) -> ExitCode {
+    match load_plugin(file) {
+        Ok(plugin) => {
+            println!("{}: ok, plugin `{}`", file.display(), plugin.name);
+            println!("  abi: splitnas-plugin-api {}, {}", splitnas_plugin_api::ABI_VERSION, splitnas_plugin_api::TORCH_ABI);
+            for c in &plugin.components {
+                println!("  {} {} {}: {}", c.kind(), c.name, c.version, c.description);
+                println!("    defaults: {}", c.default_config);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {}: {}", file.display(), error.report());
+            ExitCode::FAILURE
+        }
+    }
+}

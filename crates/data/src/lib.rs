@@ -1,0 +1,42 @@
+//! The data layer: users' standard dataset files in, train / valid / test batches out.
+//!
+//! - readers for CIFAR-10/100 (binary and python-pickle batches), ImageNet16-120 pickles and
+//!   (Fashion-)MNIST IDX files, plain or gzipped, each taking the record count from the file
+//!   and naming the file and the problem when it is truncated or corrupt;
+//! - the embedded default data set (a stratified Fashion-MNIST subset built into the binary);
+//! - seeded, stratified train / valid splits (NB201: half of the official training set each);
+//! - loaders that serve normalised, augmented (zero-padded random crop + flip) batches on the
+//!   run's device, reproducibly from a seed, epoch by epoch or as an endless stream;
+//! - the `[data]` config table and [`prepare_data`], which ties it all together.
+
+mod cifar;
+mod config;
+mod dataset;
+mod embedded;
+mod error;
+mod files;
+mod idx;
+mod imagenet16;
+mod loader;
+mod pickle;
+mod random;
+mod split;
+mod transform;
+
+#[cfg(test)]
+mod tests;
+
+pub use cifar::{
+    decode_cifar_binary, load_cifar, read_cifar_binary_batch, read_cifar_pickle_batch, resolve_cifar_format, CifarVariant,
+    FileFormat, CIFAR_IMAGE_SHAPE,
+};
+pub use config::{prepare_data, DataConfig, DatasetKind, PreparedData, SplitName};
+pub use dataset::{Dataset, ImageRecords};
+pub use embedded::{load_embedded, EMBEDDED_TEST_PER_CLASS, EMBEDDED_TRAIN_PER_CLASS, FASHION_MNIST_CLASS_NAMES};
+pub use error::DataError;
+pub use idx::{decode_idx, decode_idx_pair, encode_idx, load_mnist_like, read_idx_file, read_idx_split, IdxArray, MNIST_CLASSES};
+pub use imagenet16::{load_imagenet16, read_imagenet16_batch, IMAGENET16_120_CLASSES, IMAGENET16_IMAGE_SHAPE};
+pub use loader::{Batch, BatchLoader, BatchSource, EpochBatches, LoaderOptions, LoaderPosition, RepeatedBatch};
+pub use random::SeededRng;
+pub use split::{split_train_valid, stratified_subset, Splits};
+pub use transform::{Augmentation, CropPlacement, Normalization};

@@ -1,0 +1,181 @@
+//! What a search algorithm reaches of the host while it trains one sub-supernet: the
+//! supernet's forward pass, evaluation through the supernet, derivation, the seeded
+//! generator (docs/ARCHITECTURE.md, "host contexts").
+
+use std::cell::RefCell;
+
+use abi_stable::std_types::{RStr, RVec};
+use splitnas_data::{Batch, BatchLoader, LoaderPosition};
+use splitnas_plugin_api::{
+    ffi_guard, Architecture, Batch as AbiBatch, Device, HostContext, Mask, NamedTensor, OwnedTensor, PluginError, PluginResult,
+    SearchSpaceBox, SpaceInfo, SupernetBox, TensorRef, TrainingProgress,
+};
+use tch::Tensor;
+
+use crate::services::PluginServices;
+
+/// Everything a sub-supernet's training borrows from the run.
+pub struct TrainingEnvironment<'a> {
+    pub space: &'a SearchSpaceBox,
+    pub info: &'a SpaceInfo,
+    pub device: Device,
+    pub train: &'a RefCell<BatchLoader>,
+    pub valid: &'a RefCell<BatchLoader>,
+    pub valid_eval: &'a RefCell<BatchLoader>,
+    pub eval_batches: usize,
+    pub total_epochs: usize,
+}
+
+
+pub(crate) fn abi_batch(batch: &Batch) -> AbiBatch {
+    AbiBatch { images: OwnedTensor::share(&batch.images), labels: OwnedTensor::share(&batch.labels) }
+}
+
+/// The weights that select one architecture: one-hot rows, absent choice points all zero.
+pub fn one_hot_weights(architecture: &Architecture, info: &SpaceInfo, device: Device) -> (Tensor, Mask) {
+    let width = info.max_options as usize;
+    let mut values = vec![0f32; architecture.choices.len() * width];
+    let mut active = Mask { rows: RVec::new() };
+    for (point, &choice) in architecture.choices.iter().enumerate() {
+        let mut row = vec![false; width];
+        if choice != Architecture::ABSENT {
+            values[point * width + choice as usize] = 1.0;
+            row[choice as usize] = true;
+        }
+        active.rows.push(row.into());
+    }
+    let weights = Tensor::from_slice(&values).view([architecture.choices.len() as i64, width as i64]).to_device(device.to_tch());
+    (weights, active)
+}
+
+/// A copy of BatchNorm running statistics, to put back after passes that must leave no trace
+/// (evaluation, gradient matching's thousands of training-mode passes).
+pub struct BufferSnapshot(Vec<Tensor>);
+
+impl BufferSnapshot {
+    pub fn take(buffers: &[(String, Tensor)]) -> Self {
+        BufferSnapshot(buffers.iter().map(|(_, t)| t.copy()).collect())
+    }
+
+    pub fn restore(self, buffers: &[(String, Tensor)]) {
+        tch::no_grad(|| {
+            for ((_, live), saved) in buffers.iter().zip(self.0) {
+                live.shallow_clone().copy_(&saved);
+            }
+        });
+    }
+}
+
+/// Top-1 accuracy of logits against labels, as a count (kept on the device until read).
+fn correct(logits: &Tensor, labels: &Tensor) -> Tensor {
+    logits.argmax(-1, false).eq_tensor(labels).sum(tch::Kind::Int64)
+}
+
+/// Evaluates the supernet on a validation loader with given weights. BatchNorm uses batch
+/// statistics (the usual weight-sharing evaluation); running statistics are restored after,
+/// so evaluation leaves the supernet exactly as it found it.
+pub struct SupernetEvaluator<'a> {
+    pub supernet: &'a SupernetBox,
+    pub buffers: &'a [(String, Tensor)],
+    pub loader: &'a RefCell<BatchLoader>,
+    /// Cap on batches (0: the whole split).
+    pub max_batches: usize,
+}
+
+impl SupernetEvaluator<'_> {
+    pub fn accuracy(&self, weights: &Tensor, active: &Mask) -> Result<f64, PluginError> {
+        let snapshot = BufferSnapshot::take(self.buffers);
+        let result = tch::no_grad(|| {
+            let mut loader = self.loader.borrow_mut();
+            let batches = loader.batches_per_epoch();
+            let limit = if self.max_batches == 0 { batches } else { self.max_batches.min(batches) };
+            loader.seek(LoaderPosition::default());
+            let mut hits = Tensor::zeros([], (tch::Kind::Int64, weights.device()));
+            let mut seen = 0i64;
+            for _ in 0..limit {
+                let batch = loader.next_batch();
+                let logits = self.supernet.forward(TensorRef::new(&batch.images), TensorRef::new(weights), active, true).into_result()?.into_tensor();
+                hits += correct(&logits, &batch.labels);
+                seen += batch.labels.size()[0];
+            }
+            Ok(hits.int64_value(&[]) as f64 / seen.max(1) as f64)
+        });
+        snapshot.restore(self.buffers);
+        result
+    }
+}
+
+/// What a search algorithm sees of the host while it trains one sub-supernet.
+pub struct TrainingContext<'a> {
+    pub space: &'a SearchSpaceBox,
+    pub info: &'a SpaceInfo,
+    pub supernet: &'a SupernetBox,
+    pub mask: &'a Mask,
+    pub device: Device,
+    pub progress: TrainingProgress,
+    pub evaluator: SupernetEvaluator<'a>,
+    pub services: &'a PluginServices,
+}
+
+impl<'a> TrainingContext<'a> {
+    pub(crate) fn new(
+        env: &'a TrainingEnvironment<'a>,
+        supernet: &'a SupernetBox,
+        buffers: &'a [(String, Tensor)],
+        mask: &'a Mask,
+        epoch: usize,
+        services: &'a PluginServices,
+    ) -> Self {
+        let evaluator = SupernetEvaluator { supernet, buffers, loader: env.valid_eval, max_batches: env.eval_batches };
+        TrainingContext {
+            space: env.space,
+            info: env.info,
+            supernet,
+            mask,
+            device: env.device,
+            progress: TrainingProgress { epoch: epoch as u32, total_epochs: env.total_epochs as u32 },
+            evaluator,
+            services,
+        }
+    }
+}
+
+impl HostContext for TrainingContext<'_> {
+    fn device(&self) -> PluginResult<Device> {
+        ffi_guard(|| Ok(self.device))
+    }
+    fn space_info(&self) -> PluginResult<SpaceInfo> {
+        ffi_guard(|| Ok(self.info.clone()))
+    }
+    fn mask(&self) -> PluginResult<Mask> {
+        ffi_guard(|| Ok(self.mask.clone()))
+    }
+    fn progress(&self) -> PluginResult<TrainingProgress> {
+        ffi_guard(|| Ok(self.progress))
+    }
+    fn forward(&self, input: TensorRef<'_>, weights: TensorRef<'_>, active: &Mask, train: bool) -> PluginResult<OwnedTensor> {
+        self.supernet.forward(input, weights, active, train)
+    }
+    fn supernet_parameters(&self) -> PluginResult<RVec<NamedTensor>> {
+        self.supernet.parameters()
+    }
+    fn evaluate(&self, architecture: &Architecture) -> PluginResult<f64> {
+        ffi_guard(|| {
+            if !self.mask.contains(architecture) {
+                return Err(PluginError::invalid_input(format!("architecture {:?} is outside this sub-supernet's mask", architecture.choices)));
+            }
+            let (weights, active) = one_hot_weights(architecture, self.info, self.device);
+            self.evaluator.accuracy(&weights, &active)
+        })
+    }
+    fn derive(&self, weights: TensorRef<'_>) -> PluginResult<Architecture> {
+        self.space.derive(weights, self.mask)
+    }
+    fn next_random(&self) -> PluginResult<u64> {
+        self.services.next_random()
+    }
+    fn log_metric(&self, name: RStr<'_>, value: f64) -> PluginResult<()> {
+        self.services.log_metric(name.as_str(), value)
+    }
+}
+

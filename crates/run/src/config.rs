@@ -1,0 +1,359 @@
+//! The run configuration (TOML). One source of truth: every field, its default and its help
+//! text live here; `splitnas run --print-defaults` prints them.
+//!
+//! Every table rejects unknown keys by name. The `[space]` and `[algorithm]` tables name a
+//! component and pass their other keys to it; the host checks those keys against the
+//! component's published defaults.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use splitnas_data::DataConfig;
+use splitnas_engine::optim::{AdamConfig, SgdConfig};
+use splitnas_engine::standalone::StandaloneSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// A complete run configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    #[serde(default)]
+    pub run: RunSection,
+    #[serde(default)]
+    pub data: DataConfig,
+    pub space: ComponentChoice,
+    pub algorithm: ComponentChoice,
+    #[serde(default)]
+    pub search: SearchSection,
+    #[serde(default)]
+    pub split: SplitSection,
+    #[serde(default, rename = "final")]
+    pub final_training: FinalSection,
+}
+
+/// `[split]`: the split schedule and criterion (absent or `criterion = "none"`: one-shot).
+/// Keys other than these go to the criterion plugin (e.g. gm's `repeats`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SplitSection {
+    /// `gm`, `exhaustive`, `random` (any loaded criterion) or `none`.
+    pub criterion: String,
+    /// Epochs at which every leaf is split (after training the epochs before), increasing.
+    pub epochs: Vec<usize>,
+    /// Children per split at each of those epochs; 0 lets the criterion decide (exhaustive).
+    pub groups: Vec<u32>,
+    /// After the last split, children start fresh: new weights, α, optimizers, and a cosine
+    /// schedule over the remaining epochs (the paper's default).
+    pub restart_final: bool,
+    /// Train α before the last split too. The paper's code keeps α frozen (near-uniform) until
+    /// the final split, so that gradient matching sees an unbiased supernet.
+    pub train_architecture_before_last_split: bool,
+    #[serde(flatten)]
+    pub config: BTreeMap<String, toml::Value>,
+}
+
+impl Default for SplitSection {
+    fn default() -> Self {
+        SplitSection {
+            criterion: "none".to_string(),
+            epochs: Vec::new(),
+            groups: Vec::new(),
+            restart_final: true,
+            train_architecture_before_last_split: false,
+            config: BTreeMap::new(),
+        }
+    }
+}
+
+impl SplitSection {
+    pub fn is_one_shot(&self) -> bool {
+        self.criterion == "none" || self.epochs.is_empty()
+    }
+    pub fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).expect("TOML values are representable as JSON")
+    }
+}
+
+/// How the final architecture is chosen among the leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SelectBy {
+    /// Train every leaf's architecture stand-alone; best validation accuracy wins.
+    Standalone,
+    /// Best supernet validation accuracy of the derived architecture; only it is trained.
+    Supernet,
+    /// Successive halving over the leaves' stand-alone trainings (the DARTS-space protocol of
+    /// the paper): round r trains every surviving leaf's architecture from scratch for
+    /// `halving_first_epochs · 2^r` epochs and keeps the better half (rounded up) by validation
+    /// accuracy, until one is left. The report lists every round.
+    #[serde(rename = "successive_halving", alias = "successive-halving")]
+    SuccessiveHalving,
+}
+
+/// `[run]`: where results go and how the run is seeded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunSection {
+    /// Name of the run directory under `output_dir`.
+    pub name: String,
+    /// Directory that holds run directories.
+    pub output_dir: PathBuf,
+    /// Seed of everything random (data order, initialisation, sampling).
+    pub seed: u64,
+    /// `cpu`, `cuda`, `cuda:N` or `auto` (CUDA where available); `--device` overrides it.
+    pub device: String,
+    /// CPU threads for libtorch; 0 keeps libtorch's default.
+    pub threads: usize,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        RunSection { name: "run".to_string(), output_dir: PathBuf::from("runs"), seed: 0, device: "auto".to_string(), threads: 0 }
+    }
+}
+
+/// `[space]` / `[algorithm]`: a component by name, plus its own configuration keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ComponentChoice {
+    pub name: String,
+    #[serde(flatten)]
+    pub config: BTreeMap<String, toml::Value>,
+}
+
+impl ComponentChoice {
+    /// The component's own keys as JSON, for the plugin.
+    pub fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).expect("TOML values are representable as JSON")
+    }
+}
+
+/// `[search]`: training the supernet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchSection {
+    /// Epochs of supernet training.
+    pub epochs: usize,
+    /// Cap on training steps per epoch; 0 runs whole epochs.
+    pub max_steps_per_epoch: usize,
+    /// Epochs before the first architecture step (warm-up of the weights).
+    pub architecture_warmup_epochs: usize,
+    /// Cap on validation batches when the supernet evaluates an architecture; 0 uses the whole split.
+    pub eval_batches: usize,
+    /// The weight optimizer (SGD, cosine schedule over `epochs`).
+    pub weights: SgdConfig,
+    /// The architecture optimizer (Adam).
+    pub architecture: AdamConfig,
+}
+
+impl Default for SearchSection {
+    fn default() -> Self {
+        SearchSection {
+            epochs: 50,
+            max_steps_per_epoch: 0,
+            architecture_warmup_epochs: 0,
+            eval_batches: 0,
+            weights: SgdConfig::default(),
+            architecture: AdamConfig::default(),
+        }
+    }
+}
+
+/// `[final]`: training the derived architecture stand-alone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FinalSection {
+    /// Epochs of stand-alone training; 0 skips it.
+    pub epochs: usize,
+    /// Cap on training steps per epoch; 0 runs whole epochs.
+    pub max_steps_per_epoch: usize,
+    /// Weight of the auxiliary head's loss, for networks that have one (DARTS: 0.4).
+    pub auxiliary_weight: f64,
+    /// `standalone` (train every leaf, pick the best validation accuracy), `supernet` (best
+    /// supernet accuracy, only it is trained) or `successive_halving` (see [`SelectBy`]).
+    pub select_by: SelectBy,
+    /// Epochs of the first successive-halving round (each later round doubles them); 0 uses
+    /// `epochs`.
+    pub halving_first_epochs: usize,
+    /// Drop-path probability of networks that support it (DARTS: 0.2), raised linearly from 0
+    /// over the epochs as DARTS's training script does; 0 disables it (NB201 networks refuse
+    /// any other value).
+    pub drop_path_prob: f64,
+    pub optimizer: SgdConfig,
+}
+
+impl FinalSection {
+    /// How the engine trains a stand-alone network under this table.
+    pub fn standalone_settings(&self) -> StandaloneSettings {
+        StandaloneSettings {
+            epochs: self.epochs,
+            max_steps_per_epoch: self.max_steps_per_epoch,
+            auxiliary_weight: self.auxiliary_weight,
+            drop_path_prob: self.drop_path_prob,
+            optimizer: self.optimizer,
+        }
+    }
+}
+
+impl Default for FinalSection {
+    /// NB201's stand-alone protocol: SGD 0.1 Nesterov, weight decay 5e-4, cosine to 0.
+    fn default() -> Self {
+        FinalSection {
+            epochs: 10,
+            max_steps_per_epoch: 0,
+            auxiliary_weight: 0.4,
+            select_by: SelectBy::Standalone,
+            halving_first_epochs: 0,
+            drop_path_prob: 0.0,
+            optimizer: SgdConfig { lr: 0.1, lr_min: 0.0, momentum: 0.9, nesterov: true, weight_decay: 5e-4, grad_clip: 5.0 },
+        }
+    }
+}
+
+impl RunConfig {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::from_toml(&text, path)
+    }
+
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: RunConfig =
+            toml::from_str(text).map_err(|error| ConfigError::Parse { path: path.to_path_buf(), message: error.to_string().trim_end().to_string() })?;
+        config.validate().map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense, naming the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = |value: f64, field: &str| if value > 0.0 && value.is_finite() { Ok(()) } else { Err(format!("`{field}` must be a positive number, got {value}")) };
+        let non_negative = |value: f64, field: &str| if value >= 0.0 && value.is_finite() { Ok(()) } else { Err(format!("`{field}` must be zero or more, got {value}")) };
+        if self.run.name.is_empty() || self.run.name.contains('/') {
+            return Err(format!("`run.name` must be a plain directory name, got {:?}", self.run.name));
+        }
+        self.run.device.parse::<splitnas_engine::device::DeviceChoice>().map_err(|e| format!("`run.device`: {e}"))?;
+        if self.search.epochs == 0 {
+            return Err("`search.epochs` must be at least 1".to_string());
+        }
+        for (prefix, sgd) in [("search.weights", &self.search.weights), ("final.optimizer", &self.final_training.optimizer)] {
+            positive(sgd.lr, &format!("{prefix}.lr"))?;
+            non_negative(sgd.lr_min, &format!("{prefix}.lr_min"))?;
+            non_negative(sgd.weight_decay, &format!("{prefix}.weight_decay"))?;
+            non_negative(sgd.grad_clip, &format!("{prefix}.grad_clip"))?;
+            if !(0.0..1.0).contains(&sgd.momentum) {
+                return Err(format!("`{prefix}.momentum` must be in [0, 1), got {}", sgd.momentum));
+            }
+        }
+        let split = &self.split;
+        if !split.is_one_shot() {
+            if split.epochs.len() != split.groups.len() {
+                return Err(format!("`split.epochs` has {} entries but `split.groups` has {}: give one group count per split", split.epochs.len(), split.groups.len()));
+            }
+            let mut previous = 0;
+            for &epoch in &split.epochs {
+                if epoch <= previous || epoch >= self.search.epochs {
+                    return Err(format!("`split.epochs` must increase and lie strictly between 0 and search.epochs ({}), got {:?}", self.search.epochs, split.epochs));
+                }
+                previous = epoch;
+            }
+            if split.groups.contains(&1) {
+                return Err("`split.groups` entries must be 0 (criterion decides) or at least 2".to_string());
+            }
+        } else if split.criterion == "none" && (!split.epochs.is_empty() || !split.config.is_empty()) {
+            return Err("`split.criterion` is \"none\" but other [split] keys are set: name a criterion (gm, exhaustive, random)".to_string());
+        }
+        let drop_path = self.final_training.drop_path_prob;
+        if !(0.0..1.0).contains(&drop_path) {
+            return Err(format!("`final.drop_path_prob` must be in [0, 1), got {drop_path}"));
+        }
+        let adam = &self.search.architecture;
+        positive(adam.lr, "search.architecture.lr")?;
+        for (value, field) in [(adam.beta1, "beta1"), (adam.beta2, "beta2")] {
+            if !(0.0..1.0).contains(&value) {
+                return Err(format!("`search.architecture.{field}` must be in [0, 1), got {value}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[space]\nname = \"nb201\"\n[algorithm]\nname = \"darts\"\n";
+
+    fn parse(text: &str) -> Result<RunConfig, ConfigError> {
+        RunConfig::from_toml(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn a_minimal_config_gets_the_defaults() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.search.weights.lr, 0.025);
+        assert_eq!(config.final_training.optimizer.lr, 0.1);
+        assert_eq!(config.run.device, "auto");
+    }
+
+    #[test]
+    fn component_keys_pass_through() {
+        let config = parse("[space]\nname = \"nb201\"\nchannels = 8\n[algorithm]\nname = \"darts\"\n").unwrap();
+        assert_eq!(config.space.config_json()["channels"], 8);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_by_name() {
+        let error = parse(&format!("{MINIMAL}[search]\nepochz = 3\n")).unwrap_err().to_string();
+        assert!(error.contains("test.toml") && error.contains("epochz"), "{error}");
+        let error = parse(&format!("{MINIMAL}[search.weights]\nlearning_rate = 3\n")).unwrap_err().to_string();
+        assert!(error.contains("learning_rate"), "{error}");
+        let error = parse(&format!("{MINIMAL}[srch]\n")).unwrap_err().to_string();
+        assert!(error.contains("srch"), "{error}");
+    }
+
+    #[test]
+    fn split_schedules_are_checked() {
+        let ok = parse(&format!("{MINIMAL}[search]\nepochs = 10\n[split]\ncriterion = \"gm\"\nepochs = [3, 6]\ngroups = [2, 2]\nrepeats = 5\n")).unwrap();
+        assert_eq!(ok.split.config_json()["repeats"], 5);
+        assert!(!ok.split.is_one_shot());
+        let error = parse(&format!("{MINIMAL}[search]\nepochs = 10\n[split]\ncriterion = \"gm\"\nepochs = [6, 3]\ngroups = [2, 2]\n")).unwrap_err().to_string();
+        assert!(error.contains("split.epochs"), "{error}");
+        let error = parse(&format!("{MINIMAL}[search]\nepochs = 10\n[split]\ncriterion = \"gm\"\nepochs = [3]\ngroups = [2, 2]\n")).unwrap_err().to_string();
+        assert!(error.contains("split.groups"), "{error}");
+        let error = parse(&format!("{MINIMAL}[split]\nepochs = [3]\n")).unwrap_err().to_string();
+        assert!(error.contains("split.criterion"), "{error}");
+    }
+
+    #[test]
+    fn successive_halving_is_a_selection() {
+        let config = parse(&format!("{MINIMAL}[final]\nselect_by = \"successive_halving\"\nhalving_first_epochs = 2\ndrop_path_prob = 0.2\n")).unwrap();
+        assert_eq!(config.final_training.select_by, SelectBy::SuccessiveHalving);
+        assert_eq!((config.final_training.halving_first_epochs, config.final_training.drop_path_prob), (2, 0.2));
+        let round_trip = toml::to_string(&config).unwrap();
+        assert!(round_trip.contains("select_by = \"successive_halving\""), "{round_trip}");
+        assert_eq!(parse(&format!("{MINIMAL}[final]\nselect_by = \"successive-halving\"\n")).unwrap().final_training.select_by, SelectBy::SuccessiveHalving);
+        let error = parse(&format!("{MINIMAL}[final]\nselect_by = \"halving\"\n")).unwrap_err().to_string();
+        assert!(error.contains("successive_halving"), "{error}");
+        let error = parse(&format!("{MINIMAL}[final]\ndrop_path_prob = 1.0\n")).unwrap_err().to_string();
+        assert!(error.contains("final.drop_path_prob"), "{error}");
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let error = parse(&format!("{MINIMAL}[search.weights]\nlr = -1.0\n")).unwrap_err().to_string();
+        assert!(error.contains("search.weights.lr"), "{error}");
+        let error = parse(&format!("[run]\ndevice = \"tpu\"\n{MINIMAL}")).unwrap_err().to_string();
+        assert!(error.contains("run.device") && error.contains("tpu"), "{error}");
+        let error = parse("[algorithm]\nname = \"darts\"\n").unwrap_err().to_string();
+        assert!(error.contains("space"), "{error}");
+    }
+}

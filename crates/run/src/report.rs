@@ -1,0 +1,102 @@
+//! The result of a run: `report.json` (typed, read back by `compare` and `bench ranking`) and
+//! `report.md` for people.
+
+use serde::{Deserialize, Serialize};
+use splitnas_engine::standalone::StandaloneResult;
+
+use crate::tree::{LeafResult, SplitTree};
+
+/// The stand-alone training of the selected architecture.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub run: String,
+    pub space: String,
+    pub algorithm: String,
+    pub criterion: String,
+    pub device: String,
+    pub seed: u64,
+    /// Wall time of supernet training and splitting, all nodes.
+    pub search_seconds: f64,
+    /// The part of it spent inside split criteria (gradient collection included).
+    pub split_seconds: f64,
+    pub leaves: Vec<(usize, LeafResult)>,
+    /// The node whose architecture was selected.
+    pub selected: usize,
+    pub selected_result: LeafResult,
+    /// Every round of successive halving (`[final] select_by = "successive_halving"`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub halving: Vec<HalvingRound>,
+}
+
+/// One leaf's stand-alone training in a round of successive halving.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HalvingEntry {
+    pub node: usize,
+    pub genotype: String,
+    pub result: StandaloneResult,
+}
+
+/// A round of successive halving: every survivor trained from scratch for `epochs`, and the
+/// leaves kept for the next round (the better half, rounded up, by validation accuracy).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HalvingRound {
+    pub round: usize,
+    pub epochs: usize,
+    pub entries: Vec<HalvingEntry>,
+    pub kept: Vec<usize>,
+}
+
+/// A genotype inside a Markdown table cell: GitHub splits cells on `|` even inside code spans.
+pub fn table_code(text: &str) -> String {
+    format!("`{}`", text.replace('|', "\\|"))
+}
+
+/// The report for people.
+pub fn render_report(report: &Report, tree: &SplitTree) -> String {
+    let mut text = format!(
+        "# splitnas run `{}`\n\nspace `{}`, algorithm `{}`, split criterion `{}`, device {}, seed {}.\nsearch {:.1} s, of which splitting {:.1} s.\n\n## Split tree\n\n```\n{}```\n\n## Leaves\n\n| node | genotype | params | supernet valid | arch. via supernet | stand-alone valid | stand-alone test |\n|---|---|---|---|---|---|---|\n",
+        report.run, report.space, report.algorithm, report.criterion, report.device, report.seed, report.search_seconds, report.split_seconds, tree.render_text()
+    );
+    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+    for (node, leaf) in &report.leaves {
+        let standalone = leaf.standalone.as_ref();
+        text += &format!(
+            "| {node}{} | {} | {} | {:.4} | {:.4} | {} | {} |\n",
+            if *node == report.selected { " (selected)" } else { "" },
+            table_code(&leaf.genotype),
+            leaf.parameters,
+            leaf.supernet_valid_accuracy,
+            leaf.architecture_valid_accuracy,
+            fmt(standalone.and_then(|s| s.valid_accuracy)),
+            fmt(standalone.map(|s| s.test_accuracy))
+        );
+    }
+    if !report.halving.is_empty() {
+        text += "\n## Successive halving\n\n| round | epochs | node | genotype | stand-alone valid | stand-alone test | kept |\n|---|---|---|---|---|---|---|\n";
+        for round in &report.halving {
+            for entry in &round.entries {
+                text += &format!(
+                    "| {} | {} | {} | {} | {} | {:.4} | {} |\n",
+                    round.round,
+                    round.epochs,
+                    entry.node,
+                    table_code(&entry.genotype),
+                    fmt(entry.result.valid_accuracy),
+                    entry.result.test_accuracy,
+                    if round.kept.contains(&entry.node) { "yes" } else { "no" }
+                );
+            }
+        }
+    }
+    let selected = &report.selected_result;
+    text += &format!(
+        "\nSelected: node {} `{}` ({} parameters, {} FLOPs){}.\n",
+        report.selected,
+        selected.genotype,
+        selected.parameters,
+        selected.flops,
+        selected.standalone.as_ref().map_or(String::new(), |s| format!(", stand-alone test accuracy {:.4}", s.test_accuracy))
+    );
+    text
+}
+

@@ -1,0 +1,171 @@
+//! Everything a run needs before its first epoch: the device, the data, the components, each
+//! checked, so that a wrong name or key fails before a run directory exists.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use splitnas_data::{prepare_data, BatchLoader, PreparedData, SplitName};
+use splitnas_engine::components::{algorithm_factory, create_criterion, create_space, merge_config};
+use splitnas_engine::context::TrainingEnvironment;
+use splitnas_engine::device::DeviceChoice;
+use splitnas_engine::error::SearchError;
+use splitnas_engine::plugins::PluginRegistry;
+use splitnas_engine::sub_supernet::TrainingSettings;
+use splitnas_plugin_api::{AlgorithmSetup, ComponentKind, Device, SearchAlgorithmBox, SearchSpaceBox, SpaceInfo};
+
+use crate::config::{ComponentChoice, RunConfig};
+use crate::directory::RunDirectory;
+
+/// Options from the command line that are not part of the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Overrides `run.device`.
+    pub device: Option<String>,
+    /// Overrides `run.threads`.
+    pub threads: Option<usize>,
+    /// Overrides `run.output_dir`.
+    pub output_dir: Option<PathBuf>,
+    /// Replace an existing run directory of the same name.
+    pub overwrite: bool,
+    /// No progress bars or per-epoch lines.
+    pub quiet: bool,
+}
+
+/// Creates a search algorithm for one sub-supernet.
+pub type AlgorithmFactory = Box<dyn Fn(&AlgorithmSetup) -> Result<SearchAlgorithmBox, SearchError>>;
+
+/// Everything a run needs once its configuration is resolved.
+pub struct RunSetup {
+    /// The configuration with every plugin's defaults filled in (what `config.toml` records).
+    pub config: RunConfig,
+    pub registry: PluginRegistry,
+    pub device: Device,
+    pub data: PreparedData,
+    pub space: SearchSpaceBox,
+    pub info: SpaceInfo,
+    pub create_algorithm: AlgorithmFactory,
+    pub directory: RunDirectory,
+}
+
+impl RunSetup {
+    /// Resolves the device, prepares the data and creates every component once: an unknown
+    /// component or key fails here, before anything is written.
+    pub fn new(config: RunConfig, registry: PluginRegistry, options: &RunOptions) -> Result<Self> {
+        let mut config = resolve_component_defaults(config, &registry)?;
+        let device_text = options.device.clone().unwrap_or_else(|| config.run.device.clone());
+        let device = device_text.parse::<DeviceChoice>()?.resolve()?;
+        if let Some(threads) = options.threads {
+            config.run.threads = threads;
+        }
+        if config.run.threads > 0 {
+            tch::set_num_threads(config.run.threads as i32);
+        }
+        let data = prepare_data(&config.data, device.to_tch()).context("preparing the data ([data] table)")?;
+        let space = create_run_space(&registry, &config, &data)?;
+        let info = space.info().into_result().map_err(|e| anyhow::anyhow!("space `{}`: {e}", config.space.name))?;
+        let create_algorithm: AlgorithmFactory = Box::new(algorithm_factory(&registry, &config.algorithm.name, &config.algorithm.config_json())?);
+        if !config.split.is_one_shot() {
+            create_criterion(&registry, &config.split.criterion, &config.split.config_json())?;
+        }
+        let output_dir = options.output_dir.clone().unwrap_or_else(|| config.run.output_dir.clone());
+        let directory = RunDirectory::new(output_dir.join(&config.run.name));
+        config.run.output_dir = output_dir;
+        Ok(RunSetup { config, registry, device, data, space, info, create_algorithm, directory })
+    }
+}
+
+/// The configuration with each component's published defaults merged under the user's keys
+/// (a wrong key fails here, naming the component and the keys it knows).
+pub fn resolve_component_defaults(mut config: RunConfig, registry: &PluginRegistry) -> Result<RunConfig> {
+    if config.data.seed.is_none() {
+        config.data.seed = Some(config.run.seed);
+    }
+    resolve_choice(&mut config.space, ComponentKind::Space, registry)?;
+    resolve_choice(&mut config.algorithm, ComponentKind::Algorithm, registry)?;
+    if !config.split.is_one_shot() {
+        let component = registry.get(ComponentKind::Criterion, &config.split.criterion)?;
+        let merged = merge_config(ComponentKind::Criterion, &config.split.criterion, &component.info.default_config, &config.split.config_json())?;
+        config.split.config = to_toml_table(&merged);
+    }
+    Ok(config)
+}
+
+fn resolve_choice(choice: &mut ComponentChoice, kind: ComponentKind, registry: &PluginRegistry) -> Result<()> {
+    let component = registry.get(kind, &choice.name)?;
+    let merged = merge_config(kind, &choice.name, &component.info.default_config, &choice.config_json())?;
+    choice.config = to_toml_table(&merged);
+    Ok(())
+}
+
+/// A JSON object as TOML keys (JSON nulls, which TOML cannot hold, are left out).
+fn to_toml_table(value: &Value) -> std::collections::BTreeMap<String, toml::Value> {
+    value
+        .as_object()
+        .map(|object| object.iter().filter_map(|(key, value)| toml::Value::try_from(value).ok().map(|value| (key.clone(), value))).collect())
+        .unwrap_or_default()
+}
+
+/// The run's search space, told what the data is.
+pub fn create_run_space(registry: &PluginRegistry, config: &RunConfig, data: &PreparedData) -> Result<SearchSpaceBox> {
+    let shape = data.splits.train.image_shape();
+    let classes = data.splits.train.num_classes;
+    let mut user = config.space.config_json();
+    // The data decides the classifier's width and the stem's input.
+    for (key, value) in [("classes", classes), ("input_channels", shape[0] as usize)] {
+        if user.get(key).is_some() {
+            user[key] = json!(value);
+        }
+    }
+    Ok(create_space(registry, &config.space.name, &user)?)
+}
+
+/// A sub-supernet's optimizer settings under `config`: α stays frozen until the last split
+/// unless the configuration trains it before.
+pub fn training_settings(config: &RunConfig) -> TrainingSettings {
+    let split = &config.split;
+    let mut warmup = config.search.architecture_warmup_epochs;
+    if !split.is_one_shot() && !split.train_architecture_before_last_split {
+        warmup = warmup.max(*split.epochs.last().expect("a few-shot schedule has split epochs"));
+    }
+    TrainingSettings {
+        weights: config.search.weights,
+        architecture: config.search.architecture,
+        schedule_start: 0,
+        schedule_end: config.search.epochs,
+        architecture_warmup_epochs: warmup,
+        max_steps_per_epoch: config.search.max_steps_per_epoch,
+    }
+}
+
+/// The loaders a supernet's training reads: training batches, validation batches for the
+/// architecture steps, and the validation split for supernet accuracy.
+pub struct SearchLoaders {
+    train: RefCell<BatchLoader>,
+    valid: RefCell<BatchLoader>,
+    valid_eval: RefCell<BatchLoader>,
+}
+
+impl SearchLoaders {
+    pub fn new(data: &PreparedData) -> Result<Self> {
+        Ok(SearchLoaders {
+            train: RefCell::new(data.train_loader()?),
+            valid: RefCell::new(data.valid_search_loader()?),
+            valid_eval: RefCell::new(data.eval_loader(SplitName::Valid)?),
+        })
+    }
+
+    pub fn environment<'a>(&'a self, space: &'a SearchSpaceBox, info: &'a SpaceInfo, device: Device, config: &RunConfig) -> TrainingEnvironment<'a> {
+        TrainingEnvironment {
+            space,
+            info,
+            device,
+            train: &self.train,
+            valid: &self.valid,
+            valid_eval: &self.valid_eval,
+            eval_batches: config.search.eval_batches,
+            total_epochs: config.search.epochs,
+        }
+    }
+}
