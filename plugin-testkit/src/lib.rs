@@ -6,8 +6,7 @@
 //! - [`host::FakeHost`]: a [`HostContext`](splitnas_plugin_api::HostContext) over a tiny linear
 //!   toy supernet, with recorded calls, a miniature training loop ([`host::run_search`]) and a
 //!   toy task in which one option is clearly the best ([`host::FakeHost::toy_task`]);
-//! - [`criterion_context::FakeCriterionContext`]: a
-//!   [`CriterionContext`](splitnas_plugin_api::CriterionContext) serving Gram matrices of
+//! - [`criterion_context::FakeCriterionContext`]: a criterion context serving Gram matrices of
 //!   synthetic (clustered) or recorded per-option gradients, and a seeded `next_random`;
 //! - one contract suite per kind: [`space`], [`algorithm`] and [`criterion`]. Each runs every
 //!   check of its kind and returns a [`ContractReport`] naming each check and its outcome, so

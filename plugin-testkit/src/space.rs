@@ -549,7 +549,7 @@ impl Suite {
             if auxiliary.size() != expected {
                 return Err(format!("auxiliary logits are {:?}, expected {expected:?}", auxiliary.size()));
             }
-            loss = loss + auxiliary.cross_entropy_for_logits(&self.labels());
+            loss += auxiliary.cross_entropy_for_logits(&self.labels());
         }
         if !all_finite(&loss) {
             return Err("the network's loss is not finite".into());

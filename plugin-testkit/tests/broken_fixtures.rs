@@ -97,7 +97,7 @@ impl SupernetPlugin for ToySupernet {
                 let computed = if self.computes_inactive { self.mask.is_allowed(point, option) } else { active.is_allowed(point, option) };
                 if computed {
                     let weight = &self.parameters[point * OPTIONS + option].1;
-                    logits = logits + features.f_matmul(&weight.f_tr()?)? * weights.get(point as i64).get(option as i64);
+                    logits = logits.f_add(&(features.f_matmul(&weight.f_tr()?)? * weights.get(point as i64).get(option as i64)))?;
                 }
             }
         }
@@ -129,7 +129,7 @@ impl NetworkPlugin for ToyNetwork {
         let features = input.f_mean_dim(&[2i64, 3][..], false, Kind::Float)?;
         let mut logits = self.parameters.last().expect("bias").1.shallow_clone();
         for (_, weight) in &self.parameters[..POINTS] {
-            logits = logits + features.f_matmul(&weight.f_tr()?)?;
+            logits = logits.f_add(&features.f_matmul(&weight.f_tr()?)?)?;
         }
         Ok((logits, None))
     }
