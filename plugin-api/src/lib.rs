@@ -79,9 +79,10 @@
 //! ## Compatibility
 //!
 //! The ABI is append-only: methods are only ever added at the end of a trait, with a default
-//! body that runs when an older plugin lacks them (see [`traits`]). A plugin built against
-//! ABI 1.0 therefore loads in a host of ABI 1.1; its `configure` and `sample_architecture`
-//! answer [`ErrorKind::Unsupported`] and its `architecture_count` answers `None`.
+//! body that runs when an older plugin lacks them (see [`traits`]): an ABI 1.0 space's
+//! `configure` and `sample_architecture` answer [`ErrorKind::Unsupported`] and its
+//! `architecture_count` answers `None`. (`abi_stable`'s default load-time check still refuses
+//! an older plugin in a newer host; see the caveat in [`traits`].)
 //!
 //! ## Rules of the boundary
 //!
