@@ -6,7 +6,7 @@
 //! [`ffi_guard`]. An author therefore cannot export an unguarded method.
 
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RStr, RString, RVec};
+use abi_stable::std_types::{ROption, RStr, RString, RVec};
 use serde::de::DeserializeOwned;
 use tch::Tensor;
 
@@ -32,11 +32,21 @@ pub fn parse_config<C: DeserializeOwned>(component: &str, text: &str) -> Result<
     serde_json::from_str(text).map_err(|error| PluginError::invalid_config(format!("{component}: {error}")))
 }
 
-/// A search space.
+/// A search space. See [`SearchSpace`] for what each method means.
+///
+/// The ABI 1.1 methods have defaults so that a space written for ABI 1.0 still compiles:
+/// `configure` ignores the setup, `sample_architecture` and `architecture_at` answer
+/// [`ErrorKind::Unsupported`], `architecture_count` says the space is not enumerable. A space
+/// should implement `configure` and `sample_architecture` (the contract suites of
+/// `splitnas-plugin-testkit` check them).
 pub trait SpacePlugin: Component + Sync {
     type Supernet: SupernetPlugin;
     type Network: NetworkPlugin;
     fn create(config: &str) -> Result<Self, PluginError>;
+    /// The data and the stand-alone network's size; the values override the configuration's.
+    fn configure(&mut self, _setup: &SpaceSetup) -> Result<(), PluginError> {
+        Ok(())
+    }
     fn info(&self) -> Result<SpaceInfo, PluginError>;
     fn build_supernet(&self, mask: &Mask, device: Device) -> Result<Self::Supernet, PluginError>;
     fn build_network(&self, architecture: &Architecture, device: Device) -> Result<Self::Network, PluginError>;
@@ -44,6 +54,19 @@ pub trait SpacePlugin: Component + Sync {
     fn derive(&self, weights: &Tensor, mask: &Mask) -> Result<Architecture, PluginError>;
     fn format_genotype(&self, architecture: &Architecture) -> Result<String, PluginError>;
     fn parse_genotype(&self, text: &str) -> Result<Architecture, PluginError>;
+    /// A uniformly random valid architecture within `mask`, deterministic in `seed`, drawing
+    /// no libtorch random numbers.
+    fn sample_architecture(&self, _mask: &Mask, _seed: u64) -> Result<Architecture, PluginError> {
+        Err(PluginError::unsupported(format!("{}: sample_architecture is not implemented", Self::NAME)))
+    }
+    /// The number of valid architectures within `mask`; `None` when not enumerable or too many.
+    fn architecture_count(&self, _mask: &Mask) -> Result<Option<u64>, PluginError> {
+        Ok(None)
+    }
+    /// Architecture number `index` (`0..architecture_count`), a bijection onto the valid ones.
+    fn architecture_at(&self, _mask: &Mask, _index: u64) -> Result<Architecture, PluginError> {
+        Err(PluginError::unsupported(format!("{}: architecture_at is not implemented (the space is not enumerable)", Self::NAME)))
+    }
 }
 
 /// A supernet built by a [`SpacePlugin`].
@@ -51,7 +74,11 @@ pub trait SupernetPlugin: Send + 'static {
     fn forward(&self, input: &Tensor, weights: &Tensor, active: &Mask, train: bool) -> Result<Tensor, PluginError>;
     fn parameters(&self) -> Result<Vec<NamedTensor>, PluginError>;
     fn buffers(&self) -> Result<Vec<NamedTensor>, PluginError>;
-    fn choice_point_parameters(&self, choice_point: u32) -> Result<Vec<String>, PluginError>;
+    /// Retired in ABI 1.1 (the host never calls it); kept only so that old plugins compile.
+    fn choice_point_parameters(&self, _choice_point: u32) -> Result<Vec<String>, PluginError> {
+        Err(PluginError::unsupported("choice_point_parameters is retired (ABI 1.1)"))
+    }
+    /// See [`Supernet::shared_parameters`]: never a parameter owned by `choice_point`.
     fn shared_parameters(&self, choice_point: u32) -> Result<Vec<String>, PluginError>;
 }
 
@@ -74,7 +101,8 @@ pub trait AlgorithmPlugin: Component {
     fn architecture_step(&mut self, _context: &HostContextRef<'_>, _valid_batch: &Batch, _train_batch: &Batch) -> Result<ArchitectureStep, PluginError> {
         Ok(ArchitectureStep::Skip)
     }
-    fn context_sample(&mut self, context: &HostContextRef<'_>) -> Result<WeightSample, PluginError>;
+    /// The weights the other choice points use while a split criterion scores one choice point.
+    fn scoring_sample(&mut self, context: &HostContextRef<'_>) -> Result<WeightSample, PluginError>;
     fn evaluation_sample(&mut self, context: &HostContextRef<'_>) -> Result<WeightSample, PluginError>;
     fn derive(&mut self, context: &HostContextRef<'_>) -> Result<Architecture, PluginError>;
     fn state_json(&self) -> Result<String, PluginError> {
@@ -146,6 +174,18 @@ impl<T: SpacePlugin> SearchSpace for GuardedSpace<T> {
     fn parse_genotype(&self, text: RStr<'_>) -> PluginResult<Architecture> {
         ffi_guard(|| self.0.parse_genotype(text.as_str()))
     }
+    fn configure(&mut self, setup: &SpaceSetup) -> PluginResult<()> {
+        ffi_guard(|| self.0.configure(setup))
+    }
+    fn sample_architecture(&self, mask: &Mask, seed: u64) -> PluginResult<Architecture> {
+        ffi_guard(|| self.0.sample_architecture(mask, seed))
+    }
+    fn architecture_count(&self, mask: &Mask) -> PluginResult<ROption<u64>> {
+        ffi_guard(|| self.0.architecture_count(mask).map(ROption::from))
+    }
+    fn architecture_at(&self, mask: &Mask, index: u64) -> PluginResult<Architecture> {
+        ffi_guard(|| self.0.architecture_at(mask, index))
+    }
 }
 
 impl<T: SupernetPlugin> Supernet for GuardedSupernet<T> {
@@ -195,7 +235,7 @@ impl<T: AlgorithmPlugin> SearchAlgorithm for GuardedAlgorithm<T> {
         ffi_guard(|| self.0.architecture_step(&context, valid_batch, train_batch))
     }
     fn context_sample(&mut self, context: HostContextRef<'_>) -> PluginResult<WeightSample> {
-        ffi_guard(|| self.0.context_sample(&context))
+        ffi_guard(|| self.0.scoring_sample(&context))
     }
     fn evaluation_sample(&mut self, context: HostContextRef<'_>) -> PluginResult<WeightSample> {
         ffi_guard(|| self.0.evaluation_sample(&context))

@@ -57,6 +57,33 @@
 //! (kind, name). Build with `cargo build --release` and drop the `.so` into a directory
 //! given to the host with `--plugin-dir` or `SPLITNAS_PLUGIN_PATH`.
 //!
+//! A space implements [`author::SpacePlugin`] and should also implement its ABI 1.1
+//! methods `configure` (the host's [`SpaceSetup`]: classes, image channels and size, the
+//! stand-alone network's size) and `sample_architecture` (uniform, seeded, no libtorch random
+//! numbers), and where it can, `architecture_count`/`architecture_at`. An algorithm
+//! implements [`author::AlgorithmPlugin`], whose `scoring_sample` gives the weights the other
+//! choice points use while a criterion scores one choice point.
+//!
+//! ## Testing a plugin
+//!
+//! `splitnas-plugin-testkit` (a dev-dependency) has a fake host, fake criterion gradients and
+//! one contract suite per kind; run your kind's suite from a test:
+//!
+//! ```ignore
+//! #[test]
+//! fn honours_the_criterion_contract() {
+//!     splitnas_plugin_testkit::criterion::assert_contract::<FirstCandidate>(&Default::default());
+//! }
+//! ```
+//!
+//! ## Compatibility
+//!
+//! The ABI is append-only: methods are only ever added at the end of a trait, with a default
+//! body that runs when an older plugin lacks them (see [`traits`]): an ABI 1.0 space's
+//! `configure` and `sample_architecture` answer [`ErrorKind::Unsupported`] and its
+//! `architecture_count` answers `None`. (`abi_stable`'s default load-time check still refuses
+//! an older plugin in a newer host; see the caveat in [`traits`].)
+//!
 //! ## Rules of the boundary
 //!
 //! - Tensors cross only as libtorch handles ([`TensorRef`] borrowed, [`OwnedTensor`] owned);
@@ -74,7 +101,7 @@ mod guard;
 mod module;
 pub mod tensor;
 #[allow(non_local_definitions)] // abi_stable's #[sabi_trait] expansion
-mod traits;
+pub mod traits;
 mod types;
 
 pub use guard::{ffi_guard, panic_message};

@@ -1,15 +1,25 @@
-
 //! The ABI-stable traits: what plugins implement (space, supernet, network, algorithm,
 //! criterion) and what the host implements for them (contexts).
 //!
 //! Plugin authors do not implement these directly: they implement the plain Rust traits in
 //! [`crate::author`], and the export macros wrap every method in [`crate::ffi_guard`], so
 //! that no panic can cross the boundary. Every method returns [`PluginResult`] for the same
-//! reason. New methods are only ever appended after the `last_prefix_field` ones.
+//! reason.
+//!
+//! New methods are only ever appended after the `last_prefix_field` ones, and every appended
+//! method has a default body: a plugin built against an older plugin-api has no vtable entry
+//! for it, and then the default body runs on the host's side (`abi_stable` marks such entries
+//! `missing_field(option)`). Methods appended in ABI 1.1 say so in their documentation.
+//!
+//! Caveat: `abi_stable`'s load-time layout check accepts a library whose prefix types have
+//! *more* fields than the loader's (a newer plugin in an older host), not fewer; a host of
+//! ABI 1.1 loading an ABI 1.0 plugin through `RootModule::load_from_file` refuses it ("too
+//! many fields", `tests/old_plugin.rs`). Loading old plugins needs the host to check layouts
+//! with the roles swapped before the default bodies can ever run.
 
 use abi_stable::sabi_trait;
 use abi_stable::sabi_types::RRef;
-use abi_stable::std_types::{RBox, RStr, RString, RVec};
+use abi_stable::std_types::{RBox, RNone, ROption, RResult, RStr, RString, RVec};
 
 use crate::tensor::{NamedTensor, OwnedTensor, TensorRef};
 use crate::types::*;
@@ -38,6 +48,36 @@ pub trait SearchSpace: Send + Sync {
     /// Parses the conventional genotype string.
     #[sabi(last_prefix_field)]
     fn parse_genotype(&self, text: RStr<'_>) -> PluginResult<Architecture>;
+
+    /// ABI 1.1. Tells the space what the data is (classes, image channels and size) and the
+    /// size of the stand-alone network (`0` = the space's default). The host calls it once,
+    /// right after creating the space and before any other call. The values given here
+    /// override the same settings in the space's configuration.
+    ///
+    /// A plugin built before ABI 1.1 answers [`ErrorKind::Unsupported`]; the host then
+    /// falls back to setting the space's `classes`/`input_channels` configuration keys.
+    fn configure(&mut self, _setup: &SpaceSetup) -> PluginResult<()> {
+        RResult::RErr(PluginError::unsupported("configure: not implemented (plugin built before ABI 1.1)"))
+    }
+
+    /// ABI 1.1. A uniformly random valid architecture within `mask`, a function of `seed`
+    /// alone (it draws no libtorch random numbers). Unsupported by plugins built before ABI 1.1.
+    fn sample_architecture(&self, _mask: &Mask, _seed: u64) -> PluginResult<Architecture> {
+        RResult::RErr(PluginError::unsupported("sample_architecture: not implemented (plugin built before ABI 1.1)"))
+    }
+
+    /// ABI 1.1. How many valid architectures `mask` allows, when the space can enumerate them
+    /// exactly and the count fits a `u64`; `None` otherwise (and from plugins built before ABI 1.1).
+    fn architecture_count(&self, _mask: &Mask) -> PluginResult<ROption<u64>> {
+        RResult::ROk(RNone)
+    }
+
+    /// ABI 1.1. The architecture number `index` of `mask`'s sub-space, `index` in
+    /// `0..architecture_count(mask)`: a bijection onto the valid architectures within `mask`.
+    /// Unsupported where `architecture_count` is `None`.
+    fn architecture_at(&self, _mask: &Mask, _index: u64) -> PluginResult<Architecture> {
+        RResult::RErr(PluginError::unsupported("architecture_at: not implemented (plugin built before ABI 1.1)"))
+    }
 }
 
 /// A supernet: every allowed option of every choice point, mixed by weights.
@@ -54,11 +94,15 @@ pub trait Supernet: Send {
     fn buffers(&self) -> PluginResult<RVec<NamedTensor>>;
 
     /// Names of the parameters owned by the options of one choice point.
+    ///
+    /// Retired in ABI 1.1: the host never calls it; new plugins need not implement it (the
+    /// author trait's default answers [`ErrorKind::Unsupported`]). Kept for the vtable layout.
     fn choice_point_parameters(&self, choice_point: u32) -> PluginResult<RVec<RString>>;
 
-    /// Names of the parameters whose gradients gradient matching compares when scoring
-    /// `choice_point` (space-specific; NB201: every search-cell op parameter except that
-    /// choice point's, plus the reduction blocks).
+    /// Names of the parameters a split criterion compares when it scores `choice_point`:
+    /// parameters shared by its options, never those owned by `choice_point` itself
+    /// (space-specific; NB201: every search-cell op parameter except that choice point's,
+    /// plus the reduction blocks).
     #[sabi(last_prefix_field)]
     fn shared_parameters(&self, choice_point: u32) -> PluginResult<RVec<RString>>;
 }
@@ -88,7 +132,8 @@ pub trait SearchAlgorithm: Send {
     /// One architecture update on a validation batch (`train_batch` for second-order methods).
     fn architecture_step(&mut self, context: HostContextRef<'_>, valid_batch: &Batch, train_batch: &Batch) -> PluginResult<ArchitectureStep>;
 
-    /// The weights other choice points use while gradient matching scores one choice point.
+    /// The weights the other choice points use while a split criterion scores one choice
+    /// point (the author trait calls it `scoring_sample`; the vtable keeps the ABI 1.0 name).
     fn context_sample(&mut self, context: HostContextRef<'_>) -> PluginResult<WeightSample>;
 
     /// The weights used to report the supernet's validation accuracy.
@@ -133,13 +178,18 @@ pub trait HostContext {
     fn log_metric(&self, name: RStr<'_>, value: f64) -> PluginResult<()>;
 }
 
-/// What the host offers a split criterion.
+/// What the host offers a split criterion. Gradient services are a capability the host
+/// offers criteria that compare options by their gradients (gradient matching); criteria that
+/// do not need them never call them.
 #[sabi_trait]
 pub trait CriterionContext {
-    /// One repeat (a fresh batch and context sample) for `choice_point`: the Gram matrix of
+    /// One repeat (a fresh batch and scoring sample) for `choice_point`: the Gram matrix of
     /// the shared-set gradients of its allowed options.
     fn gradient_gram(&self, choice_point: u32) -> PluginResult<GramSample>;
     /// One repeat as per-option concatenated gradients.
+    ///
+    /// Retired in ABI 1.1: no criterion of this project calls it, and a host may answer
+    /// [`ErrorKind::Unsupported`]. Kept for the vtable layout.
     fn option_gradients(&self, choice_point: u32) -> PluginResult<OptionGradients>;
     fn next_random(&self) -> PluginResult<u64>;
     #[sabi(last_prefix_field)]

@@ -183,13 +183,7 @@ impl SpaceInfo {
     }
     /// The mask allowing every option of every choice point.
     pub fn full_mask(&self) -> Mask {
-        Mask {
-            rows: self
-                .choice_points
-                .iter()
-                .map(|point| (0..self.max_options as usize).map(|k| k < point.options.len()).collect())
-                .collect(),
-        }
+        Mask { rows: self.choice_points.iter().map(|point| (0..self.max_options as usize).map(|k| k < point.options.len()).collect()).collect() }
     }
 }
 
@@ -213,11 +207,7 @@ impl Mask {
     }
     pub fn contains(&self, architecture: &Architecture) -> bool {
         architecture.choices.len() == self.rows.len()
-            && architecture
-                .choices
-                .iter()
-                .enumerate()
-                .all(|(point, &choice)| choice == Architecture::ABSENT || self.is_allowed(point, choice as usize))
+            && architecture.choices.iter().enumerate().all(|(point, &choice)| choice == Architecture::ABSENT || self.is_allowed(point, choice as usize))
     }
 }
 
@@ -322,8 +312,25 @@ pub struct TrainingProgress {
     pub total_epochs: u32,
 }
 
+/// What the data is, and how large the stand-alone network should be; handed to a space by
+/// `SearchSpace::configure` (ABI 1.1) right after it is created.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpaceSetup {
+    /// Classes of the data set (the width of the logits).
+    pub classes: u32,
+    /// Channels of the input images (3 for CIFAR, 1 for Fashion-MNIST).
+    pub input_channels: u32,
+    /// Height and width of the (square) input images.
+    pub image_size: u32,
+    /// Channels of the stand-alone network; 0 = the space's default.
+    pub network_channels: u32,
+    /// Cells (layers) of the stand-alone network; 0 = the space's default.
+    pub network_cells: u32,
+}
+
 /// One repeat of gradient collection for one choice point: the Gram matrix of the shared-set
-/// gradients of its allowed options (same batch, same context sample for every option).
+/// gradients of its allowed options (same batch, same scoring sample for every option).
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, PartialEq)]
 pub struct GramSample {
@@ -362,7 +369,8 @@ pub struct CandidateScore {
     pub score: f64,
     /// The partition of the allowed options this criterion would use.
     pub groups: RVec<RVec<u32>>,
-    /// Gradient repeats spent on it (0 for criteria that use none).
+    /// Repeated measurements (fresh batch and scoring sample each) spent on it; 0 for
+    /// criteria that measure nothing.
     pub repeats: u32,
 }
 

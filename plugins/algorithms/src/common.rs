@@ -307,7 +307,7 @@ pub(crate) struct NoState {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_host::{rows, test_setup};
+    use splitnas_plugin_testkit::host::{rows, test_setup};
 
     fn test_space() -> MaskedSpace {
         MaskedSpace::new("test", &test_setup()).unwrap()

@@ -85,7 +85,7 @@ impl AlgorithmPlugin for Darts {
         Ok(ArchitectureStep::Loss(OwnedTensor::new(loss)))
     }
 
-    fn context_sample(&mut self, _context: &HostContextRef<'_>) -> Result<WeightSample, PluginError> {
+    fn scoring_sample(&mut self, _context: &HostContextRef<'_>) -> Result<WeightSample, PluginError> {
         Ok(WeightSample { weights: OwnedTensor::new(self.detached_probabilities()?), active: self.space.mask.clone() })
     }
 
@@ -218,7 +218,7 @@ fn set_parameters(parameters: &[Tensor], values: &[Tensor]) -> Result<(), Plugin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_host::*;
+    use splitnas_plugin_testkit::host::*;
     use serde_json::json;
 
     fn darts(overrides: serde_json::Value) -> Darts {
@@ -235,7 +235,7 @@ mod tests {
 
     #[test]
     fn weight_step_mixes_every_allowed_option_by_the_detached_softmax() {
-        let host = TestHost::new(1);
+        let host = FakeHost::new(1);
         let mut algorithm = darts(json!({}));
         let output = algorithm.weight_step(&host.context(), &host.train_batch(0)).unwrap();
         assert!(!output.trains_architecture);
@@ -252,7 +252,7 @@ mod tests {
 
     #[test]
     fn first_order_step_gives_alpha_a_gradient_only_where_options_compete() {
-        let host = TestHost::new(2);
+        let host = FakeHost::new(2);
         let mut algorithm = darts(json!({}));
         let alpha = spread_alpha(&algorithm);
         let ArchitectureStep::Loss(loss) = algorithm.architecture_step(&host.context(), &host.valid_batch(0), &host.train_batch(0)).unwrap() else {
@@ -270,7 +270,7 @@ mod tests {
 
     #[test]
     fn alternating_steps_reduce_the_loss_and_move_alpha() {
-        let host = TestHost::new(3);
+        let host = FakeHost::new(3);
         let mut algorithm = darts(json!({}));
         let alpha = assert_search_learns(&host, &mut algorithm, 60);
         let disallowed = rows(&alpha)
@@ -281,24 +281,24 @@ mod tests {
     }
 
     /// The exact unrolled gradient d/dα L_val(w − ξ ∇w L_train(w, α), α), by double backprop.
-    fn exact_unrolled_gradient(host: &TestHost, algorithm: &Darts, xi: f64, valid: &Batch, train: &Batch) -> Tensor {
+    fn exact_unrolled_gradient(host: &FakeHost, algorithm: &Darts, xi: f64, valid: &Batch, train: &Batch) -> Tensor {
         let leaf = |tensor: &Tensor| tensor.detach().copy().set_requires_grad(true);
         let (option_weights, bias, alpha) = (leaf(&host.option_weights), leaf(&host.bias), leaf(&alpha_of(algorithm)));
         let mask = &host.mask;
         let probabilities = algorithm.space.masked_softmax(&alpha).unwrap();
-        let train_logits = TestHost::logits_with(&train.images.tensor(), &option_weights, &bias, &probabilities, mask);
+        let train_logits = FakeHost::logits_with(&train.images.tensor(), &option_weights, &bias, &probabilities, mask);
         let train_loss = train_logits.cross_entropy_for_logits(&train.labels.tensor());
         let weight_gradients = Tensor::run_backward(&[train_loss], &[&option_weights, &bias], true, true);
         let unrolled_weights = &option_weights - &weight_gradients[0] * xi;
         let unrolled_bias = &bias - &weight_gradients[1] * xi;
-        let valid_logits = TestHost::logits_with(&valid.images.tensor(), &unrolled_weights, &unrolled_bias, &probabilities, mask);
+        let valid_logits = FakeHost::logits_with(&valid.images.tensor(), &unrolled_weights, &unrolled_bias, &probabilities, mask);
         let valid_loss = valid_logits.cross_entropy_for_logits(&valid.labels.tensor());
         Tensor::run_backward(&[valid_loss], &[&alpha], false, false).remove(0)
     }
 
     #[test]
     fn second_order_step_matches_the_exact_unrolled_gradient_and_restores_the_weights() {
-        let host = TestHost::new(4);
+        let host = FakeHost::new(4);
         let xi = 0.5; // large, so that the Hessian term is far from negligible
         let mut algorithm = darts(json!({ "second_order": true, "unrolled_lr": xi }));
         let alpha = spread_alpha(&algorithm);
@@ -315,7 +315,7 @@ mod tests {
         let exact = exact_unrolled_gradient(&host, &algorithm, xi, &valid, &train);
         let first_order = {
             let probabilities = algorithm.space.masked_softmax(&alpha).unwrap();
-            let logits = TestHost::logits_with(&valid.images.tensor(), &host.option_weights, &host.bias, &probabilities, &host.mask);
+            let logits = FakeHost::logits_with(&valid.images.tensor(), &host.option_weights, &host.bias, &probabilities, &host.mask);
             gradients(&logits.cross_entropy_for_logits(&valid.labels.tensor()), &[alpha.shallow_clone()]).remove(0)
         };
         let error = (&written - &exact).norm().double_value(&[]);
@@ -337,7 +337,7 @@ mod tests {
 
     #[test]
     fn second_order_search_runs_and_moves_alpha() {
-        let host = TestHost::new(5);
+        let host = FakeHost::new(5);
         let mut algorithm = darts(json!({ "second_order": true }));
         let alpha = alpha_of(&algorithm);
         let initial_alpha = alpha.detach().copy();
@@ -347,7 +347,7 @@ mod tests {
 
     #[test]
     fn derive_hands_the_masked_softmax_to_the_space() {
-        let host = TestHost::new(6);
+        let host = FakeHost::new(6);
         let mut algorithm = darts(json!({}));
         let alpha = spread_alpha(&algorithm);
         let architecture = algorithm.derive(&host.context()).unwrap();
@@ -358,10 +358,10 @@ mod tests {
 
     #[test]
     fn samples_are_the_detached_softmax_over_all_allowed_options() {
-        let host = TestHost::new(7);
+        let host = FakeHost::new(7);
         let mut algorithm = darts(json!({}));
         let _ = spread_alpha(&algorithm);
-        for sample in [algorithm.context_sample(&host.context()).unwrap(), algorithm.evaluation_sample(&host.context()).unwrap()] {
+        for sample in [algorithm.scoring_sample(&host.context()).unwrap(), algorithm.evaluation_sample(&host.context()).unwrap()] {
             assert_eq!(sample.active, host.mask);
             assert!(!sample.weights.tensor().requires_grad());
             assert_eq!(rows(&sample.weights.tensor()), rows(&algorithm.space.masked_softmax(&alpha_of(&algorithm)).unwrap()));

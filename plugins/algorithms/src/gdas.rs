@@ -82,7 +82,7 @@ impl AlgorithmPlugin for Gdas {
         Ok(ArchitectureStep::Loss(OwnedTensor::new(loss)))
     }
 
-    fn context_sample(&mut self, _context: &HostContextRef<'_>) -> Result<WeightSample, PluginError> {
+    fn scoring_sample(&mut self, _context: &HostContextRef<'_>) -> Result<WeightSample, PluginError> {
         self.detached_hard_sample()
     }
 
@@ -131,7 +131,7 @@ impl Gdas {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_host::*;
+    use splitnas_plugin_testkit::host::*;
     use serde_json::json;
 
     fn gdas(overrides: serde_json::Value) -> Gdas {
@@ -139,7 +139,7 @@ mod tests {
     }
 
     /// Checks a single-path sample: exactly one-hot rows, the hot option the only active one.
-    fn assert_single_path(host: &TestHost, weights: &Tensor, active: &splitnas_plugin_api::Mask) {
+    fn assert_single_path(host: &FakeHost, weights: &Tensor, active: &splitnas_plugin_api::Mask) {
         for (point, row) in rows(weights).iter().enumerate() {
             let hot: Vec<usize> = (0..row.len()).filter(|&option| row[option] == 1.0).collect();
             assert_eq!(hot.len(), 1, "choice point {point}: {row:?}");
@@ -152,7 +152,7 @@ mod tests {
 
     #[test]
     fn weight_steps_train_one_sampled_path_without_alpha() {
-        let host = TestHost::new(21);
+        let host = FakeHost::new(21);
         let mut algorithm = gdas(json!({}));
         let alpha = alpha_of(&algorithm);
         for step in 0..20 {
@@ -170,7 +170,7 @@ mod tests {
 
     #[test]
     fn architecture_step_reaches_alpha_through_the_straight_through_estimator() {
-        let host = TestHost::new(22);
+        let host = FakeHost::new(22);
         let mut algorithm = gdas(json!({}));
         let alpha = alpha_of(&algorithm);
         let ArchitectureStep::Loss(loss) = algorithm.architecture_step(&host.context(), &host.valid_batch(0), &host.train_batch(0)).unwrap() else {
@@ -191,17 +191,17 @@ mod tests {
 
     #[test]
     fn search_reduces_the_loss_and_moves_alpha() {
-        let host = TestHost::new(23);
+        let host = FakeHost::new(23);
         let mut algorithm = gdas(json!({ "tau_max": 1.0 }));
         let _alpha = assert_search_learns(&host, &mut algorithm, 80);
     }
 
     #[test]
-    fn context_samples_are_hard_and_evaluation_takes_the_argmax() {
-        let host = TestHost::new(24);
+    fn scoring_samples_are_hard_and_evaluation_takes_the_argmax() {
+        let host = FakeHost::new(24);
         let mut algorithm = gdas(json!({}));
         let context = host.context();
-        let sample = algorithm.context_sample(&context).unwrap();
+        let sample = algorithm.scoring_sample(&context).unwrap();
         assert!(!sample.weights.tensor().requires_grad());
         assert_single_path(&host, &sample.weights.tensor(), &sample.active);
 
@@ -220,7 +220,7 @@ mod tests {
 
     #[test]
     fn temperature_anneals_from_ten_to_a_tenth_and_round_trips() {
-        let host = TestHost::new(25);
+        let host = FakeHost::new(25);
         let mut algorithm = gdas(json!({}));
         algorithm.on_epoch_start(&host.context(), TrainingProgress { epoch: 0, total_epochs: 5 }).unwrap();
         assert_eq!(algorithm.temperature(), 10.0);

@@ -22,9 +22,6 @@ mod gdas;
 mod rsps;
 mod snas;
 
-#[cfg(test)]
-mod test_host;
-
 pub use darts::Darts;
 pub use gdas::Gdas;
 pub use rsps::Rsps;
@@ -41,7 +38,7 @@ mod tests {
     use abi_stable::std_types::RStr;
     use splitnas_plugin_api::{registered_components, ArchitectureStep, ComponentFactory, ComponentKind, ErrorKind, SearchAlgorithmBox, TrainingProgress};
 
-    use crate::test_host::{test_setup, TestHost};
+    use splitnas_plugin_testkit::host::{test_setup, FakeHost};
 
     fn factory_of(name: &str) -> extern "C" fn(RStr<'_>, &splitnas_plugin_api::AlgorithmSetup) -> splitnas_plugin_api::PluginResult<SearchAlgorithmBox> {
         let component = registered_components().into_iter().find(|component| component.name.as_str() == name).unwrap();
@@ -58,7 +55,7 @@ mod tests {
         assert_eq!(names, ["darts", "gdas", "rsps", "snas"]);
         for component in &components {
             assert_eq!(component.kind(), ComponentKind::Algorithm);
-            let host = TestHost::new(41);
+            let host = FakeHost::new(41);
             let factory = factory_of(component.name.as_str());
             let mut algorithm = factory(component.default_config.as_rstr(), &test_setup()).into_result().unwrap();
             let progress = TrainingProgress { epoch: 0, total_epochs: 3 };
@@ -75,6 +72,21 @@ mod tests {
             let state = algorithm.state_json().into_result().unwrap();
             algorithm.load_state_json(state.as_rstr()).into_result().unwrap();
         }
+    }
+
+    /// Every algorithm passes the testkit's algorithm contract (masks, state, learning).
+    #[test]
+    fn every_algorithm_honours_the_algorithm_contract() {
+        use splitnas_plugin_testkit::algorithm::{run_contract, AlgorithmSuiteConfig};
+        let config = AlgorithmSuiteConfig::default();
+        let reports = [
+            run_contract::<crate::Darts>(&config),
+            run_contract::<crate::Gdas>(&config),
+            run_contract::<crate::Rsps>(&config),
+            run_contract::<crate::Snas>(&config),
+        ];
+        let failures: Vec<String> = reports.iter().filter(|report| !report.all_passed()).map(ToString::to_string).collect();
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 
     #[test]

@@ -65,7 +65,7 @@ impl AlgorithmPlugin for Rsps {
 
     // No architecture step: the default `Skip`.
 
-    fn context_sample(&mut self, context: &HostContextRef<'_>) -> Result<WeightSample, PluginError> {
+    fn scoring_sample(&mut self, context: &HostContextRef<'_>) -> Result<WeightSample, PluginError> {
         self.single_path(context)
     }
 
@@ -198,7 +198,7 @@ impl Rsps {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_host::*;
+    use splitnas_plugin_testkit::host::*;
     use serde_json::json;
     use splitnas_plugin_api::ArchitectureStep;
 
@@ -211,13 +211,13 @@ mod tests {
 
     #[test]
     fn paths_are_uniform_over_the_allowed_options() {
-        let host = TestHost::new(31);
+        let host = FakeHost::new(31);
         let mut algorithm = rsps(100);
         let context = host.context();
         let draws = 6000;
         let mut counts = [[0usize; 4]; 4];
         for _ in 0..draws {
-            let sample = algorithm.context_sample(&context).unwrap();
+            let sample = algorithm.scoring_sample(&context).unwrap();
             let weights = rows(&sample.weights.tensor());
             for (point, row) in sample.active.rows.iter().enumerate() {
                 let active: Vec<usize> = (0..4).filter(|&option| row[option]).collect();
@@ -239,7 +239,7 @@ mod tests {
 
     #[test]
     fn weight_steps_train_single_paths_and_there_is_nothing_else_to_train() {
-        let host = TestHost::new(32);
+        let host = FakeHost::new(32);
         let mut algorithm = rsps(100);
         assert!(algorithm.architecture_parameters().unwrap().is_empty());
         let output = algorithm.weight_step(&host.context(), &host.train_batch(0)).unwrap();
@@ -263,7 +263,7 @@ mod tests {
     }
 
     fn check_derive(derive_samples: u32, expected_evaluations: usize) {
-        let host = TestHost::new(33).with_scorer(score);
+        let host = FakeHost::new(33).with_scorer(score);
         let mut algorithm = rsps(derive_samples);
         let architecture = algorithm.derive(&host.context()).unwrap();
         let evaluated = host.evaluated.borrow();
@@ -280,7 +280,7 @@ mod tests {
     #[test]
     fn derive_evaluates_the_whole_sub_space_when_it_is_small() {
         check_derive(100, SUB_SPACE_SIZE);
-        let host = TestHost::new(34).with_scorer(score);
+        let host = FakeHost::new(34).with_scorer(score);
         assert_eq!(rsps(100).derive(&host.context()).unwrap().choices.as_slice(), &[1, 2, 1, 3]);
     }
 
@@ -295,7 +295,7 @@ mod tests {
     fn candidates_are_what_the_space_derives_from_weighted_paths() {
         // A space that keeps only the 2 strongest of its 4 choice points (as DARTS keeps 2 edges
         // per node): 8 + 4 + 12 + 2 + 6 + 3 = 35 architectures from 24 single paths.
-        let host = TestHost::new(35).with_keep_strongest(2);
+        let host = FakeHost::new(35).with_keep_strongest(2);
         let mut algorithm = rsps(100);
         let architecture = algorithm.derive(&host.context()).unwrap();
         let evaluated = host.evaluated.borrow();

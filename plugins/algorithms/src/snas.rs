@@ -80,7 +80,7 @@ impl AlgorithmPlugin for Snas {
 
     // No separate architecture step: the default `Skip`.
 
-    fn context_sample(&mut self, _context: &HostContextRef<'_>) -> Result<WeightSample, PluginError> {
+    fn scoring_sample(&mut self, _context: &HostContextRef<'_>) -> Result<WeightSample, PluginError> {
         let _no_grad = tch::no_grad_guard();
         let weights = self.space.gumbel_softmax(&self.alpha, self.temperature)?;
         Ok(WeightSample { weights: OwnedTensor::new(weights), active: self.space.mask.clone() })
@@ -118,7 +118,7 @@ impl Snas {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_host::*;
+    use splitnas_plugin_testkit::host::*;
     use serde_json::json;
     use splitnas_plugin_api::ArchitectureStep;
     use tch::Kind;
@@ -144,7 +144,7 @@ mod tests {
 
     #[test]
     fn temperature_follows_the_linear_schedule_and_is_logged() {
-        let host = TestHost::new(11);
+        let host = FakeHost::new(11);
         let mut algorithm = snas(json!({ "tau_max": 1.0, "tau_min": 0.1 }));
         assert_eq!(algorithm.temperature(), 1.0, "before the first epoch: tau_max");
         let mut seen = Vec::new();
@@ -163,7 +163,7 @@ mod tests {
 
     #[test]
     fn weight_loss_trains_alpha_through_a_relaxed_sample() {
-        let host = TestHost::new(12);
+        let host = FakeHost::new(12);
         let mut algorithm = snas(json!({}));
         let output = algorithm.weight_step(&host.context(), &host.train_batch(0)).unwrap();
         assert!(output.trains_architecture, "the host must backpropagate the weight loss into α");
@@ -186,18 +186,18 @@ mod tests {
 
     #[test]
     fn joint_training_reduces_the_loss_and_moves_alpha() {
-        let host = TestHost::new(13);
+        let host = FakeHost::new(13);
         let mut algorithm = snas(json!({}));
         let _alpha = assert_search_learns(&host, &mut algorithm, 60);
     }
 
     #[test]
-    fn context_samples_are_fresh_detached_relaxed_samples_and_evaluation_is_the_softmax() {
-        let host = TestHost::new(14);
+    fn scoring_samples_are_fresh_detached_relaxed_samples_and_evaluation_is_the_softmax() {
+        let host = FakeHost::new(14);
         let mut algorithm = snas(json!({}));
         let context = host.context();
-        let first = algorithm.context_sample(&context).unwrap();
-        let second = algorithm.context_sample(&context).unwrap();
+        let first = algorithm.scoring_sample(&context).unwrap();
+        let second = algorithm.scoring_sample(&context).unwrap();
         assert!(!first.weights.tensor().requires_grad());
         assert_eq!(first.active, host.mask);
         assert!(!first.weights.tensor().equal(&second.weights.tensor()), "fresh noise per sample");
@@ -208,7 +208,7 @@ mod tests {
 
     #[test]
     fn state_round_trips_the_temperature() {
-        let host = TestHost::new(15);
+        let host = FakeHost::new(15);
         let mut algorithm = snas(json!({}));
         algorithm.on_epoch_start(&host.context(), TrainingProgress { epoch: 4, total_epochs: 10 }).unwrap();
         let state = algorithm.state_json().unwrap();

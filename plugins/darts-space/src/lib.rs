@@ -17,7 +17,14 @@
 //!
 //! Configuration (JSON, every key optional): `channels` (16) and `cells` (8) of the search
 //! network; `network_channels` (36), `network_cells` (20) and `auxiliary` (true) of the
-//! stand-alone network; `classes` (10) and `input_channels` (3).
+//! stand-alone network; `classes` (10) and `input_channels` (3). The host's `configure`
+//! overrides `classes` and `input_channels` with the data's, and `network_channels`/
+//! `network_cells` with a non-zero stand-alone size.
+//!
+//! Enumeration: the architectures within a mask are numbered in mixed radix over the 8
+//! intermediate nodes (normal cell first, the last node fastest); a node's digit numbers its
+//! (input pair, op pair) choices, pairs in edge order. The full space has about 3·10^21
+//! architectures, more than a `u64`: `architecture_count` is then `None`.
 
 pub mod cell;
 pub mod genotype;
@@ -28,16 +35,17 @@ pub mod supernet;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use splitnas_nn_blocks::ParamInit;
+use splitnas_nn_blocks::{ParamInit, SplitMix64};
 use splitnas_plugin_api::author::{parse_config, Component, SpacePlugin};
-use splitnas_plugin_api::{Architecture, ChoicePointInfo, Device, Mask, NamedValue, NetworkStats, OptionInfo, PluginError, SpaceInfo};
+use splitnas_plugin_api::{Architecture, ChoicePointInfo, Device, Mask, NamedValue, NetworkStats, OptionInfo, PluginError, SpaceInfo, SpaceSetup};
 use tch::{Kind, Tensor};
 
 use cell::{edge_stride, layout};
 use network::DartsNetwork;
 use skeleton::SkeletonShape;
 use space::{
-    choice_point_edge, choice_point_name, node_edges, validate_space_mask, CellKind, DartsArchitecture, Operation, INPUTS_PER_NODE, NUM_CHOICE_POINTS, NUM_NODES, NUM_OPERATIONS,
+    choice_point_edge, choice_point_name, node_edges, validate_space_mask, CellKind, DartsArchitecture, Operation, INPUTS_PER_NODE, NUM_CHOICE_POINTS,
+    NUM_NODES, NUM_OPERATIONS,
 };
 use supernet::DartsSupernet;
 
@@ -72,12 +80,9 @@ impl Default for DartsConfig {
 
 impl DartsConfig {
     fn validate(&self) -> Result<(), PluginError> {
-        for (key, value) in [
-            ("channels", self.channels),
-            ("network_channels", self.network_channels),
-            ("classes", self.classes),
-            ("input_channels", self.input_channels),
-        ] {
+        for (key, value) in
+            [("channels", self.channels), ("network_channels", self.network_channels), ("classes", self.classes), ("input_channels", self.input_channels)]
+        {
             if value == 0 {
                 return Err(PluginError::invalid_config(format!("darts: {key} must be at least 1")));
             }
@@ -119,7 +124,9 @@ impl DartsSpace {
     /// Parameters that choosing `op` on `choice_point` adds to the stand-alone network (every
     /// cell of that kind holds it).
     pub fn option_parameters(&self, choice_point: usize, op: Operation) -> u64 {
-        let Some((kind, edge)) = choice_point_edge(choice_point) else { return 0 };
+        let Some((kind, edge)) = choice_point_edge(choice_point) else {
+            return 0;
+        };
         layout(self.config.network_channels as i64, self.config.network_cells as usize)
             .iter()
             .filter(|cell| cell.kind == kind)
@@ -150,6 +157,23 @@ impl SpacePlugin for DartsSpace {
         let config: DartsConfig = parse_config(Self::NAME, config)?;
         config.validate()?;
         Ok(DartsSpace { config })
+    }
+
+    /// The data's classes and image channels replace the configuration's; a non-zero
+    /// stand-alone size replaces `network_channels`/`network_cells`.
+    fn configure(&mut self, setup: &SpaceSetup) -> Result<(), PluginError> {
+        let mut config = self.config.clone();
+        config.classes = setup.classes;
+        config.input_channels = setup.input_channels;
+        if setup.network_channels != 0 {
+            config.network_channels = setup.network_channels;
+        }
+        if setup.network_cells != 0 {
+            config.network_cells = setup.network_cells;
+        }
+        config.validate()?;
+        self.config = config;
+        Ok(())
     }
 
     fn info(&self) -> Result<SpaceInfo, PluginError> {
@@ -243,6 +267,79 @@ impl SpacePlugin for DartsSpace {
             .map(|architecture| architecture.to_architecture())
             .map_err(|reason| PluginError::invalid_input(format!("darts genotype: {reason}")))
     }
+
+    /// Uniform over the valid architectures: the nodes are independent, and each node's
+    /// choice is uniform over its (input pair, op pair) choices.
+    fn sample_architecture(&self, mask: &Mask, seed: u64) -> Result<Architecture, PluginError> {
+        validate_space_mask(mask)?;
+        let mut generator = SplitMix64::new(seed);
+        let mut choices = vec![Architecture::ABSENT; NUM_CHOICE_POINTS];
+        for (kind, node) in intermediate_nodes() {
+            let index = generator.below(node_choice_count(mask, kind, node));
+            set_node_choice(mask, kind, node, index, &mut choices);
+        }
+        Ok(Architecture { choices: choices.into() })
+    }
+
+    fn architecture_count(&self, mask: &Mask) -> Result<Option<u64>, PluginError> {
+        validate_space_mask(mask)?;
+        Ok(intermediate_nodes().try_fold(1u64, |count, (kind, node)| count.checked_mul(node_choice_count(mask, kind, node))))
+    }
+
+    fn architecture_at(&self, mask: &Mask, index: u64) -> Result<Architecture, PluginError> {
+        let Some(count) = self.architecture_count(mask)? else {
+            return Err(PluginError::unsupported("darts: the mask allows more architectures than a u64 counts, so they are not numbered"));
+        };
+        if index >= count {
+            return Err(PluginError::invalid_input(format!("architecture index {index} is out of range: the mask allows {count} architectures")));
+        }
+        let nodes: Vec<(CellKind, usize)> = intermediate_nodes().collect();
+        let mut rest = index;
+        let mut choices = vec![Architecture::ABSENT; NUM_CHOICE_POINTS];
+        for &(kind, node) in nodes.iter().rev() {
+            let radix = node_choice_count(mask, kind, node);
+            set_node_choice(mask, kind, node, rest % radix, &mut choices);
+            rest /= radix;
+        }
+        Ok(Architecture { choices: choices.into() })
+    }
+}
+
+/// Every intermediate node of both cells, normal cell first.
+fn intermediate_nodes() -> impl Iterator<Item = (CellKind, usize)> {
+    CellKind::ALL.into_iter().flat_map(|kind| (2..NUM_NODES).map(move |node| (kind, node)))
+}
+
+/// The input-edge pairs of `node` (choice points, in edge order) with their op-pair counts.
+fn node_pairs(mask: &Mask, kind: CellKind, node: usize) -> Vec<(usize, usize, u64)> {
+    let points: Vec<usize> = node_edges(node).map(|edge| kind.offset() + edge).collect();
+    let mut pairs = Vec::new();
+    for (i, &first) in points.iter().enumerate() {
+        for &second in &points[i + 1..] {
+            pairs.push((first, second, (mask.count(first) * mask.count(second)) as u64));
+        }
+    }
+    pairs
+}
+
+/// How many (input pair, op pair) choices `node` has within the mask (at most 10·7²).
+fn node_choice_count(mask: &Mask, kind: CellKind, node: usize) -> u64 {
+    node_pairs(mask, kind, node).iter().map(|&(_, _, count)| count).sum()
+}
+
+/// Writes `node`'s choice number `index` (`0..node_choice_count`) into `choices`.
+fn set_node_choice(mask: &Mask, kind: CellKind, node: usize, mut index: u64, choices: &mut [u32]) {
+    for (first, second, count) in node_pairs(mask, kind, node) {
+        if index < count {
+            let (first_allowed, second_allowed) = (mask.allowed(first), mask.allowed(second));
+            let width = second_allowed.len() as u64;
+            choices[first] = first_allowed[(index / width) as usize];
+            choices[second] = second_allowed[(index % width) as usize];
+            return;
+        }
+        index -= count;
+    }
+    debug_assert!(false, "node choice index beyond node_choice_count");
 }
 
 #[cfg(test)]

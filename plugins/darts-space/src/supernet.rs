@@ -80,19 +80,15 @@ impl DartsSupernet {
             input_channels: config.input_channels as i64,
             auxiliary: false,
         };
-        let skeleton = Skeleton::new(&var_store.root(), shape, ParamInit::PyTorchDefault, |path, layout| {
-            SearchCell::new(path, layout, ParamInit::PyTorchDefault)
-        })?;
+        let skeleton =
+            Skeleton::new(&var_store.root(), shape, ParamInit::PyTorchDefault, |path, layout| SearchCell::new(path, layout, ParamInit::PyTorchDefault))?;
         let variables = NamedVariables::of(&var_store);
         Ok(DartsSupernet { skeleton, variables, mask: mask.clone(), _var_store: var_store })
     }
 
     fn check_choice_point(choice_point: u32) -> Result<(CellKind, usize), PluginError> {
         choice_point_edge(choice_point as usize).ok_or_else(|| {
-            PluginError::invalid_input(format!(
-                "choice point {choice_point} does not exist: darts has {NUM_CHOICE_POINTS} (0..={})",
-                NUM_CHOICE_POINTS - 1
-            ))
+            PluginError::invalid_input(format!("choice point {choice_point} does not exist: darts has {NUM_CHOICE_POINTS} (0..={})", NUM_CHOICE_POINTS - 1))
         })
     }
 
@@ -138,6 +134,15 @@ impl DartsSupernet {
     }
 }
 
+impl DartsSupernet {
+    /// The parameters of the choice point's options in every cell of its kind. Not part of
+    /// the plugin contract any more (ABI 1.1 retired `choice_point_parameters`); tests use it.
+    pub fn owned_parameters(&self, choice_point: u32) -> Result<Vec<String>, PluginError> {
+        let scored = Self::check_choice_point(choice_point)?;
+        Ok(self.variables.parameter_names().filter(|name| self.mixed_op_of(name) == Some(scored)).map(str::to_string).collect())
+    }
+}
+
 fn share_all(named: &[(String, Tensor)]) -> Vec<NamedTensor> {
     named.iter().map(|(name, tensor)| NamedTensor::share(name.as_str(), tensor)).collect()
 }
@@ -160,22 +165,11 @@ impl SupernetPlugin for DartsSupernet {
         Ok(share_all(&self.variables.buffers))
     }
 
-    /// The parameters of the choice point's options in every cell of its kind.
-    fn choice_point_parameters(&self, choice_point: u32) -> Result<Vec<String>, PluginError> {
-        let scored = Self::check_choice_point(choice_point)?;
-        Ok(self.variables.parameter_names().filter(|name| self.mixed_op_of(name) == Some(scored)).map(str::to_string).collect())
-    }
-
     /// The mixed-op parameters of every other edge, normal and reduction, in every cell (α is
     /// shared by the cells of a kind, so the scored edge is left out of all of them); not the
     /// preprocess layers, the stem or the classifier.
     fn shared_parameters(&self, choice_point: u32) -> Result<Vec<String>, PluginError> {
         let scored = Self::check_choice_point(choice_point)?;
-        Ok(self
-            .variables
-            .parameter_names()
-            .filter(|name| self.mixed_op_of(name).is_some_and(|owner| owner != scored))
-            .map(str::to_string)
-            .collect())
+        Ok(self.variables.parameter_names().filter(|name| self.mixed_op_of(name).is_some_and(|owner| owner != scored)).map(str::to_string).collect())
     }
 }

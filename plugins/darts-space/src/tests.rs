@@ -135,7 +135,7 @@ fn shared_set_is_every_other_mixed_op_and_choice_points_own_their_edge_in_every_
     let all: BTreeSet<String> = names(supernet.parameters().unwrap()).into_iter().collect();
     let mixed: BTreeSet<String> = all.iter().filter(|name| name.contains(".edges.")).cloned().collect();
     for point in [0u32, 13, 14, 27] {
-        let own: BTreeSet<String> = supernet.choice_point_parameters(point).unwrap().into_iter().collect();
+        let own: BTreeSet<String> = supernet.owned_parameters(point).unwrap().into_iter().collect();
         let shared: BTreeSet<String> = supernet.shared_parameters(point).unwrap().into_iter().collect();
         assert!(!own.is_empty());
         assert!(own.is_disjoint(&shared));

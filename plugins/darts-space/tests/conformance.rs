@@ -185,7 +185,7 @@ fn search_network_parameter_counts_match_pytorch() {
     assert_eq!(total, search.parameters);
     let sizes: std::collections::HashMap<String, u64> =
         parameters.iter().map(|named| (named.name.to_string(), named.tensor.tensor().numel() as u64)).collect();
-    let owned = |point: u32| -> u64 { supernet.choice_point_parameters(point).unwrap().iter().map(|name| sizes[name]).sum() };
+    let owned = |point: u32| -> u64 { supernet.owned_parameters(point).unwrap().iter().map(|name| sizes[name]).sum() };
     for (edge, expected) in &search.normal_edge_parameters {
         assert_eq!(owned(edge.parse().unwrap()), *expected, "normal edge {edge}");
     }

@@ -1,58 +1,35 @@
 //! Gradient matching against a numpy fixture, and on constructed gradients.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 
-use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RStr, RVec};
+use abi_stable::std_types::RVec;
 use splitnas_plugin_api::author::CriterionPlugin;
 use splitnas_plugin_api::*;
 use splitnas_plugin_gm::GradientMatching;
+use splitnas_plugin_testkit::criterion_context::FakeCriterionContext;
 use tch::Tensor;
-
-/// Serves prepared per-repeat gradients as Gram matrices, as the host does (float32 matmul).
-struct FixedGradients {
-    /// choice point -> (options, per-repeat [K, P] gradients)
-    gradients: HashMap<u32, (Vec<u32>, Vec<Tensor>)>,
-    next: RefCell<HashMap<u32, usize>>,
-}
-
-impl CriterionContext for FixedGradients {
-    fn gradient_gram(&self, choice_point: u32) -> PluginResult<GramSample> {
-        let (options, repeats) = &self.gradients[&choice_point];
-        let mut next = self.next.borrow_mut();
-        let index = next.entry(choice_point).or_insert(0);
-        let g = &repeats[*index % repeats.len()];
-        *index += 1;
-        let gram = g.matmul(&g.tr()).to_kind(tch::Kind::Double);
-        let values: Vec<f64> = Vec::<f64>::try_from(gram.flatten(0, -1)).unwrap();
-        PluginResult::ROk(GramSample { options: options.clone().into(), gram: values.into() })
-    }
-    fn option_gradients(&self, _choice_point: u32) -> PluginResult<OptionGradients> {
-        PluginResult::RErr(PluginError::unsupported("not used"))
-    }
-    fn next_random(&self) -> PluginResult<u64> {
-        PluginResult::ROk(4)
-    }
-    fn log_metric(&self, _name: RStr<'_>, _value: f64) -> PluginResult<()> {
-        PluginResult::ROk(())
-    }
-}
 
 fn space(points: usize) -> SpaceInfo {
     let options: RVec<OptionInfo> = (0..5).map(|k| OptionInfo { name: format!("op{k}").into(), costs: RVec::new() }).collect();
     SpaceInfo {
         name: "test".into(),
-        choice_points: (0..points).map(|e| ChoicePointInfo { name: format!("{e}").into(), group: "cell".into(), options: options.clone(), splittable: true }).collect(),
+        choice_points: (0..points)
+            .map(|e| ChoicePointInfo { name: format!("{e}").into(), group: "cell".into(), options: options.clone(), splittable: true })
+            .collect(),
         max_options: 5,
         min_group_size: 1,
     }
 }
 
-fn split(context: &FixedGradients, mask: Mask, candidates: Vec<u32>, repeats: u32) -> SplitDecision {
+/// Serves prepared per-repeat gradients as Gram matrices, as the host does (float32 matmul).
+fn fixed_gradients(gradients: HashMap<u32, (Vec<u32>, Vec<Tensor>)>) -> FakeCriterionContext {
+    gradients.into_iter().fold(FakeCriterionContext::new(4), |context, (point, (options, repeats))| context.with_recorded(point, options, repeats))
+}
+
+fn split(context: &FakeCriterionContext, mask: Mask, candidates: Vec<u32>, repeats: u32) -> SplitDecision {
     let mut criterion = GradientMatching::create(&format!(r#"{{"repeats": {repeats}, "min_group_size": 2, "default_groups": 2}}"#)).unwrap();
     let request = SplitRequest { space: space(mask.rows.len()), mask, candidates: candidates.into(), groups: 2 };
-    criterion.split(&request, &CriterionContext_TO::from_ptr(context, TD_Opaque)).unwrap()
+    criterion.split(&request, &context.context()).unwrap()
 }
 
 fn tensor(rows: &serde_json::Value) -> Tensor {
@@ -84,7 +61,7 @@ fn matches_the_numpy_fixture() {
     }
     let mut candidates: Vec<u32> = gradients.keys().copied().collect();
     candidates.sort();
-    let context = FixedGradients { gradients, next: RefCell::new(HashMap::new()) };
+    let context = fixed_gradients(gradients);
     let decision = split(&context, mask, candidates, repeats);
 
     assert_eq!(decision.choice_point as u64, fixture["chosen"].as_u64().unwrap());
@@ -134,7 +111,7 @@ fn opposing_groups_are_split_along_their_boundary_and_outscore_agreement() {
     let agree = opposing(-1.0, 2); // every option along +direction
     let all = vec![0, 1, 2, 3, 4];
     let gradients = HashMap::from([(0u32, (all.clone(), agree)), (1u32, (all.clone(), disagree))]);
-    let context = FixedGradients { gradients, next: RefCell::new(HashMap::new()) };
+    let context = fixed_gradients(gradients);
     let decision = split(&context, space(2).full_mask(), vec![0, 1], 8);
     assert_eq!(decision.choice_point, 1, "the disagreeing choice point is split");
     assert_eq!(sorted(&decision.groups), vec![vec![0, 1], vec![2, 3, 4]]);
@@ -142,11 +119,11 @@ fn opposing_groups_are_split_along_their_boundary_and_outscore_agreement() {
     assert!(score(1) > 2.0 * score(0), "disagreement {} vs agreement {}", score(1), score(0));
 }
 
-fn adaptive_split(context: &FixedGradients, mask: Mask, candidates: Vec<u32>, max_repeats: u32) -> SplitDecision {
+fn adaptive_split(context: &FakeCriterionContext, mask: Mask, candidates: Vec<u32>, max_repeats: u32) -> SplitDecision {
     let config = format!(r#"{{"repeats": {max_repeats}, "adaptive": true, "confidence": 0.95, "min_repeats": 5}}"#);
     let mut criterion = GradientMatching::create(&config).unwrap();
     let request = SplitRequest { space: space(mask.rows.len()), mask, candidates: candidates.into(), groups: 2 };
-    criterion.split(&request, &CriterionContext_TO::from_ptr(context, TD_Opaque)).unwrap()
+    criterion.split(&request, &context.context()).unwrap()
 }
 
 /// `repeats` noisy repeats in which options 0, 1 oppose 2, 3, 4 with `strength` (0: no structure).
@@ -178,9 +155,9 @@ fn adaptive_repeats_stop_early_on_a_clear_decision_and_agree_with_the_fixed_rule
             (2u32, (all.clone(), noisy_opposing(0.3, 0.5, 100, 3))),
         ])
     };
-    let fixed_context = FixedGradients { gradients: gradients(), next: RefCell::new(HashMap::new()) };
+    let fixed_context = fixed_gradients(gradients());
     let fixed = split(&fixed_context, space(3).full_mask(), vec![0, 1, 2], 100);
-    let adaptive_context = FixedGradients { gradients: gradients(), next: RefCell::new(HashMap::new()) };
+    let adaptive_context = fixed_gradients(gradients());
     let adaptive = adaptive_split(&adaptive_context, space(3).full_mask(), vec![0, 1, 2], 100);
     assert_eq!((adaptive.choice_point, sorted(&adaptive.groups)), (fixed.choice_point, sorted(&fixed.groups)));
     assert_eq!(fixed.choice_point, 1);
@@ -188,8 +165,7 @@ fn adaptive_repeats_stop_early_on_a_clear_decision_and_agree_with_the_fixed_rule
     assert!(used < 60, "a clear decision takes few repeats, used {used} of 300");
     assert!(adaptive.scores.iter().all(|s| s.repeats >= 5), "every candidate gets min_repeats: {:?}", adaptive.scores);
     // What was served is what the scores count.
-    let served: usize = adaptive_context.next.borrow().values().sum();
-    assert_eq!(served as u32, used);
+    assert_eq!(adaptive_context.total_served() as u32, used);
 }
 
 #[test]
@@ -197,8 +173,16 @@ fn adaptive_repeats_run_to_the_cap_when_candidates_tie() {
     let all = vec![0, 1, 2, 3, 4];
     // Identical streams: the two candidates can never be told apart.
     let gradients = HashMap::from([(0u32, (all.clone(), noisy_opposing(0.5, 0.5, 30, 7))), (1u32, (all.clone(), noisy_opposing(0.5, 0.5, 30, 7)))]);
-    let context = FixedGradients { gradients, next: RefCell::new(HashMap::new()) };
+    let context = fixed_gradients(gradients);
     let decision = adaptive_split(&context, space(2).full_mask(), vec![0, 1], 30);
     assert!(decision.scores.iter().all(|s| s.repeats == 30), "{:?}", decision.scores);
     assert_eq!(decision.choice_point, 0, "ties go to the first candidate, as in the fixed rule");
+}
+
+#[test]
+fn gradient_matching_honours_the_criterion_contract() {
+    use splitnas_plugin_testkit::criterion::{assert_contract, CriterionSuiteConfig};
+    // Groups of one option are allowed here, so that a two-option choice point can be split.
+    let overrides = serde_json::json!({"repeats": 4, "min_group_size": 1});
+    assert_contract::<GradientMatching>(&CriterionSuiteConfig { overrides, ..CriterionSuiteConfig::default() });
 }

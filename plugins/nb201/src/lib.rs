@@ -10,7 +10,12 @@
 //!   `|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|`.
 //!
 //! Configuration (JSON, every key optional): `channels` (C, 16), `cells` (N per stage, 5),
-//! `classes` (10), `input_channels` (3).
+//! `classes` (10), `input_channels` (3). The host's `configure` overrides `classes` and
+//! `input_channels` with the data's, and `channels`/`cells` with a non-zero stand-alone size
+//! (NB201's stand-alone network has the search network's shape).
+//!
+//! Enumeration: an architecture within a mask is numbered in mixed radix over the edges, the
+//! last edge fastest, each digit an index into that edge's allowed options.
 
 pub mod cell;
 pub mod genotype;
@@ -21,9 +26,9 @@ pub mod supernet;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use splitnas_nn_blocks::{ConvSpec, ParamInit};
+use splitnas_nn_blocks::{ConvSpec, ParamInit, SplitMix64};
 use splitnas_plugin_api::author::{parse_config, Component, SpacePlugin};
-use splitnas_plugin_api::{Architecture, ChoicePointInfo, Device, Mask, NamedValue, NetworkStats, OptionInfo, PluginError, SpaceInfo};
+use splitnas_plugin_api::{Architecture, ChoicePointInfo, Device, Mask, NamedValue, NetworkStats, OptionInfo, PluginError, SpaceInfo, SpaceSetup};
 use tch::{Kind, Tensor};
 
 use network::Nb201Network;
@@ -54,9 +59,7 @@ impl Default for Nb201Config {
 
 impl Nb201Config {
     fn validate(&self) -> Result<(), PluginError> {
-        for (key, value) in
-            [("channels", self.channels), ("cells", self.cells), ("classes", self.classes), ("input_channels", self.input_channels)]
-        {
+        for (key, value) in [("channels", self.channels), ("cells", self.cells), ("classes", self.classes), ("input_channels", self.input_channels)] {
             if value == 0 {
                 return Err(PluginError::invalid_config(format!("nb201: {key} must be at least 1")));
             }
@@ -88,9 +91,10 @@ impl Nb201 {
     /// Parameters that choosing `op` on one edge adds to the stand-alone network: one op in
     /// each of the N cells of each stage (ReLU-conv without bias, affine BN); 0 for the others.
     pub fn option_parameters(&self, op: Operation) -> u64 {
-        let Some(kernel) = op.conv_kernel() else { return 0 };
-        let per_stage: u64 =
-            self.config.stage_widths().iter().map(|&width| ConvSpec::new(width, width, kernel).parameter_count() + 2 * width as u64).sum();
+        let Some(kernel) = op.conv_kernel() else {
+            return 0;
+        };
+        let per_stage: u64 = self.config.stage_widths().iter().map(|&width| ConvSpec::new(width, width, kernel).parameter_count() + 2 * width as u64).sum();
         per_stage * self.config.cells as u64
     }
 }
@@ -113,21 +117,31 @@ impl SpacePlugin for Nb201 {
         Ok(Nb201 { config })
     }
 
+    /// The data's classes and image channels replace the configuration's; a non-zero
+    /// stand-alone size replaces `channels`/`cells` (the supernet and the stand-alone network
+    /// share them).
+    fn configure(&mut self, setup: &SpaceSetup) -> Result<(), PluginError> {
+        let mut config = self.config.clone();
+        config.classes = setup.classes;
+        config.input_channels = setup.input_channels;
+        if setup.network_channels != 0 {
+            config.channels = setup.network_channels;
+        }
+        if setup.network_cells != 0 {
+            config.cells = setup.network_cells;
+        }
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
     fn info(&self) -> Result<SpaceInfo, PluginError> {
         let options: Vec<OptionInfo> = Operation::ALL
             .into_iter()
-            .map(|op| OptionInfo {
-                name: op.name().into(),
-                costs: vec![NamedValue { name: "params".into(), value: self.option_parameters(op) as f64 }].into(),
-            })
+            .map(|op| OptionInfo { name: op.name().into(), costs: vec![NamedValue { name: "params".into(), value: self.option_parameters(op) as f64 }].into() })
             .collect();
         let choice_points = (0..NUM_EDGES)
-            .map(|edge| ChoicePointInfo {
-                name: edge_name(edge).into(),
-                group: "cell".into(),
-                options: options.clone().into(),
-                splittable: true,
-            })
+            .map(|edge| ChoicePointInfo { name: edge_name(edge).into(), group: "cell".into(), options: options.clone().into(), splittable: true })
             .collect();
         Ok(SpaceInfo { name: Self::NAME.into(), choice_points, max_options: NUM_OPERATIONS as u32, min_group_size: 1 })
     }
@@ -153,10 +167,7 @@ impl SpacePlugin for Nb201 {
     fn derive(&self, weights: &Tensor, mask: &Mask) -> Result<Architecture, PluginError> {
         validate_space_mask(mask)?;
         if weights.size() != [NUM_EDGES as i64, NUM_OPERATIONS as i64] {
-            return Err(PluginError::invalid_input(format!(
-                "weights must be [{NUM_EDGES}, {NUM_OPERATIONS}] (edges x options), got {:?}",
-                weights.size()
-            )));
+            return Err(PluginError::invalid_input(format!("weights must be [{NUM_EDGES}, {NUM_OPERATIONS}] (edges x options), got {:?}", weights.size())));
         }
         let flat = weights.f_detach()?.f_to_kind(Kind::Double)?.f_to_device(tch::Device::Cpu)?.f_contiguous()?.f_view([-1])?;
         let values = Vec::<f64>::try_from(&flat)?;
@@ -178,8 +189,7 @@ impl SpacePlugin for Nb201 {
                 }
             }
             // validate_space_mask guarantees an allowed option per edge.
-            let (option, _) =
-                best.ok_or_else(|| PluginError::invalid_input(format!("the mask allows no option on edge {}", edge_name(edge))))?;
+            let (option, _) = best.ok_or_else(|| PluginError::invalid_input(format!("the mask allows no option on edge {}", edge_name(edge))))?;
             *slot = Operation::ALL[option];
         }
         Ok(architecture_of(&operations))
@@ -190,9 +200,36 @@ impl SpacePlugin for Nb201 {
     }
 
     fn parse_genotype(&self, text: &str) -> Result<Architecture, PluginError> {
-        genotype::parse(text)
-            .map(|operations| architecture_of(&operations))
-            .map_err(|reason| PluginError::invalid_input(format!("nb201 genotype: {reason}")))
+        genotype::parse(text).map(|operations| architecture_of(&operations)).map_err(|reason| PluginError::invalid_input(format!("nb201 genotype: {reason}")))
+    }
+
+    /// Every edge's option uniformly among its allowed ones (edges are independent).
+    fn sample_architecture(&self, mask: &Mask, seed: u64) -> Result<Architecture, PluginError> {
+        validate_space_mask(mask)?;
+        let mut generator = SplitMix64::new(seed);
+        Ok(Architecture { choices: (0..NUM_EDGES).map(|edge| generator.choose(&mask.allowed(edge))).collect() })
+    }
+
+    /// The product of the allowed option counts (at most 5^6).
+    fn architecture_count(&self, mask: &Mask) -> Result<Option<u64>, PluginError> {
+        validate_space_mask(mask)?;
+        Ok(Some((0..NUM_EDGES).map(|edge| mask.count(edge) as u64).product()))
+    }
+
+    fn architecture_at(&self, mask: &Mask, index: u64) -> Result<Architecture, PluginError> {
+        validate_space_mask(mask)?;
+        let count: u64 = (0..NUM_EDGES).map(|edge| mask.count(edge) as u64).product();
+        if index >= count {
+            return Err(PluginError::invalid_input(format!("architecture index {index} is out of range: the mask allows {count} architectures")));
+        }
+        let mut rest = index;
+        let mut choices = vec![0u32; NUM_EDGES];
+        for edge in (0..NUM_EDGES).rev() {
+            let allowed = mask.allowed(edge);
+            choices[edge] = allowed[(rest % allowed.len() as u64) as usize];
+            rest /= allowed.len() as u64;
+        }
+        Ok(Architecture { choices: choices.into() })
     }
 }
 

@@ -127,7 +127,7 @@ fn options_outside_the_active_mask_are_not_computed() {
     let logits = supernet.forward(&images(), &weights, &active, true).unwrap();
     logits.sum(Kind::Float).backward();
     let edge0_conv3 =
-        supernet.choice_point_parameters(0).unwrap().into_iter().filter(|name| name.contains("nor_conv_3x3")).collect::<BTreeSet<_>>();
+        supernet.owned_parameters(0).unwrap().into_iter().filter(|name| name.contains("nor_conv_3x3")).collect::<BTreeSet<_>>();
     assert_eq!(edge0_conv3.len(), 3 * 2, "3 cells x (conv weight, conv bias)");
     for (name, tensor) in parameter_map(&supernet) {
         if name.contains(".edges.") {
@@ -186,7 +186,7 @@ fn shared_set_excludes_exactly_the_scored_edge() {
         ["classifier.bias", "classifier.weight", "head.bn.bias", "head.bn.weight", "stem.bn.bias", "stem.bn.weight", "stem.conv.weight"]
     );
     let per_edge: Vec<BTreeSet<String>> =
-        (0..NUM_EDGES as u32).map(|edge| supernet.choice_point_parameters(edge).unwrap().into_iter().collect()).collect();
+        (0..NUM_EDGES as u32).map(|edge| supernet.owned_parameters(edge).unwrap().into_iter().collect()).collect();
     for (edge, own) in per_edge.iter().enumerate() {
         // 3 cells x (conv1x1, conv3x3) x (weight, bias).
         assert_eq!(own.len(), 12, "edge {edge}");

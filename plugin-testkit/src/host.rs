@@ -1,4 +1,5 @@
-//! A small stand-in for the host, shared by the unit tests of every algorithm.
+//! A fake host for search algorithms: a [`HostContext`] over a toy space, with no real
+//! search space behind it.
 //!
 //! Its "supernet" is linear over fixed features: each option `k` of choice point `e` owns a
 //! learnable matrix `W[e, k]`, and `logits = x @ Σ_{e,k} w[e, k] · W[e, k] + bias`, summed over
@@ -8,9 +9,13 @@
 //!
 //! The data, the initial weights and `next_random` come from a private splitmix64 generator,
 //! so they do not depend on libtorch's global generator (tests run in parallel threads).
+//!
+//! [`FakeHost::toy_task`] makes a task in which one option of every choice point is clearly
+//! the best: the algorithm suite checks that a search finds it.
 
 use std::cell::{Cell, RefCell};
 
+use crate::SplitMix64;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RResult, RStr, RVec};
 use splitnas_plugin_api::author::AlgorithmPlugin;
@@ -20,24 +25,24 @@ use splitnas_plugin_api::{
 };
 use tch::{Kind, Tensor};
 
-pub(crate) const FEATURES: i64 = 6;
-pub(crate) const CLASSES: i64 = 3;
-pub(crate) const BATCH_SIZE: i64 = 32;
+pub const FEATURES: i64 = 6;
+pub const CLASSES: i64 = 3;
+pub const BATCH_SIZE: i64 = 32;
 const TRAIN_SIZE: i64 = 256;
 const VALID_SIZE: i64 = 128;
 
 /// Option counts of the test space's choice points; `max_options` is 4, so choice point 2
 /// has a padding column that no mask may allow.
-pub(crate) const OPTION_COUNTS: [usize; 4] = [4, 4, 3, 4];
+pub const OPTION_COUNTS: [usize; 4] = [4, 4, 3, 4];
 
 /// The sub-supernet the tests search: every option of choice point 0, two of choice point 1,
 /// a single one of choice point 2 (its row must still work), three of choice point 3.
-pub(crate) fn test_mask() -> Mask {
+pub fn test_mask() -> Mask {
     let rows: [[bool; 4]; 4] = [[true, true, true, true], [true, false, true, false], [false, true, false, false], [true, true, false, true]];
     Mask { rows: rows.iter().map(|row| row.iter().copied().collect()).collect() }
 }
 
-pub(crate) fn test_space() -> SpaceInfo {
+pub fn test_space() -> SpaceInfo {
     SpaceInfo {
         name: "linear-test".into(),
         choice_points: OPTION_COUNTS
@@ -55,47 +60,39 @@ pub(crate) fn test_space() -> SpaceInfo {
     }
 }
 
-pub(crate) fn test_setup() -> AlgorithmSetup {
+/// Choice points and options of [`toy_space`].
+pub const TOY_CHOICE_POINTS: usize = 3;
+pub const TOY_OPTIONS: usize = 3;
+
+/// The space of [`FakeHost::toy_task`]: 3 choice points of 3 options each.
+pub fn toy_space() -> SpaceInfo {
+    SpaceInfo {
+        name: "toy-task".into(),
+        choice_points: (0..TOY_CHOICE_POINTS)
+            .map(|point| ChoicePointInfo {
+                name: format!("point {point}").into(),
+                group: "toy".into(),
+                options: (0..TOY_OPTIONS).map(|option| OptionInfo { name: format!("op{option}").into(), costs: RVec::new() }).collect(),
+                splittable: true,
+            })
+            .collect(),
+        max_options: TOY_OPTIONS as u32,
+        min_group_size: 1,
+    }
+}
+
+pub fn test_setup() -> AlgorithmSetup {
     AlgorithmSetup { space: test_space(), mask: test_mask(), device: Device::Cpu, seed: 0 }
 }
 
-/// The splitmix64 generator: tiny, deterministic, good enough for test data.
-fn splitmix64(state: &Cell<u64>) -> u64 {
-    let next = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-    state.set(next);
-    let mut z = next;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// `count` standard normal numbers (Box-Muller) from the generator.
-fn normals(state: &Cell<u64>, count: usize) -> Vec<f32> {
-    let mut values = Vec::with_capacity(count);
-    while values.len() < count {
-        let u1 = ((splitmix64(state) >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-        let u2 = (splitmix64(state) >> 11) as f64 / (1u64 << 53) as f64;
-        let radius = (-2.0 * u1.ln()).sqrt();
-        values.push((radius * (2.0 * std::f64::consts::PI * u2).cos()) as f32);
-        values.push((radius * (2.0 * std::f64::consts::PI * u2).sin()) as f32);
-    }
-    values.truncate(count);
-    values
-}
-
-fn normal_tensor(state: &Cell<u64>, shape: &[i64]) -> Tensor {
-    let count = shape.iter().product::<i64>() as usize;
-    Tensor::from_slice(&normals(state, count)).view(shape)
-}
-
 /// What one call of `forward` was given.
-pub(crate) struct RecordedForward {
+pub struct RecordedForward {
     pub weights: Tensor,
     pub active: Mask,
     pub train: bool,
 }
 
-pub(crate) struct TestHost {
+pub struct FakeHost {
     pub space: SpaceInfo,
     pub mask: Mask,
     /// `[choice points, max_options, FEATURES, CLASSES]`, learnable.
@@ -106,7 +103,7 @@ pub(crate) struct TestHost {
     train_labels: Tensor,
     valid_images: Tensor,
     valid_labels: Tensor,
-    random_state: Cell<u64>,
+    random: RefCell<SplitMix64>,
     pub progress: Cell<TrainingProgress>,
     pub metrics: RefCell<Vec<(String, f64)>>,
     pub forwards: RefCell<Vec<RecordedForward>>,
@@ -117,32 +114,41 @@ pub(crate) struct TestHost {
     /// `derive` keeps only this many choice points, the strongest (like the DARTS space's
     /// top-2 edges per node); the others are absent.
     keep_strongest: Option<usize>,
+    /// `[FEATURES, CLASSES]`: the labels are the argmax of `images @ teacher`.
+    teacher: Tensor,
 }
 
-impl TestHost {
+impl FakeHost {
+    /// The linear test space ([`test_space`]) restricted to [`test_mask`], with learnable
+    /// random option weights.
     pub fn new(seed: u64) -> Self {
-        let state = Cell::new(seed);
-        let space = test_space();
+        Self::with_space(test_space(), test_mask(), seed)
+    }
+
+    /// A host over any space and mask (option counts and `max_options` from `space`), with
+    /// learnable random option weights.
+    pub fn with_space(space: SpaceInfo, mask: Mask, seed: u64) -> Self {
+        let mut generator = SplitMix64::new(seed);
         let points = space.num_choice_points() as i64;
         let max_options = i64::from(space.max_options);
         // Labels from a random linear teacher, so that the student can learn them.
-        let teacher = normal_tensor(&state, &[FEATURES, CLASSES]);
-        let train_images = normal_tensor(&state, &[TRAIN_SIZE, FEATURES]);
-        let valid_images = normal_tensor(&state, &[VALID_SIZE, FEATURES]);
+        let teacher = generator.normal_tensor(&[FEATURES, CLASSES]);
+        let train_images = generator.normal_tensor(&[TRAIN_SIZE, FEATURES]);
+        let valid_images = generator.normal_tensor(&[VALID_SIZE, FEATURES]);
         let train_labels = train_images.matmul(&teacher).argmax(-1, false);
         let valid_labels = valid_images.matmul(&teacher).argmax(-1, false);
-        let option_weights = (normal_tensor(&state, &[points, max_options, FEATURES, CLASSES]) * 0.1).set_requires_grad(true);
+        let option_weights = (generator.normal_tensor(&[points, max_options, FEATURES, CLASSES]) * 0.1).set_requires_grad(true);
         let bias = Tensor::zeros([CLASSES], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
-        TestHost {
+        FakeHost {
             space,
-            mask: test_mask(),
+            mask,
             option_weights,
             bias,
             train_images,
             train_labels,
             valid_images,
             valid_labels,
-            random_state: Cell::new(seed ^ 0x5EED),
+            random: RefCell::new(SplitMix64::new(seed ^ 0x5EED)),
             progress: Cell::new(TrainingProgress { epoch: 0, total_epochs: 1 }),
             metrics: RefCell::new(Vec::new()),
             forwards: RefCell::new(Vec::new()),
@@ -150,7 +156,44 @@ impl TestHost {
             derived_from: RefCell::new(Vec::new()),
             scorer: Box::new(|_| 0.5),
             keep_strongest: None,
+            teacher,
         }
+    }
+
+    /// A task in which option `good` of every choice point is clearly the best: the toy space
+    /// has [`TOY_CHOICE_POINTS`] choice points of [`TOY_OPTIONS`] options (full mask); option
+    /// `good` carries the labels' teacher, every other option pushes against it. Train it with
+    /// a weight learning rate of 0 (the option weights are the task). `evaluate` reports the
+    /// mean probability of the true class on the validation split along the architecture's
+    /// single path (a smooth accuracy: highest when every choice point picks `good`).
+    pub fn toy_task(seed: u64, good: usize) -> Self {
+        assert!(good < TOY_OPTIONS, "the toy task has {TOY_OPTIONS} options");
+        let space = toy_space();
+        let mask = space.full_mask();
+        let mut host = Self::with_space(space, mask, seed);
+        let share = 1.0 / TOY_CHOICE_POINTS as f64;
+        let rows: Vec<Tensor> = (0..TOY_CHOICE_POINTS * TOY_OPTIONS)
+            .map(|index| if index % TOY_OPTIONS == good { &host.teacher * share } else { &host.teacher * (-0.5 * share) })
+            .collect();
+        host.option_weights = Tensor::stack(&rows, 0).view([TOY_CHOICE_POINTS as i64, TOY_OPTIONS as i64, FEATURES, CLASSES]).set_requires_grad(true);
+        let (images, labels, option_weights) = (host.valid_images.shallow_clone(), host.valid_labels.shallow_clone(), host.option_weights.shallow_clone());
+        host.scorer = Box::new(move |architecture: &Architecture| {
+            let _no_grad = tch::no_grad_guard();
+            let mut weights = vec![0f32; TOY_CHOICE_POINTS * TOY_OPTIONS];
+            for (point, &choice) in architecture.choices.iter().enumerate() {
+                weights[point * TOY_OPTIONS + choice as usize] = 1.0;
+            }
+            let weights = Tensor::from_slice(&weights).view([TOY_CHOICE_POINTS as i64, TOY_OPTIONS as i64]);
+            let mixed = Tensor::einsum("ek,ekdc->dc", &[weights, option_weights.shallow_clone()], None::<i64>);
+            let probabilities = images.matmul(&mixed).softmax(-1, Kind::Float);
+            probabilities.gather(1, &labels.unsqueeze(1), false).mean(Kind::Float).double_value(&[])
+        });
+        host
+    }
+
+    /// The algorithm setup of this host's space and mask.
+    pub fn setup(&self, seed: u64) -> AlgorithmSetup {
+        AlgorithmSetup { space: self.space.clone(), mask: self.mask.clone(), device: Device::Cpu, seed }
     }
 
     /// Makes `derive` keep only the `count` choice points whose best allowed weight is largest
@@ -234,7 +277,7 @@ fn answer<T>(body: impl FnOnce() -> Result<T, PluginError>) -> PluginResult<T> {
     RResult::from(body())
 }
 
-impl HostContext for TestHost {
+impl HostContext for FakeHost {
     fn device(&self) -> PluginResult<Device> {
         RResult::ROk(Device::Cpu)
     }
@@ -303,7 +346,7 @@ impl HostContext for TestHost {
     }
 
     fn next_random(&self) -> PluginResult<u64> {
-        RResult::ROk(splitmix64(&self.random_state))
+        RResult::ROk(self.random.borrow_mut().next_u64())
     }
 
     fn log_metric(&self, name: RStr<'_>, value: f64) -> PluginResult<()> {
@@ -313,7 +356,7 @@ impl HostContext for TestHost {
 }
 
 /// Plain Adam (β = 0.9, 0.999), as the host's architecture optimizer would step α.
-pub(crate) struct Adam {
+pub struct Adam {
     learning_rate: f64,
     step: i32,
     moments: Vec<(Tensor, Tensor)>,
@@ -340,7 +383,7 @@ impl Adam {
 }
 
 /// Gradients of `loss` with respect to `inputs`, zeros where it does not depend on them.
-pub(crate) fn gradients(loss: &Tensor, inputs: &[Tensor]) -> Vec<Tensor> {
+pub fn gradients(loss: &Tensor, inputs: &[Tensor]) -> Vec<Tensor> {
     Tensor::run_backward(&[loss], inputs, false, false)
         .into_iter()
         .zip(inputs)
@@ -350,7 +393,7 @@ pub(crate) fn gradients(loss: &Tensor, inputs: &[Tensor]) -> Vec<Tensor> {
 
 /// The host's training loop in miniature: per step a weight step (SGD on the supernet, and
 /// Adam on α when the loss trains it), then an architecture step.
-pub(crate) fn run_search<A: AlgorithmPlugin>(host: &TestHost, algorithm: &mut A, steps: usize, weight_lr: f64, architecture_lr: f64) {
+pub fn run_search<A: AlgorithmPlugin>(host: &FakeHost, algorithm: &mut A, steps: usize, weight_lr: f64, architecture_lr: f64) {
     let context = host.context();
     let alpha: Vec<Tensor> = algorithm.architecture_parameters().unwrap().into_iter().map(|named| named.tensor.into_tensor()).collect();
     let mut adam = Adam::new(&alpha, architecture_lr);
@@ -391,7 +434,7 @@ pub(crate) fn run_search<A: AlgorithmPlugin>(host: &TestHost, algorithm: &mut A,
 /// Runs `steps` of the miniature search and checks that it learns: the training loss under
 /// the evaluation weights falls below 70% of where it started and α moves by more than 0.01.
 /// Returns α for the caller's own checks.
-pub(crate) fn assert_search_learns<A: AlgorithmPlugin>(host: &TestHost, algorithm: &mut A, steps: usize) -> Tensor {
+pub fn assert_search_learns<A: AlgorithmPlugin>(host: &FakeHost, algorithm: &mut A, steps: usize) -> Tensor {
     let alpha = alpha_of(algorithm);
     let initial_alpha = alpha.detach().copy();
     let context = host.context();
@@ -407,7 +450,7 @@ pub(crate) fn assert_search_learns<A: AlgorithmPlugin>(host: &TestHost, algorith
 }
 
 /// The single architecture parameter tensor of an algorithm (shares α's storage).
-pub(crate) fn alpha_of<A: AlgorithmPlugin>(algorithm: &A) -> Tensor {
+pub fn alpha_of<A: AlgorithmPlugin>(algorithm: &A) -> Tensor {
     let mut parameters = algorithm.architecture_parameters().unwrap();
     assert_eq!(parameters.len(), 1, "one architecture tensor");
     let named = parameters.pop().unwrap();
@@ -416,12 +459,12 @@ pub(crate) fn alpha_of<A: AlgorithmPlugin>(algorithm: &A) -> Tensor {
 }
 
 /// Rows of a 2-D tensor as host vectors.
-pub(crate) fn rows(tensor: &Tensor) -> Vec<Vec<f32>> {
+pub fn rows(tensor: &Tensor) -> Vec<Vec<f32>> {
     Vec::<Vec<f32>>::try_from(&tensor.detach().to_kind(Kind::Float)).unwrap()
 }
 
 /// A configuration: the component's defaults with `overrides` merged in, as the host does.
-pub(crate) fn config_with<A: AlgorithmPlugin>(overrides: serde_json::Value) -> String {
+pub fn config_with<A: AlgorithmPlugin>(overrides: serde_json::Value) -> String {
     let mut config = A::default_config();
     for (key, value) in overrides.as_object().expect("overrides are an object") {
         config[key] = value.clone();

@@ -1,0 +1,35 @@
+//! # splitnas plugin testkit
+//!
+//! What a splitnas plugin needs to test itself without the host (use it as a
+//! dev-dependency):
+//!
+//! - [`host::FakeHost`]: a [`HostContext`](splitnas_plugin_api::HostContext) over a tiny linear
+//!   toy supernet, with recorded calls, a miniature training loop ([`host::run_search`]) and a
+//!   toy task in which one option is clearly the best ([`host::FakeHost::toy_task`]);
+//! - [`criterion_context::FakeCriterionContext`]: a criterion context serving Gram matrices of
+//!   synthetic (clustered) or recorded per-option gradients, and a seeded `next_random`;
+//! - one contract suite per kind: [`space`], [`algorithm`] and [`criterion`]. Each runs every
+//!   check of its kind and returns a [`ContractReport`] naming each check and its outcome, so
+//!   a test can assert which check failed; `assert_contract` panics with every failure.
+//!
+//! ```ignore
+//! #[test]
+//! fn honours_the_space_contract() {
+//!     splitnas_plugin_testkit::space::assert_contract::<MySpace>(&SpaceSuiteConfig::default());
+//! }
+//! ```
+//!
+//! The kit draws its own random numbers from a private splitmix64 generator, never from
+//! libtorch's global one, so that a suite is reproducible even while other tests draw.
+
+pub mod algorithm;
+pub mod criterion;
+pub mod criterion_context;
+pub mod host;
+pub mod space;
+
+mod random;
+mod report;
+
+pub use random::SplitMix64;
+pub use report::{CheckResult, ContractReport, Outcome};
