@@ -18,7 +18,7 @@ use abi_stable::std_types::RStr;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use splitnas_plugin_api::{ComponentKind, GramSample, HostContext_TO, OptionGradients, PluginError, SpaceInfo, SplitDecision, SplitRequest};
+use splitnas_plugin_api::{ComponentKind, GramSample, HostContext_TO, PluginError, SpaceInfo, SplitDecision, SplitRequest};
 
 use splitnas_engine::components::{create_criterion, merge_config};
 use splitnas_run::config::RunConfig;
@@ -270,10 +270,6 @@ impl GradientSource for ReplayedGrams<'_> {
         })?;
         *next += 1;
         Ok(sample.clone())
-    }
-
-    fn option_gradients(&self, _choice_point: u32) -> Result<OptionGradients, PluginError> {
-        Err(PluginError::unsupported("the gm-repeats study replays recorded Gram matrices only"))
     }
 }
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use splitnas_plugin_api::{Architecture, SearchSpaceBox, SpaceInfo, TensorRef};
+use splitnas_plugin_api::{Architecture, Mask, SearchSpaceBox, SpaceInfo};
 
 use crate::table::{GroundTruthTable, TableEntry};
 use splitnas_run::config::RunConfig;
@@ -99,24 +99,28 @@ pub fn parse_worker(text: &str) -> Result<(usize, usize), String> {
     }
 }
 
-/// Largest space enumerated whole; larger ones are sampled through the space's derivation.
+/// Largest space enumerated whole; larger ones are sampled by the space.
 const ENUMERATION_LIMIT: usize = 1_000_000;
 /// Candidates drawn per wanted architecture when a space is too large to enumerate.
 const POOL_FACTOR: usize = 20;
 
 /// The architectures to train: the whole space, or `n` stratified by model size. The
-/// candidates (the whole space where it has at most a million architectures, else
-/// `20·n` distinct random ones) are sorted by (parameters, FLOPs, genotype) and cut into `n`
+/// candidates (the space's exact enumeration where it offers one of at most a million
+/// architectures, else `20·n` distinct ones it samples) are sorted by (parameters, FLOPs, genotype) and cut into `n`
 /// equal strata; one architecture is drawn from each, seeded. So the sample covers small
 /// and large networks evenly, and the same seed gives the same sample.
 pub fn select_architectures(space: &SearchSpaceBox, info: &SpaceInfo, selection: Selection, seed: u64, image_size: u32) -> Result<Vec<(Architecture, String)>> {
     let mut rng = SeededRng::derive(seed, &[0x5354_5241_5441]); // "STRATA"
-    let size = info.choice_points.iter().try_fold(1usize, |size, point| size.checked_mul(point.options.len()));
-    let enumerable = size.filter(|&s| s <= ENUMERATION_LIMIT);
+    let mask = info.full_mask();
+    let space_error = |e: splitnas_plugin_api::PluginError| anyhow::anyhow!("space `{}`: {e}", info.name);
+    // The space says what an architecture is (DARTS keeps two inputs per node): the host never
+    // builds one from the product of options.
+    let count = space.architecture_count(&mask).into_result().map_err(space_error)?.into_option();
+    let enumerable = count.filter(|&count| count <= ENUMERATION_LIMIT as u64);
     let pool: Vec<Architecture> = match (selection, enumerable) {
-        (_, Some(size)) => (0..size).map(|index| architecture_at(info, index)).collect(),
-        (Selection::All, None) => bail!("space `{}` is too large to train every architecture; give a number with --architectures", info.name),
-        (Selection::Stratified(n), None) => sample_by_derivation(space, info, n * POOL_FACTOR, &mut rng)?,
+        (_, Some(count)) => (0..count).map(|index| space.architecture_at(&mask, index).into_result().map_err(space_error)).collect::<Result<_>>()?,
+        (Selection::All, None) => bail!("space `{}` is too large to train every architecture, or cannot enumerate them; give a number with --architectures", info.name),
+        (Selection::Stratified(n), None) => sample_distinct(space, info, &mask, n * POOL_FACTOR, &mut rng)?,
     };
     let mut scored = Vec::with_capacity(pool.len());
     for architecture in pool {
@@ -144,37 +148,19 @@ pub fn select_architectures(space: &SearchSpaceBox, info: &SpaceInfo, selection:
     Ok(chosen.into_iter().map(|(_, _, genotype, architecture)| (architecture, genotype)).collect())
 }
 
-/// The `index`-th architecture in mixed-radix order (last choice point fastest).
-fn architecture_at(info: &SpaceInfo, mut index: usize) -> Architecture {
-    let mut choices = vec![0u32; info.num_choice_points()];
-    for (point, choice) in info.choice_points.iter().zip(choices.iter_mut()).rev() {
-        let options = point.options.len();
-        *choice = (index % options) as u32;
-        index /= options;
-    }
-    Architecture { choices: choices.into() }
-}
-
-/// `count` distinct architectures the space derives from uniformly random weights: the space
-/// decides what an architecture is (DARTS keeps two inputs per node), the host only draws.
-fn sample_by_derivation(space: &SearchSpaceBox, info: &SpaceInfo, count: usize, rng: &mut SeededRng) -> Result<Vec<Architecture>> {
-    let mask = info.full_mask();
-    let width = info.max_options as usize;
-    let mut seen = std::collections::HashSet::new();
+/// `count` distinct architectures the space samples (uniformly, by its own rule), seeded.
+fn sample_distinct(space: &SearchSpaceBox, info: &SpaceInfo, mask: &Mask, count: usize, rng: &mut SeededRng) -> Result<Vec<Architecture>> {
+    let mut seen = std::collections::BTreeSet::new();
     let mut attempts = 0;
     while seen.len() < count {
         attempts += 1;
         if attempts > count * 10 {
             bail!("space `{}` gave only {} distinct architectures in {} draws", info.name, seen.len(), attempts - 1);
         }
-        let values: Vec<f32> = (0..info.num_choice_points() * width).map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32).collect();
-        let weights = tch::Tensor::from_slice(&values).view([info.num_choice_points() as i64, width as i64]);
-        let architecture = space.derive(TensorRef::new(&weights), &mask).into_result().map_err(|e| anyhow::anyhow!("space `{}`: {e}", info.name))?;
+        let architecture = space.sample_architecture(mask, rng.next_u64()).into_result().map_err(|e| anyhow::anyhow!("space `{}` cannot sample architectures ({e}): rebuild it against this host's plugin-api", info.name))?;
         seen.insert(architecture);
     }
-    let mut pool: Vec<Architecture> = seen.into_iter().collect();
-    pool.sort();
-    Ok(pool)
+    Ok(seen.into_iter().collect())
 }
 
 fn read_records(path: &Path) -> Result<Vec<TrainingRecord>> {

@@ -19,7 +19,7 @@ use std::cell::RefCell;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::json;
-use splitnas_plugin_api::{Architecture, Device, HostContext, OwnedTensor, PluginError, SearchSpaceBox, SpaceInfo, TensorRef, WeightSample};
+use splitnas_plugin_api::{Architecture, Device, HostContext, OwnedTensor, PluginError, SearchSpaceBox, SpaceInfo, TensorRef, WeightSample, SpaceSetup};
 use tch::Tensor;
 
 use splitnas_engine::components::{algorithm_factory, create_space};
@@ -32,6 +32,9 @@ use splitnas_engine::plugins::PluginRegistry;
 use {splitnas_data::SeededRng, splitnas_engine::services::PluginServices};
 use splitnas_engine::context::{one_hot_weights, TrainingEnvironment};
 use splitnas_engine::sub_supernet::{SubSupernet, Trainer, TrainingSettings};
+
+/// The reference's data: CIFAR-shaped random images, 10 classes.
+const REFERENCE_DATA: SpaceSetup = SpaceSetup { classes: 10, input_channels: 3, image_size: 32, network_channels: 0, network_cells: 0 };
 
 /// The reference's flags, names and defaults.
 #[derive(Debug, Clone, clap::Args)]
@@ -216,7 +219,7 @@ pub struct Nb201Bench {
 
 impl Nb201Bench {
     pub fn new(registry: &PluginRegistry, channels: u32, cells: u32, device: Device) -> Result<Self> {
-        let space = create_space(registry, "nb201", &json!({"channels": channels, "cells": cells, "classes": 10, "input_channels": 3}))?;
+        let space = create_space(registry, "nb201", &json!({"channels": channels, "cells": cells}), &REFERENCE_DATA)?;
         let info = space.info().into_result().context("space nb201")?;
         let cpu = tch::Device::Cpu;
         let placeholder = Dataset::new("bench", Tensor::zeros([1, 3, 4, 4], (tch::Kind::Uint8, cpu)), Tensor::zeros([1], (tch::Kind::Int64, cpu)), 10)?;

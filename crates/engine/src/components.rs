@@ -2,7 +2,9 @@
 
 use abi_stable::std_types::RStr;
 use serde_json::{Map, Value};
-use splitnas_plugin_api::{AlgorithmSetup, ComponentFactory, ComponentKind, PluginError, SearchAlgorithmBox, SearchSpaceBox, SplitCriterionBox};
+use splitnas_plugin_api::{
+    AlgorithmSetup, ComponentFactory, ComponentKind, ErrorKind, PluginError, SearchAlgorithmBox, SearchSpaceBox, SpaceSetup, SplitCriterionBox,
+};
 
 use crate::plugins::{PluginRegistry, UnknownComponent};
 use crate::error::SearchError;
@@ -69,13 +71,34 @@ pub fn create_criterion(registry: &PluginRegistry, name: &str, user: &Value) -> 
     factory(RStr::from_str(&config)).into_result().map_err(|error| plugin_error(registry, kind, name, error))
 }
 
-/// Creates a search space.
-pub fn create_space(registry: &PluginRegistry, name: &str, user: &Value) -> Result<SearchSpaceBox, ComponentError> {
+/// Creates a search space and tells it what the data is (`SearchSpace::configure`).
+///
+/// A space built before ABI 1.1 cannot be told: it is created again with the data's
+/// `classes` and `input_channels` as configuration keys where it publishes them, as hosts
+/// before ABI 1.1 did, and its own default stand-alone size.
+pub fn create_space(registry: &PluginRegistry, name: &str, user: &Value, setup: &SpaceSetup) -> Result<SearchSpaceBox, ComponentError> {
     let kind = ComponentKind::Space;
     let component = registry.get(kind, name)?;
-    let config = merge_config(kind, name, &component.info.default_config, user)?.to_string();
     let ComponentFactory::Space(factory) = component.info.factory else { unreachable!("registry keys by kind") };
-    factory(RStr::from_str(&config)).into_result().map_err(|error| plugin_error(registry, kind, name, error))
+    let create = |user: &Value| -> Result<SearchSpaceBox, ComponentError> {
+        let config = merge_config(kind, name, &component.info.default_config, user)?.to_string();
+        factory(RStr::from_str(&config)).into_result().map_err(|error| plugin_error(registry, kind, name, error))
+    };
+    let mut space = create(user)?;
+    match space.configure(setup).into_result() {
+        Ok(()) => Ok(space),
+        Err(error) if error.kind == ErrorKind::Unsupported => {
+            let defaults: Value = serde_json::from_str(&component.info.default_config).unwrap_or(Value::Null);
+            let mut legacy = if user.is_object() { user.clone() } else { Value::Object(Map::new()) };
+            for (key, value) in [("classes", setup.classes), ("input_channels", setup.input_channels)] {
+                if defaults.get(key).is_some() {
+                    legacy[key] = Value::from(value);
+                }
+            }
+            create(&legacy)
+        }
+        Err(error) => Err(plugin_error(registry, kind, name, error)),
+    }
 }
 
 /// A factory of search algorithms (one per sub-supernet), with the user's keys validated once.

@@ -13,7 +13,6 @@ use crate::services::PluginServices;
 /// Where per-option gradients come from (the host's gradient provider, or a test double).
 pub trait GradientSource {
     fn gradient_gram(&self, choice_point: u32) -> Result<GramSample, PluginError>;
-    fn option_gradients(&self, choice_point: u32) -> Result<OptionGradients, PluginError>;
 }
 
 /// The context handed to a criterion: seeded randomness, gradients if a source is attached,
@@ -37,8 +36,9 @@ impl CriterionContext for HostCriterionContext<'_> {
     fn gradient_gram(&self, choice_point: u32) -> PluginResult<GramSample> {
         ffi_guard(|| self.source()?.gradient_gram(choice_point))
     }
-    fn option_gradients(&self, choice_point: u32) -> PluginResult<OptionGradients> {
-        ffi_guard(|| self.source()?.option_gradients(choice_point))
+    /// Retired in ABI 1.1: no criterion uses per-option gradient rows; the Gram matrix serves.
+    fn option_gradients(&self, _choice_point: u32) -> PluginResult<OptionGradients> {
+        ffi_guard(|| Err(PluginError::unsupported("option_gradients is retired (ABI 1.1): use gradient_gram")))
     }
     fn next_random(&self) -> PluginResult<u64> {
         self.services.next_random()

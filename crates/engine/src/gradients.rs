@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use splitnas_plugin_api::{GramSample, Mask, OptionGradients, OwnedTensor, PluginError, TensorRef, WeightSample};
+use splitnas_plugin_api::{GramSample, Mask, PluginError, TensorRef, WeightSample};
 use tch::Tensor;
 
 use crate::criterion::GradientSource;
@@ -123,17 +123,5 @@ impl GradientSource for GradientProvider<'_> {
         let values = Vec::<f64>::try_from(gram.to_kind(tch::Kind::Double).to_device(tch::Device::Cpu).flatten(0, -1))
             .map_err(|e| PluginError::other(format!("reading the Gram matrix: {e}")))?;
         Ok(GramSample { options: options.into(), gram: values.into() })
-    }
-
-    fn option_gradients(&self, choice_point: u32) -> Result<OptionGradients, PluginError> {
-        let (options, shared, gradients) = self.repeat(choice_point)?;
-        // Zeros only where a gradient is missing (`unwrap_or` would build them for every tensor).
-        let flat = |gradient: &Option<Tensor>, parameter: &Tensor| match gradient {
-            Some(gradient) => gradient.view(-1),
-            None => parameter.zeros_like().view(-1),
-        };
-        let rows: Vec<Tensor> =
-            gradients.iter().map(|per_parameter| Tensor::cat(&per_parameter.iter().zip(&shared).map(|(g, p)| flat(g, p)).collect::<Vec<_>>(), 0)).collect();
-        Ok(OptionGradients { options: options.into(), gradients: OwnedTensor::new(Tensor::stack(&rows, 0)) })
     }
 }

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use serde_json::{json, Value};
+use serde_json::Value;
 use splitnas_data::{prepare_data, BatchLoader, PreparedData, SplitName};
 use splitnas_engine::components::{algorithm_factory, create_criterion, create_space, merge_config};
 use splitnas_engine::context::TrainingEnvironment;
@@ -13,7 +13,7 @@ use splitnas_engine::device::DeviceChoice;
 use splitnas_engine::error::SearchError;
 use splitnas_engine::plugins::PluginRegistry;
 use splitnas_engine::sub_supernet::TrainingSettings;
-use splitnas_plugin_api::{AlgorithmSetup, ComponentKind, Device, SearchAlgorithmBox, SearchSpaceBox, SpaceInfo};
+use splitnas_plugin_api::{AlgorithmSetup, ComponentKind, Device, SearchAlgorithmBox, SearchSpaceBox, SpaceInfo, SpaceSetup};
 
 use crate::config::{ComponentChoice, RunConfig};
 use crate::directory::RunDirectory;
@@ -107,18 +107,22 @@ fn to_toml_table(value: &Value) -> std::collections::BTreeMap<String, toml::Valu
         .unwrap_or_default()
 }
 
+/// What the data is, as the run's search space is told it (the stand-alone network keeps the
+/// space's configured size).
+pub fn space_setup(data: &PreparedData) -> SpaceSetup {
+    let shape = data.splits.train.image_shape();
+    SpaceSetup {
+        classes: data.splits.train.num_classes as u32,
+        input_channels: shape[0] as u32,
+        image_size: shape[1] as u32,
+        network_channels: 0,
+        network_cells: 0,
+    }
+}
+
 /// The run's search space, told what the data is.
 pub fn create_run_space(registry: &PluginRegistry, config: &RunConfig, data: &PreparedData) -> Result<SearchSpaceBox> {
-    let shape = data.splits.train.image_shape();
-    let classes = data.splits.train.num_classes;
-    let mut user = config.space.config_json();
-    // The data decides the classifier's width and the stem's input.
-    for (key, value) in [("classes", classes), ("input_channels", shape[0] as usize)] {
-        if user.get(key).is_some() {
-            user[key] = json!(value);
-        }
-    }
-    Ok(create_space(registry, &config.space.name, &user)?)
+    Ok(create_space(registry, &config.space.name, &config.space.config_json(), &space_setup(data))?)
 }
 
 /// A sub-supernet's optimizer settings under `config`: α stays frozen until the last split

@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::json;
 use splitnas_engine::components::create_space;
+use splitnas_plugin_api::SpaceSetup;
 
 use crate::runtime::PluginArgs;
 
@@ -16,20 +17,18 @@ pub struct ArchArgs {
     space: String,
     /// The architecture in the space's genotype format.
     genotype: String,
-    /// Channels of the stand-alone network (space key `network_channels` where the space has
-    /// one, as DARTS does, else `channels`).
+    /// Channels of the stand-alone network; default: the space's own (DARTS: 36).
     #[arg(long)]
-    channels: Option<u64>,
-    /// Cells of the stand-alone network (space key `network_cells` where the space has one,
-    /// else `cells`: per stage in NB201).
+    channels: Option<u32>,
+    /// Cells of the stand-alone network (per stage in NB201); default: the space's own.
     #[arg(long)]
-    cells: Option<u64>,
-    /// Output classes (space key `classes`).
-    #[arg(long)]
-    classes: Option<u64>,
-    /// Image channels (space key `input_channels`).
-    #[arg(long)]
-    input_channels: Option<u64>,
+    cells: Option<u32>,
+    /// Output classes.
+    #[arg(long, default_value_t = 10)]
+    classes: u32,
+    /// Image channels.
+    #[arg(long, default_value_t = 3)]
+    input_channels: u32,
     /// Square input size for FLOPs.
     #[arg(long, default_value_t = 32)]
     image: u32,
@@ -40,32 +39,19 @@ pub struct ArchArgs {
 
 pub fn execute(plugins: &PluginArgs, args: ArchArgs) -> Result<ExitCode> {
     let registry = plugins.discover();
-    // Spaces whose stand-alone network differs from the search network (DARTS: C=36, 20
-    // cells vs C=16, 8) name its size `network_channels` / `network_cells`; `arch` sizes the
-    // stand-alone network, so the flags go there.
-    let defaults: serde_json::Value = registry
-        .get(splitnas_plugin_api::ComponentKind::Space, &args.space)
-        .ok()
-        .and_then(|c| serde_json::from_str(&c.info.default_config).ok())
-        .unwrap_or_default();
-    let size_key = |plain: &'static str, network: &'static str| if defaults.get(network).is_some() { network } else { plain };
-    let mut config = serde_json::Map::new();
-    for (key, value) in [
-        (size_key("channels", "network_channels"), args.channels),
-        (size_key("cells", "network_cells"), args.cells),
-        ("classes", args.classes),
-        ("input_channels", args.input_channels),
-    ] {
-        if let Some(value) = value {
-            config.insert(key.to_string(), json!(value));
-        }
-    }
-    let space = create_space(&registry, &args.space, &serde_json::Value::Object(config))?;
-    let architecture = space
-        .parse_genotype(abi_stable::std_types::RStr::from_str(&args.genotype))
-        .into_result()
-        .map_err(|e| anyhow::anyhow!("space `{}`: {e}", args.space))?;
-    let stats = space.network_stats(&architecture, args.image).into_result().map_err(|e| anyhow::anyhow!("space `{}`: {e}", args.space))?;
+    // The space is told the data and the stand-alone size as types (ABI 1.1 `configure`): it
+    // knows which of its settings they are.
+    let setup = SpaceSetup {
+        classes: args.classes,
+        input_channels: args.input_channels,
+        image_size: args.image,
+        network_channels: args.channels.unwrap_or(0),
+        network_cells: args.cells.unwrap_or(0),
+    };
+    let space = create_space(&registry, &args.space, &serde_json::Value::Null, &setup)?;
+    let space_error = |e| anyhow::anyhow!("space `{}`: {e}", args.space);
+    let architecture = space.parse_genotype(abi_stable::std_types::RStr::from_str(&args.genotype)).into_result().map_err(space_error)?;
+    let stats = space.network_stats(&architecture, args.image).into_result().map_err(space_error)?;
     if args.json {
         println!("{}", json!({"space": args.space, "genotype": args.genotype, "image": args.image, "parameters": stats.parameters, "flops": stats.flops}));
     } else {
@@ -75,4 +61,3 @@ pub fn execute(plugins: &PluginArgs, args: ArchArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
-
