@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use splitnas_bench::ground_truth::{run_ground_truth, GroundTruthRequest, Selection};
 use splitnas_bench::ranking::{rank_run, RankingOptions, RankingReport};
 use splitnas_bench::table::{GroundTruthTable, TableEntry};
-use splitnas_run::{run, RunOptions, RunSetup};
-use splitnas_run::tree::SplitTree;
 use splitnas_e2e::*;
+use splitnas_run::tree::SplitTree;
+use splitnas_run::{run, RunOptions, RunSetup};
 
 /// libtorch's random generator is global to the process: tests that seed it and expect
 /// exact replays must not interleave with each other.
@@ -64,7 +64,10 @@ fn ground_truth_samples_by_size_and_continues_where_it_stopped() {
     assert_eq!(all.len(), 8);
     std::fs::write(&records, format!("{}\n{{\"genotype\":\"|nor_co", all[..5].join("\n"))).unwrap();
     let resumed = ground_truth(root.path(), "gt", &[0, 1], None).unwrap();
-    assert_eq!(resumed.architectures.iter().map(|e| &e.accuracy).collect::<Vec<_>>(), table.architectures.iter().map(|e| &e.accuracy).collect::<Vec<_>>());
+    assert_eq!(
+        resumed.architectures.iter().map(|e| &e.accuracy).collect::<Vec<_>>(),
+        table.architectures.iter().map(|e| &e.accuracy).collect::<Vec<_>>()
+    );
     let complete: Vec<String> = lines(&records).into_iter().filter(|l| l.ends_with('}')).collect();
     assert_eq!(complete.len(), 8, "three trainings redone, none twice");
 
@@ -79,7 +82,14 @@ fn ground_truth_samples_by_size_and_continues_where_it_stopped() {
     ground_truth(root.path(), "shared", &[0, 1], Some((1, 2))).unwrap();
     let assembled = ground_truth(root.path(), "shared", &[0, 1], None).unwrap();
     assert_eq!(lines(&root.path().join("shared/results.jsonl")).len(), 8);
-    assert_eq!(assembled.architectures, table.architectures.iter().map(|e| TableEntry { seconds: assembled.find(&e.genotype).unwrap().seconds.clone(), ..e.clone() }).collect::<Vec<_>>());
+    assert_eq!(
+        assembled.architectures,
+        table
+            .architectures
+            .iter()
+            .map(|e| TableEntry { seconds: assembled.find(&e.genotype).unwrap().seconds.clone(), ..e.clone() })
+            .collect::<Vec<_>>()
+    );
 }
 
 /// A finished few-shot run (one GM split into two leaves) and a table of architectures from
@@ -138,7 +148,9 @@ fn ranking_evaluates_each_architecture_in_its_leaf_and_recalibration_ignores_sto
     let (directory, table) = split_run(root.path());
     let tree: SplitTree = serde_json::from_str(&std::fs::read_to_string(directory.join("tree.json")).unwrap()).unwrap();
     let split = tree.nodes[0].split.clone().expect("the root split");
-    let checkpoints = |d: &Path| -> Vec<Vec<u8>> { tree.leaves().iter().map(|l| std::fs::read(d.join(format!("checkpoints/node-{l}.safetensors"))).unwrap()).collect() };
+    let checkpoints = |d: &Path| -> Vec<Vec<u8>> {
+        tree.leaves().iter().map(|l| std::fs::read(d.join(format!("checkpoints/node-{l}.safetensors"))).unwrap()).collect()
+    };
     let before = checkpoints(&directory);
 
     let report = rank(&directory, &table);
@@ -148,7 +160,8 @@ fn ranking_evaluates_each_architecture_in_its_leaf_and_recalibration_ignores_sto
     for score in &report.scores {
         // The leaf is the child whose group holds the architecture's option on the split edge.
         let edge_segment = score.genotype.split('|').filter(|s| s.contains('~')).nth(split.choice_point as usize).unwrap();
-        let option = tree.option_names[split.choice_point as usize].iter().position(|name| edge_segment.starts_with(&format!("{name}~"))).unwrap() as u32;
+        let option =
+            tree.option_names[split.choice_point as usize].iter().position(|name| edge_segment.starts_with(&format!("{name}~"))).unwrap() as u32;
         let child = tree.nodes[0].children[split.groups.iter().position(|g| g.contains(&option)).unwrap()];
         assert_eq!(score.leaf, child, "{}", score.genotype);
         assert!(score.predicted.iter().all(|p| (0.0..=1.0).contains(p)));
@@ -179,7 +192,11 @@ fn ranking_evaluates_each_architecture_in_its_leaf_and_recalibration_ignores_sto
         splitnas_engine::checkpoint::write_tensors(&path, &tensors).unwrap();
     }
     let cached = rank(&directory, &table);
-    assert_eq!(cached.scores.iter().map(|s| &s.predicted).collect::<Vec<_>>(), report.scores.iter().map(|s| &s.predicted).collect::<Vec<_>>(), "cached predictions are reused");
+    assert_eq!(
+        cached.scores.iter().map(|s| &s.predicted).collect::<Vec<_>>(),
+        report.scores.iter().map(|s| &s.predicted).collect::<Vec<_>>(),
+        "cached predictions are reused"
+    );
     std::fs::remove_file(&cache).unwrap();
     let corrupted = rank(&directory, &table);
     let column = |r: &RankingReport, m: usize| r.scores.iter().map(|s| s.predicted[m]).collect::<Vec<_>>();
@@ -193,14 +210,39 @@ fn bench_commands_as_a_user_runs_them() {
     let root = tempfile::tempdir().unwrap();
     let fixture = workspace_root().join("crates/bench/tests/fixtures/nb201-tables/nats-tss-fixture.pickle.pbz2");
     let csv = root.path().join("nats.csv");
-    let output = run_splitnas(&["bench", "convert-nb201", fixture.to_str().unwrap(), "--dataset", "cifar10", "--set", "ori-test", "--output", csv.to_str().unwrap()]);
+    let output = run_splitnas(&[
+        "bench",
+        "convert-nb201",
+        fixture.to_str().unwrap(),
+        "--dataset",
+        "cifar10",
+        "--set",
+        "ori-test",
+        "--output",
+        csv.to_str().unwrap(),
+    ]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("3 architectures"), "{}", stdout(&output));
     assert_eq!(GroundTruthTable::read(&csv).unwrap().architectures[0].seeds, vec![777, 888]);
 
     let (directory, table) = split_run(root.path());
     let json = root.path().join("ranking.json");
-    let output = run_splitnas(&["bench", "ranking", directory.to_str().unwrap(), "--table", table.to_str().unwrap(), "--eval-batches", "2", "--recalibration-batches", "2", "--top-k", "2", "--json", json.to_str().unwrap(), "-q"]);
+    let output = run_splitnas(&[
+        "bench",
+        "ranking",
+        directory.to_str().unwrap(),
+        "--table",
+        table.to_str().unwrap(),
+        "--eval-batches",
+        "2",
+        "--recalibration-batches",
+        "2",
+        "--top-k",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+        "-q",
+    ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     assert!(text.contains("running") && text.contains("recalibrated") && text.contains("top-2"), "{text}");

@@ -7,13 +7,13 @@ use std::collections::HashMap;
 
 use abi_stable::std_types::RVec;
 use splitnas_bench::step::{gm_distance_matrix, process_memory, Nb201Bench};
-use splitnas_data::{Batch, RepeatedBatch};
-use splitnas_engine::gradients::GradientProvider;
 use splitnas_data::SeededRng;
-use splitnas_engine::services::PluginServices;
-use splitnas_engine::context::one_hot_weights;
-use splitnas_engine::sub_supernet::Trainer;
+use splitnas_data::{Batch, RepeatedBatch};
 use splitnas_e2e::{run_splitnas, shipped_registry, stderr, stdout, workspace_root};
+use splitnas_engine::context::one_hot_weights;
+use splitnas_engine::gradients::GradientProvider;
+use splitnas_engine::services::PluginServices;
+use splitnas_engine::sub_supernet::Trainer;
 use splitnas_plugin_api::{Architecture, Device, OwnedTensor, WeightSample};
 use tch::Tensor;
 
@@ -82,7 +82,8 @@ fn gradient_matching_repeats_do_not_grow_memory() {
     let services = PluginServices::new(SeededRng::new(0));
     let (context, trainer) = sub.trainer(&env, 0, &services);
     let Trainer { algorithm, parameters, .. } = trainer;
-    let mut contexts = || algorithm.context_sample(splitnas_plugin_api::HostContext_TO::from_ptr(&context, abi_stable::sabi_trait::TD_Opaque)).into_result();
+    let mut contexts =
+        || algorithm.context_sample(splitnas_plugin_api::HostContext_TO::from_ptr(&context, abi_stable::sabi_trait::TD_Opaque)).into_result();
     tch::manual_seed(0);
     let batch = Batch { images: Tensor::randn([16, 3, 16, 16], tch::kind::FLOAT_CPU), labels: Tensor::randint(10, [16], tch::kind::INT64_CPU) };
     let batches = RefCell::new(RepeatedBatch(batch));
@@ -99,8 +100,25 @@ fn gradient_matching_repeats_do_not_grow_memory() {
 #[test]
 fn bench_step_prints_the_reference_keys() {
     let output = run_splitnas(&[
-        "bench", "step", "--channels", "4", "--cells", "1", "--batch", "4", "--image", "8", "--steps", "2", "--warmup", "1", "--threads", "1",
-        "--gm-batches", "2", "--print-matrix",
+        "bench",
+        "step",
+        "--channels",
+        "4",
+        "--cells",
+        "1",
+        "--batch",
+        "4",
+        "--image",
+        "8",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        "--gm-batches",
+        "2",
+        "--print-matrix",
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let lines: Vec<serde_json::Value> = stdout(&output).lines().map(|line| serde_json::from_str(line).expect("JSON lines")).collect();

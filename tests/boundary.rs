@@ -3,12 +3,12 @@
 
 use abi_stable::std_types::RVec;
 use serde_json::Value;
+use splitnas_data::SeededRng;
+use splitnas_e2e::*;
 use splitnas_engine::components::{create_criterion, create_space, ComponentError};
 use splitnas_engine::criterion::{run_split, HostCriterionContext, SplitError};
 use splitnas_engine::device::{device_report, DeviceChoice};
 use splitnas_engine::plugins::PluginRegistry;
-use splitnas_data::SeededRng;
-use splitnas_e2e::*;
 use splitnas_plugin_api::{Device, ErrorKind, Mask, SpaceSetup, SplitRequest, TensorRef};
 use tch::Tensor;
 
@@ -21,7 +21,13 @@ fn registry() -> PluginRegistry {
 }
 
 fn echo_request() -> SplitRequest {
-    let space = create_space(&registry(), "echo", &Value::Null, &SpaceSetup { classes: 10, input_channels: 3, image_size: 32, network_channels: 0, network_cells: 0 }).unwrap();
+    let space = create_space(
+        &registry(),
+        "echo",
+        &Value::Null,
+        &SpaceSetup { classes: 10, input_channels: 3, image_size: 32, network_channels: 0, network_cells: 0 },
+    )
+    .unwrap();
     let info = space.info().into_result().unwrap();
     SplitRequest { mask: info.full_mask(), candidates: RVec::from(vec![0u32]), groups: 2, space: info }
 }
@@ -59,7 +65,13 @@ fn a_panicking_method_becomes_an_error_and_the_host_goes_on() {
 #[test]
 fn tensors_round_trip_without_leaking() {
     let registry = registry();
-    let space = create_space(&registry, "echo", &Value::Null, &SpaceSetup { classes: 10, input_channels: 3, image_size: 32, network_channels: 0, network_cells: 0 }).unwrap();
+    let space = create_space(
+        &registry,
+        "echo",
+        &Value::Null,
+        &SpaceSetup { classes: 10, input_channels: 3, image_size: 32, network_channels: 0, network_cells: 0 },
+    )
+    .unwrap();
     let mask = Mask { rows: vec![RVec::from(vec![true, true])].into() };
     let supernet = space.build_supernet(&mask, Device::Cpu).into_result().unwrap();
     let weights = Tensor::from_slice(&[0.25f32, 0.75]).view([1, 2]);

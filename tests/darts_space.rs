@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use serde_json::Value;
-use splitnas_run::{run, Report, RunOptions, RunSetup};
-use splitnas_run::tree::SplitTree;
 use splitnas_e2e::*;
+use splitnas_run::tree::SplitTree;
+use splitnas_run::{run, Report, RunOptions, RunSetup};
 
 /// A DARTS-space run small enough for the suite: C=2, 3 cells (normal 0, reductions 1 and 2).
 fn darts_config(name: &str, algorithm: &str, output_dir: &Path, extra: &str) -> splitnas_run::config::RunConfig {
@@ -60,7 +60,8 @@ fn assert_darts_genotype(genotype: &str) {
     for cell in ["normal=[", "reduce=["] {
         let start = genotype.find(cell).unwrap() + cell.len();
         let list = &genotype[start..start + genotype[start..].find(']').unwrap()];
-        let inputs: Vec<usize> = list.split("),").map(|pair| pair.trim_end_matches(')').rsplit(", ").next().unwrap().trim().parse().unwrap()).collect();
+        let inputs: Vec<usize> =
+            list.split("),").map(|pair| pair.trim_end_matches(')').rsplit(", ").next().unwrap().trim().parse().unwrap()).collect();
         assert_eq!(inputs.len(), 8, "{cell} {list}");
         for (node, pair) in inputs.chunks(2).enumerate() {
             assert!(pair[0] != pair[1] && pair.iter().all(|&input| input < node + 2), "{cell} node {}: inputs {pair:?}", node + 2);

@@ -2,9 +2,9 @@
 //! last split, leaf selection, and the `tree` command as a user runs it.
 
 use serde_json::Value;
-use splitnas_run::{run, Report, RunOptions, RunSetup};
-use splitnas_run::tree::SplitTree;
 use splitnas_e2e::*;
+use splitnas_run::tree::SplitTree;
+use splitnas_run::{run, Report, RunOptions, RunSetup};
 
 fn schedule(criterion: &str, restart_final: bool, extra: &str) -> String {
     format!(
@@ -87,7 +87,9 @@ fn gradient_matching_builds_a_tree_whose_children_inherit_everything() {
     let best = report
         .leaves
         .iter()
-        .max_by(|a, b| a.1.standalone.as_ref().unwrap().valid_accuracy.partial_cmp(&b.1.standalone.as_ref().unwrap().valid_accuracy).unwrap().then(b.0.cmp(&a.0)))
+        .max_by(|a, b| {
+            a.1.standalone.as_ref().unwrap().valid_accuracy.partial_cmp(&b.1.standalone.as_ref().unwrap().valid_accuracy).unwrap().then(b.0.cmp(&a.0))
+        })
         .unwrap();
     assert_eq!(report.selected, best.0);
     assert_eq!(report.leaves.len(), 4);

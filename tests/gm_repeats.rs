@@ -64,7 +64,8 @@ fn partition(decision: &Value) -> Vec<Vec<u64>> {
 #[test]
 fn two_gm_configurations_decide_on_the_same_recording_reproducibly() {
     let root = tempfile::tempdir().unwrap();
-    let config = write_config(root.path(), "[search]\nepochs = 2\nmax_steps_per_epoch = 3\n\n[split]\ncriterion = \"gm\"\nepochs = [1]\ngroups = [2]\n");
+    let config =
+        write_config(root.path(), "[search]\nepochs = 2\nmax_steps_per_epoch = 3\n\n[split]\ncriterion = \"gm\"\nepochs = [1]\ngroups = [2]\n");
     let (text, report) = study(&config, "0..2", &root.path().join("first.json"));
 
     assert_eq!(report["candidates"], json!(EDGES));
@@ -80,7 +81,11 @@ fn two_gm_configurations_decide_on_the_same_recording_reproducibly() {
         let (fixed, adaptive) = (&record["fixed"], &record["adaptive"]);
         assert!(EDGES.contains(&fixed["choice_point_name"].as_str().unwrap()), "{fixed}");
         let groups = partition(fixed);
-        assert_eq!((groups.len(), groups.concat().iter().copied().collect::<std::collections::BTreeSet<_>>().len()), (2, 5), "two groups partitioning the edge's five options: {fixed}");
+        assert_eq!(
+            (groups.len(), groups.concat().iter().copied().collect::<std::collections::BTreeSet<_>>().len()),
+            (2, 5),
+            "two groups partitioning the edge's five options: {fixed}"
+        );
         let same = fixed["choice_point"] == adaptive["choice_point"] && partition(fixed) == partition(adaptive);
         assert_eq!(record["agree"], same, "{record}");
     }
@@ -90,7 +95,14 @@ fn two_gm_configurations_decide_on_the_same_recording_reproducibly() {
     assert!(text.contains("seeds 2, agreement"), "{text}");
 
     // One thread, seeded: the same command decides the same way again.
-    let decisions = |report: &Value| report["records"].as_array().unwrap().iter().map(|r| (r["seed"].clone(), r["fixed"].clone(), r["adaptive"].clone(), r["agree"].clone())).collect::<Vec<_>>();
+    let decisions = |report: &Value| {
+        report["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["seed"].clone(), r["fixed"].clone(), r["adaptive"].clone(), r["agree"].clone()))
+            .collect::<Vec<_>>()
+    };
     let (_, again) = study(&config, "0..2", &root.path().join("again.json"));
     assert_eq!(decisions(&again), decisions(&report));
     // Every seed records from the same supernet state: seed 1 alone decides as it did after seed 0.
@@ -106,7 +118,18 @@ fn two_gm_configurations_decide_on_the_same_recording_reproducibly() {
     assert_eq!(decisions(&reused), decisions(&recorded));
     assert_eq!(decisions(&reused), decisions(&report));
     // A recording made for another study is refused, not silently mixed in.
-    let output = run_splitnas(&["bench", "gm-repeats", config.to_str().unwrap(), "--seeds", "0", "--reference-repeats", "3", "--recordings", recordings.to_str().unwrap(), "--quiet"]);
+    let output = run_splitnas(&[
+        "bench",
+        "gm-repeats",
+        config.to_str().unwrap(),
+        "--seeds",
+        "0",
+        "--reference-repeats",
+        "3",
+        "--recordings",
+        recordings.to_str().unwrap(),
+        "--quiet",
+    ]);
     assert!(!output.status.success());
     assert!(stderr(&output).contains("recorded for another study"), "{}", stderr(&output));
 }

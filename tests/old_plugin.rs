@@ -42,7 +42,8 @@ fn old_abi_plugin() -> PathBuf {
     let workspace = std::fs::read_to_string(root.join("Cargo.toml")).expect("root manifest");
     let start = workspace.find("members = [").expect("members list");
     let end = start + workspace[start..].find(']').expect("end of members");
-    let workspace = format!("{}members = [\"plugin-api-abi-1.0\", \"build-support-abi-1.0\", \"plugin\"]{}", &workspace[..start], &workspace[end + 1..]);
+    let workspace =
+        format!("{}members = [\"plugin-api-abi-1.0\", \"build-support-abi-1.0\", \"plugin\"]{}", &workspace[..start], &workspace[end + 1..]);
     let workspace = workspace
         .replace("{ path = \"plugin-api\" }", "{ path = \"plugin-api-abi-1.0\" }")
         .replace("{ path = \"build-support\" }", "{ path = \"build-support-abi-1.0\" }");

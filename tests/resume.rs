@@ -220,7 +220,9 @@ enum Outcome {
 /// `value` without wall-clock timings: every key containing "seconds", at any depth.
 fn without_timings(value: &Value) -> Value {
     match value {
-        Value::Object(map) => Value::Object(map.iter().filter(|(key, _)| !key.contains("seconds")).map(|(key, v)| (key.clone(), without_timings(v))).collect()),
+        Value::Object(map) => {
+            Value::Object(map.iter().filter(|(key, _)| !key.contains("seconds")).map(|(key, v)| (key.clone(), without_timings(v))).collect())
+        }
         Value::Array(items) => Value::Array(items.iter().map(without_timings).collect()),
         other => other.clone(),
     }
@@ -263,7 +265,12 @@ fn assert_same_results(reference: &Path, resumed: &Path) {
     assert_eq!(reference_nodes.len(), NODES, "the reference tree is not the schedule's: the test config changed?");
     assert_eq!(resumed_nodes.len(), NODES, "the resumed run's tree has another shape");
     let candidate_scores = |node: &Value| -> Vec<(Value, Value, Value)> {
-        node["split"]["candidates"].as_array().into_iter().flatten().map(|c| (c["choice_point"].clone(), c["groups"].clone(), c["score"].clone())).collect()
+        node["split"]["candidates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| (c["choice_point"].clone(), c["groups"].clone(), c["score"].clone()))
+            .collect()
     };
     for (expected, actual) in reference_nodes.iter().zip(resumed_nodes) {
         let id = &expected["id"];
@@ -325,8 +332,11 @@ fn a_run_killed_repeatedly_and_resumed_ends_like_an_uninterrupted_one() {
             continue;
         }
         let log = scratch.path().join(format!("stage-{stage}.log"));
-        let mut process =
-            if stage == 0 { Splitnas::start(&run_args(&config, &interrupted_dir), log) } else { Splitnas::start(&["resume".as_ref(), run.as_os_str()], log) };
+        let mut process = if stage == 0 {
+            Splitnas::start(&run_args(&config, &interrupted_dir), log)
+        } else {
+            Splitnas::start(&["resume".as_ref(), run.as_os_str()], log)
+        };
         let status = process.kill_when(&run, point.reached);
         let outcome = if status.signal() != Some(SIGKILL) || is_finished(&run) {
             Outcome::Finished

@@ -2,8 +2,8 @@
 //! differentiable ones, and the run directory holds what it promises.
 
 use serde_json::Value;
-use splitnas_run::{run, RunOptions, RunSetup};
 use splitnas_e2e::*;
+use splitnas_run::{run, RunOptions, RunSetup};
 
 const SCHEDULE: &str = r#"
 [search]
@@ -57,7 +57,8 @@ fn search_learns(algorithm: &str, differentiable: bool) {
         let moved = before.iter().zip(&after).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
         assert!(moved > 0.01, "{algorithm}: α barely moved (max change {moved})");
     }
-    for file in ["config.toml", "metrics.jsonl", "tree.json", "report.json", "report.md", "checkpoints/node-0.safetensors", "checkpoints/node-0.json"] {
+    for file in ["config.toml", "metrics.jsonl", "tree.json", "report.json", "report.md", "checkpoints/node-0.safetensors", "checkpoints/node-0.json"]
+    {
         assert!(directory.join(file).exists(), "{file} missing from the run directory");
     }
     let report_json: Value = serde_json::from_str(&std::fs::read_to_string(directory.join("report.json")).unwrap()).unwrap();

@@ -4,11 +4,11 @@ use std::collections::BTreeSet;
 
 use abi_stable::std_types::RVec;
 use serde_json::{json, Value};
+use splitnas_data::SeededRng;
+use splitnas_e2e::*;
 use splitnas_engine::components::{create_criterion, ComponentError};
 use splitnas_engine::criterion::{run_split, HostCriterionContext, SplitError};
 use splitnas_engine::plugins::PluginRegistry;
-use splitnas_data::SeededRng;
-use splitnas_e2e::*;
 use splitnas_plugin_api::{ChoicePointInfo, Mask, OptionInfo, SpaceInfo, SplitDecision, SplitRequest};
 
 fn registry() -> PluginRegistry {
@@ -19,7 +19,8 @@ fn registry() -> PluginRegistry {
 
 /// An NB201-shaped space: 6 choice points of 5 options.
 fn nb201_like(min_group_size: u32) -> SpaceInfo {
-    let options: RVec<OptionInfo> = ["none", "skip", "conv1", "conv3", "pool"].iter().map(|n| OptionInfo { name: (*n).into(), costs: RVec::new() }).collect();
+    let options: RVec<OptionInfo> =
+        ["none", "skip", "conv1", "conv3", "pool"].iter().map(|n| OptionInfo { name: (*n).into(), costs: RVec::new() }).collect();
     SpaceInfo {
         name: "test".into(),
         choice_points: (0..6)

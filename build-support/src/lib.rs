@@ -48,8 +48,7 @@ pub fn libtorch_version() -> Option<String> {
     let lib = libtorch_lib_dir();
     let root = lib.parent()?;
     let from_python = std::fs::read_to_string(root.join("version.py")).ok().and_then(|text| {
-        text.lines()
-            .find_map(|line| line.strip_prefix("__version__ = ").map(|v| v.trim_matches(|c| c == '\'' || c == '"').to_string()))
+        text.lines().find_map(|line| line.strip_prefix("__version__ = ").map(|v| v.trim_matches(|c| c == '\'' || c == '"').to_string()))
     });
     let raw = from_python.or_else(|| std::fs::read_to_string(root.join("build-version")).ok())?;
     let raw = raw.trim();

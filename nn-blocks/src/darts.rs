@@ -24,7 +24,15 @@ pub struct SepConv {
 
 impl SepConv {
     /// DARTS's `sep_conv_{k}x{k}`: padding `k / 2`.
-    pub fn new(path: &Path, in_channels: i64, out_channels: i64, kernel: i64, stride: i64, bn: BatchNormSpec, init: ParamInit) -> Result<Self, TchError> {
+    pub fn new(
+        path: &Path,
+        in_channels: i64,
+        out_channels: i64,
+        kernel: i64,
+        stride: i64,
+        bn: BatchNormSpec,
+        init: ParamInit,
+    ) -> Result<Self, TchError> {
         let depthwise = |stride| ConvSpec::new(in_channels, in_channels, kernel).stride(stride).padding(kernel / 2).groups(in_channels);
         Ok(SepConv {
             dw1: Conv2d::new(&(path / "dw1"), depthwise(stride), init)?,
@@ -62,7 +70,15 @@ pub struct DilConv {
 }
 
 impl DilConv {
-    pub fn new(path: &Path, in_channels: i64, out_channels: i64, kernel: i64, stride: i64, bn: BatchNormSpec, init: ParamInit) -> Result<Self, TchError> {
+    pub fn new(
+        path: &Path,
+        in_channels: i64,
+        out_channels: i64,
+        kernel: i64,
+        stride: i64,
+        bn: BatchNormSpec,
+        init: ParamInit,
+    ) -> Result<Self, TchError> {
         let depthwise = ConvSpec::new(in_channels, in_channels, kernel).stride(stride).padding(kernel - 1).dilation(2).groups(in_channels);
         Ok(DilConv {
             dw: Conv2d::new(&(path / "dw"), depthwise, init)?,

@@ -49,8 +49,7 @@ impl NamedVariables {
     /// Take this right after building: a tensor counts as a parameter when it requires grad,
     /// which a caller may change later (freezing) without making it a buffer.
     pub fn of(var_store: &VarStore) -> Self {
-        let (mut parameters, mut buffers): (Vec<_>, Vec<_>) =
-            var_store.variables().into_iter().partition(|(_, tensor)| tensor.requires_grad());
+        let (mut parameters, mut buffers): (Vec<_>, Vec<_>) = var_store.variables().into_iter().partition(|(_, tensor)| tensor.requires_grad());
         parameters.sort_by(|a, b| natural_cmp(&a.0, &b.0));
         buffers.sort_by(|a, b| natural_cmp(&a.0, &b.0));
         NamedVariables { parameters, buffers }

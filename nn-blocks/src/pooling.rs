@@ -48,7 +48,8 @@ pub fn avg_pool_3x3_excluding_padding(input: &Tensor, stride: i64) -> Result<Ten
     let kernel = cached((Constant::Kernel { channels }, device, kind), || Tensor::f_ones([channels, 1, 3, 3], (kind, device)))?;
     let reciprocal_counts = cached((Constant::ReciprocalCounts { height, width, stride }, device, kind), || {
         let window = Tensor::f_ones([1, 1, 3, 3], (kind, device))?;
-        let counts = Tensor::f_ones([1, 1, height, width], (kind, device))?.f_conv2d(&window, None::<&Tensor>, [stride, stride], [1, 1], [1, 1], 1)?;
+        let counts =
+            Tensor::f_ones([1, 1, height, width], (kind, device))?.f_conv2d(&window, None::<&Tensor>, [stride, stride], [1, 1], [1, 1], 1)?;
         counts.f_reciprocal()?.f_squeeze_dims([0i64, 1].as_slice())
     })?;
     input.f_conv2d(&kernel, None::<&Tensor>, [stride, stride], [1, 1], [1, 1], channels)?.f_mul(&reciprocal_counts)

@@ -98,7 +98,12 @@ pub trait AlgorithmPlugin: Component {
         Ok(())
     }
     fn weight_step(&mut self, context: &HostContextRef<'_>, batch: &Batch) -> Result<WeightStepLoss, PluginError>;
-    fn architecture_step(&mut self, _context: &HostContextRef<'_>, _valid_batch: &Batch, _train_batch: &Batch) -> Result<ArchitectureStep, PluginError> {
+    fn architecture_step(
+        &mut self,
+        _context: &HostContextRef<'_>,
+        _valid_batch: &Batch,
+        _train_batch: &Batch,
+    ) -> Result<ArchitectureStep, PluginError> {
         Ok(ArchitectureStep::Skip)
     }
     /// The weights the other choice points use while a split criterion scores one choice point.

@@ -207,7 +207,11 @@ impl Mask {
     }
     pub fn contains(&self, architecture: &Architecture) -> bool {
         architecture.choices.len() == self.rows.len()
-            && architecture.choices.iter().enumerate().all(|(point, &choice)| choice == Architecture::ABSENT || self.is_allowed(point, choice as usize))
+            && architecture
+                .choices
+                .iter()
+                .enumerate()
+                .all(|(point, &choice)| choice == Architecture::ABSENT || self.is_allowed(point, choice as usize))
     }
 }
 

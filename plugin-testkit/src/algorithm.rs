@@ -111,8 +111,8 @@ fn check_parameter_shapes<T: AlgorithmPlugin>(config: &AlgorithmSuiteConfig) -> 
             return Err(format!("architecture parameter {name} has non-finite values"));
         }
     }
-    let same =
-        first.len() == second.len() && first.iter().zip(&second).all(|(a, b)| a.name == b.name && a.tensor.tensor().data_ptr() == b.tensor.tensor().data_ptr());
+    let same = first.len() == second.len()
+        && first.iter().zip(&second).all(|(a, b)| a.name == b.name && a.tensor.tensor().data_ptr() == b.tensor.tensor().data_ptr());
     if !same {
         return Err("architecture_parameters must hand back the same tensors on every call (the host's optimizer holds them)".into());
     }
@@ -131,7 +131,9 @@ fn check_masks<T: AlgorithmPlugin>(config: &AlgorithmSuiteConfig) -> Result<(), 
         algorithm.on_epoch_start(&context, progress).map_err(|error| format!("on_epoch_start: {error}"))?;
         for step in 0..3 {
             algorithm.weight_step(&context, &host.train_batch(step)).map_err(|error| format!("weight_step: {error}"))?;
-            algorithm.architecture_step(&context, &host.valid_batch(step), &host.train_batch(step)).map_err(|error| format!("architecture_step: {error}"))?;
+            algorithm
+                .architecture_step(&context, &host.valid_batch(step), &host.train_batch(step))
+                .map_err(|error| format!("architecture_step: {error}"))?;
             let scoring = algorithm.scoring_sample(&context).map_err(|error| format!("scoring_sample: {error}"))?;
             if let Some(problem) = sample_problem(&scoring, &mask, "scoring_sample") {
                 return Err(problem);

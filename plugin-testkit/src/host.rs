@@ -20,8 +20,8 @@ use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RResult, RStr, RVec};
 use splitnas_plugin_api::author::AlgorithmPlugin;
 use splitnas_plugin_api::{
-    AlgorithmSetup, Architecture, ArchitectureStep, Batch, ChoicePointInfo, Device, HostContext, HostContextRef, HostContext_TO, Mask, NamedTensor, OptionInfo,
-    OwnedTensor, PluginError, PluginResult, SpaceInfo, TensorRef, TrainingProgress,
+    AlgorithmSetup, Architecture, ArchitectureStep, Batch, ChoicePointInfo, Device, HostContext, HostContextRef, HostContext_TO, Mask, NamedTensor,
+    OptionInfo, OwnedTensor, PluginError, PluginResult, SpaceInfo, TensorRef, TrainingProgress,
 };
 use tch::{Kind, Tensor};
 
@@ -176,7 +176,8 @@ impl FakeHost {
             .map(|index| if index % TOY_OPTIONS == good { &host.teacher * share } else { &host.teacher * (-0.5 * share) })
             .collect();
         host.option_weights = Tensor::stack(&rows, 0).view([TOY_CHOICE_POINTS as i64, TOY_OPTIONS as i64, FEATURES, CLASSES]).set_requires_grad(true);
-        let (images, labels, option_weights) = (host.valid_images.shallow_clone(), host.valid_labels.shallow_clone(), host.option_weights.shallow_clone());
+        let (images, labels, option_weights) =
+            (host.valid_images.shallow_clone(), host.valid_labels.shallow_clone(), host.option_weights.shallow_clone());
         host.scorer = Box::new(move |architecture: &Architecture| {
             let _no_grad = tch::no_grad_guard();
             let mut weights = vec![0f32; TOY_CHOICE_POINTS * TOY_OPTIONS];
@@ -330,7 +331,10 @@ impl HostContext for FakeHost {
                 .enumerate()
                 .map(|(point, row)| {
                     let allowed = self.mask.allowed(point);
-                    *allowed.iter().max_by(|&&a, &&b| row[a as usize].total_cmp(&row[b as usize]).then(b.cmp(&a))).expect("every row allows an option")
+                    *allowed
+                        .iter()
+                        .max_by(|&&a, &&b| row[a as usize].total_cmp(&row[b as usize]).then(b.cmp(&a)))
+                        .expect("every row allows an option")
                 })
                 .collect();
             if let Some(count) = self.keep_strongest {

@@ -44,8 +44,8 @@ use std::collections::{BTreeSet, HashSet};
 use abi_stable::std_types::{RResult, RStr};
 use splitnas_plugin_api::author::{space_component, SpacePlugin};
 use splitnas_plugin_api::{
-    Architecture, ComponentFactory, ComponentInfo, Device, ErrorKind, ForwardMode, Mask, PluginError, PluginResult, SearchSpaceBox, SpaceInfo, SpaceSetup,
-    SupernetBox, TensorRef,
+    Architecture, ComponentFactory, ComponentInfo, Device, ErrorKind, ForwardMode, Mask, PluginError, PluginResult, SearchSpaceBox, SpaceInfo,
+    SpaceSetup, SupernetBox, TensorRef,
 };
 use tch::{Kind, Tensor};
 
@@ -235,8 +235,11 @@ impl Suite {
 
     /// Random positive weights on the mask's options, 0 elsewhere, `[choice points, max_options]`.
     fn weights(&self, mask: &Mask, random: &mut SplitMix64) -> Tensor {
-        let values: Vec<f32> =
-            mask.rows.iter().flat_map(|row| row.iter().map(|&on| if on { 0.1 + 0.9 * random.unit() as f32 } else { 0.0 }).collect::<Vec<_>>()).collect();
+        let values: Vec<f32> = mask
+            .rows
+            .iter()
+            .flat_map(|row| row.iter().map(|&on| if on { 0.1 + 0.9 * random.unit() as f32 } else { 0.0 }).collect::<Vec<_>>())
+            .collect();
         Tensor::from_slice(&values).view([self.points() as i64, self.width() as i64])
     }
 
@@ -370,8 +373,12 @@ impl Suite {
             }
             let supernet = self.supernet(&only)?;
             let single = &weights * mask_tensor(&only, self.points(), self.width());
-            let present =
-                self.gradient_presence(&supernet, &input, &single, &only)?.into_iter().filter(|(_, present)| *present).map(|(name, _)| name).collect();
+            let present = self
+                .gradient_presence(&supernet, &input, &single, &only)?
+                .into_iter()
+                .filter(|(_, present)| *present)
+                .map(|(name, _)| name)
+                .collect();
             footprints.push(present);
         }
         Ok(footprints)

@@ -173,8 +173,9 @@ impl SpacePlugin for ToySpace {
         self.check_mask(mask)?;
         let build = BUILDS.fetch_add(1, Ordering::Relaxed);
         let suffix = if self.has("unstable_names") { format!("_{build}") } else { String::new() };
-        let mut parameters: Vec<(String, Tensor)> =
-            (0..POINTS * OPTIONS).map(|i| linear(format!("cp{}.op{}.weight{suffix}", i / OPTIONS, i % OPTIONS), self.classes, self.channels)).collect();
+        let mut parameters: Vec<(String, Tensor)> = (0..POINTS * OPTIONS)
+            .map(|i| linear(format!("cp{}.op{}.weight{suffix}", i / OPTIONS, i % OPTIONS), self.classes, self.channels))
+            .collect();
         parameters.push(("head.bias".to_string(), Tensor::zeros([self.classes], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true)));
         Ok(ToySupernet {
             parameters,
@@ -330,7 +331,8 @@ impl ToyAlgorithm {
 
     fn sample(&self) -> WeightSample {
         let ignores = self.flaw == "ignores_masks";
-        let active = if ignores { Mask { rows: self.mask.rows.iter().map(|row| row.iter().map(|_| true).collect()).collect() } } else { self.mask.clone() };
+        let active =
+            if ignores { Mask { rows: self.mask.rows.iter().map(|row| row.iter().map(|_| true).collect()).collect() } } else { self.mask.clone() };
         WeightSample { weights: OwnedTensor::new(self.weights(!ignores).detach()), active }
     }
 }
@@ -356,7 +358,12 @@ impl AlgorithmPlugin for ToyAlgorithm {
         let loss = self.loss(context, batch, &self.weights(true).detach())?;
         Ok(WeightStepLoss { loss: OwnedTensor::new(loss), trains_architecture: false })
     }
-    fn architecture_step(&mut self, context: &HostContextRef<'_>, valid_batch: &Batch, _train_batch: &Batch) -> Result<ArchitectureStep, PluginError> {
+    fn architecture_step(
+        &mut self,
+        context: &HostContextRef<'_>,
+        valid_batch: &Batch,
+        _train_batch: &Batch,
+    ) -> Result<ArchitectureStep, PluginError> {
         Ok(ArchitectureStep::Loss(OwnedTensor::new(self.loss(context, valid_batch, &self.weights(true))?)))
     }
     fn scoring_sample(&mut self, _context: &HostContextRef<'_>) -> Result<WeightSample, PluginError> {
@@ -423,7 +430,8 @@ impl CriterionPlugin for ToyCriterion {
         Ok(ToyCriterion { flaw: config["flaw"].as_str().unwrap_or("none").to_string() })
     }
     fn split(&mut self, request: &SplitRequest, _context: &CriterionContextRef<'_>) -> Result<SplitDecision, PluginError> {
-        let position = if self.flaw == "nondeterministic" { DECISIONS.fetch_add(1, Ordering::Relaxed) as usize % request.candidates.len() } else { 0 };
+        let position =
+            if self.flaw == "nondeterministic" { DECISIONS.fetch_add(1, Ordering::Relaxed) as usize % request.candidates.len() } else { 0 };
         let point = request.candidates[position];
         let allowed = request.mask.allowed(point as usize);
         let count = request.groups.max(2) as usize;

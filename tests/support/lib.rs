@@ -131,7 +131,9 @@ impl ApiMismatch {
     /// Applies the modification to the copied plugin-api sources.
     fn modify(self, api_dir: &Path) {
         let (file, from, to) = match self {
-            ApiMismatch::Layout => ("src/module.rs", "    pub factory: ComponentFactory,\n}", "    pub factory: ComponentFactory,\n    pub homepage: RString,\n}"),
+            ApiMismatch::Layout => {
+                ("src/module.rs", "    pub factory: ComponentFactory,\n}", "    pub factory: ComponentFactory,\n    pub homepage: RString,\n}")
+            }
             ApiMismatch::AbiVersion => ("src/lib.rs", "pub const ABI_VERSION: u32 = 1;", "pub const ABI_VERSION: u32 = 9999;"),
         };
         let path = api_dir.join(file);
@@ -145,7 +147,9 @@ impl ApiMismatch {
         std::fs::write(&path, text).expect("write modified plugin-api");
         if self == ApiMismatch::Layout {
             let author = api_dir.join("src/author.rs");
-            let text = std::fs::read_to_string(&author).expect("author.rs").replace("        factory,\n    }", "        factory,\n        homepage: RString::new(),\n    }");
+            let text = std::fs::read_to_string(&author)
+                .expect("author.rs")
+                .replace("        factory,\n    }", "        factory,\n        homepage: RString::new(),\n    }");
             std::fs::write(author, text).expect("write author.rs");
         }
     }

@@ -77,8 +77,7 @@ fn setup(root: &Path) -> Result<PathBuf> {
     let marker = venv.join(".splitnas-complete");
     let query = "import torch, os; print(torch.__version__); print(os.path.dirname(torch.__file__))";
 
-    let ready = marker.exists()
-        && python_output(&python, query).is_some_and(|out| out.lines().next().is_some_and(|v| v.starts_with(TORCH_VERSION)));
+    let ready = marker.exists() && python_output(&python, query).is_some_and(|out| out.lines().next().is_some_and(|v| v.starts_with(TORCH_VERSION)));
     if !ready {
         eprintln!("xtask: provisioning PyTorch {TORCH_VERSION} into {} (about 5 GB, once)", venv.display());
         if !python.exists() {
@@ -89,9 +88,7 @@ fn setup(root: &Path) -> Result<PathBuf> {
             std::fs::create_dir_all(venv.parent().expect("venv has a parent"))?;
             run(Command::new(system_python).args(["-m", "venv"]).arg(&venv))?;
         }
-        run(Command::new(&python)
-            .args(["-m", "pip", "install", "--disable-pip-version-check", "--quiet"])
-            .args(PYTHON_PACKAGES))?;
+        run(Command::new(&python).args(["-m", "pip", "install", "--disable-pip-version-check", "--quiet"]).args(PYTHON_PACKAGES))?;
         std::fs::write(&marker, format!("torch {TORCH_VERSION}\n"))?;
     }
     let out = python_output(&python, query).context("the provisioned python cannot import torch; delete the cache directory and rerun")?;

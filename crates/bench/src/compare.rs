@@ -7,8 +7,8 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::ranking::{rank_run, RankingOptions, RankingReport, METHODS};
-use splitnas_run::config::RunConfig;
 use splitnas_engine::plugins::PluginRegistry;
+use splitnas_run::config::RunConfig;
 use splitnas_run::directory::RunDirectory;
 use splitnas_run::{resume, run, Report, RunOptions, RunSetup};
 
@@ -80,16 +80,26 @@ fn summarize_rankings(reports: &[RankingReport]) -> RankingSummary {
             kendall_tau: stat(&|r| r.methods[m].kendall_tau),
             spearman_rho: stat(&|r| r.methods[m].spearman_rho),
             top_k: reports.first().map_or(Vec::new(), |first| {
-                first.methods[m].top_k.iter().enumerate().map(|(i, t)| {
-                    let (mean, std) = stat(&|r| r.methods[m].top_k[i].precision);
-                    (t.k, mean, std)
-                }).collect()
+                first.methods[m]
+                    .top_k
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        let (mean, std) = stat(&|r| r.methods[m].top_k[i].precision);
+                        (t.k, mean, std)
+                    })
+                    .collect()
             }),
             regret: stat(&|r| r.methods[m].regret),
         })
         .collect();
     let selected: Vec<f64> = reports.iter().filter_map(|r| r.selected.as_ref().and_then(|s| s.regret)).collect();
-    RankingSummary { methods, selected_regret: mean_std(&selected), selected_in_table: selected.len(), table_seed_tau: reports.first().and_then(|r| r.table_seed_tau) }
+    RankingSummary {
+        methods,
+        selected_regret: mean_std(&selected),
+        selected_in_table: selected.len(),
+        table_seed_tau: reports.first().and_then(|r| r.table_seed_tau),
+    }
 }
 
 /// The run's ranking report, cached in the run directory for this table and these options.
@@ -172,7 +182,12 @@ fn run_or_resume(config: RunConfig, directory: &Path, registry: PluginRegistry, 
 }
 
 /// Runs every (criterion, seed) pair not already finished and summarises them.
-pub fn compare(base: &RunConfig, request: &CompareRequest, mut registry: impl FnMut() -> PluginRegistry, options: &RunOptions) -> Result<Vec<CompareRow>> {
+pub fn compare(
+    base: &RunConfig,
+    request: &CompareRequest,
+    mut registry: impl FnMut() -> PluginRegistry,
+    options: &RunOptions,
+) -> Result<Vec<CompareRow>> {
     let mut base = base.clone();
     if let Some(space) = &request.space {
         if *space != base.space.name {
@@ -203,11 +218,15 @@ pub fn compare(base: &RunConfig, request: &CompareRequest, mut registry: impl Fn
                 if !options.quiet {
                     eprintln!("   ranking {} against {}", directory.display(), table.display());
                 }
-                rankings.push(ranking_of(&directory, table, &request.ranking, registry(), options).with_context(|| format!("ranking of criterion `{criterion}`, seed {seed}"))?);
+                rankings.push(
+                    ranking_of(&directory, table, &request.ranking, registry(), options)
+                        .with_context(|| format!("ranking of criterion `{criterion}`, seed {seed}"))?,
+                );
             }
             runs.push(directory);
         }
-        let valid: Vec<f64> = reports.iter().map(|r| r.selected_result.standalone.as_ref().and_then(|s| s.valid_accuracy).unwrap_or(f64::NAN)).collect();
+        let valid: Vec<f64> =
+            reports.iter().map(|r| r.selected_result.standalone.as_ref().and_then(|s| s.valid_accuracy).unwrap_or(f64::NAN)).collect();
         let test: Vec<f64> = reports.iter().map(|r| r.selected_result.standalone.as_ref().map_or(f64::NAN, |s| s.test_accuracy)).collect();
         let best = (0..reports.len()).max_by(|&a, &b| valid[a].total_cmp(&valid[b])).unwrap_or(0);
         let (valid_mean, valid_std) = mean_std(&valid);
@@ -242,10 +261,25 @@ fn write_plots(rows: &[CompareRow], inputs: &[(String, Vec<RankingReport>)], dir
     use crate::plots::{prediction_scatter, tau_bars, TauBar};
     let bars: Vec<TauBar> = rows
         .iter()
-        .filter_map(|row| row.ranking.as_ref().map(|r| TauBar { criterion: row.criterion.clone(), per_method: r.methods.iter().map(|m| m.kendall_tau).collect() }))
+        .filter_map(|row| {
+            row.ranking.as_ref().map(|r| TauBar { criterion: row.criterion.clone(), per_method: r.methods.iter().map(|m| m.kendall_tau).collect() })
+        })
         .collect();
     tau_bars(&bars, &directory.join("ranking-tau.svg"))?;
-    let firsts: Vec<(String, &RankingReport)> = inputs.iter().filter_map(|(c, reports)| reports.first().map(|r| (format!("{c}, seed {}", r.run_dir.file_name().map(|n| n.to_string_lossy().rsplit("seed").next().unwrap_or("").to_string()).unwrap_or_default()), r))).collect();
+    let firsts: Vec<(String, &RankingReport)> = inputs
+        .iter()
+        .filter_map(|(c, reports)| {
+            reports.first().map(|r| {
+                (
+                    format!(
+                        "{c}, seed {}",
+                        r.run_dir.file_name().map(|n| n.to_string_lossy().rsplit("seed").next().unwrap_or("").to_string()).unwrap_or_default()
+                    ),
+                    r,
+                )
+            })
+        })
+        .collect();
     prediction_scatter(&firsts, 1, &directory.join("ranking-scatter.svg"))?;
     Ok(())
 }
@@ -264,13 +298,22 @@ pub fn render_ranking_table(rows: &[CompareRow]) -> String {
     for row in rows {
         let Some(ranking) = &row.ranking else { continue };
         for method in &ranking.methods {
-            out += &format!("| {} | {} | {:.3} ± {:.3} | {:.3} ± {:.3} |", row.criterion, method.method, method.kendall_tau.0, method.kendall_tau.1, method.spearman_rho.0, method.spearman_rho.1);
+            out += &format!(
+                "| {} | {} | {:.3} ± {:.3} | {:.3} ± {:.3} |",
+                row.criterion, method.method, method.kendall_tau.0, method.kendall_tau.1, method.spearman_rho.0, method.spearman_rho.1
+            );
             for (_, mean, std) in &method.top_k {
                 out += &format!(" {mean:.2} ± {std:.2} |");
             }
             out += &format!(" {:.4} ± {:.4} |", method.regret.0, method.regret.1);
             out += &if ranking.selected_in_table > 0 {
-                format!(" {:.4} ± {:.4} ({}/{} listed) |\n", ranking.selected_regret.0, ranking.selected_regret.1, ranking.selected_in_table, row.seeds.len())
+                format!(
+                    " {:.4} ± {:.4} ({}/{} listed) |\n",
+                    ranking.selected_regret.0,
+                    ranking.selected_regret.1,
+                    ranking.selected_in_table,
+                    row.seeds.len()
+                )
             } else {
                 " not in the table |\n".to_string()
             };

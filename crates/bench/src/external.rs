@@ -89,9 +89,16 @@ fn unwrap_container(bytes: Vec<u8>, path: &Path) -> Result<Vec<u8>, ConvertError
     }
     if bytes.starts_with(b"PK\x03\x04") {
         let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| format(format!("zip (torch.save) container is damaged: {e}")))?;
-        let name = archive.file_names().find(|n| n.ends_with("data.pkl")).map(str::to_string).ok_or_else(|| format("a zip without data.pkl is not a torch.save file".to_string()))?;
+        let name = archive
+            .file_names()
+            .find(|n| n.ends_with("data.pkl"))
+            .map(str::to_string)
+            .ok_or_else(|| format("a zip without data.pkl is not a torch.save file".to_string()))?;
         let mut out = Vec::new();
-        archive.by_name(&name).and_then(|mut f| f.read_to_end(&mut out).map_err(Into::into)).map_err(|e| format(format!("cannot read {name}: {e}")))?;
+        archive
+            .by_name(&name)
+            .and_then(|mut f| f.read_to_end(&mut out).map_err(Into::into))
+            .map_err(|e| format(format!("cannot read {name}: {e}")))?;
         return Ok(out);
     }
     if bytes.first() == Some(&0x80) {
@@ -148,7 +155,8 @@ pub fn convert_nb201(path: &Path, selection: &Nb201Selection) -> Result<GroundTr
             .and_then(|i| file.meta_archs.get(i).cloned())
             .or_else(|| results.arch_str.clone())
             .ok_or_else(|| format(format!("architecture {index} has no genotype string")))?;
-        let mut runs: Vec<(&i64, &ResultsCount)> = results.all_results.iter().filter(|((dataset, _), _)| dataset == &selection.dataset).map(|((_, seed), r)| (seed, r)).collect();
+        let mut runs: Vec<(&i64, &ResultsCount)> =
+            results.all_results.iter().filter(|((dataset, _), _)| dataset == &selection.dataset).map(|((_, seed), r)| (seed, r)).collect();
         if runs.is_empty() {
             let mut datasets: Vec<&String> = results.all_results.keys().map(|(d, _)| d).collect();
             datasets.sort();
@@ -156,7 +164,15 @@ pub fn convert_nb201(path: &Path, selection: &Nb201Selection) -> Result<GroundTr
             return Err(format(format!("architecture {index} has no results on `{}`; it has {datasets:?}", selection.dataset)));
         }
         runs.sort_by_key(|(seed, _)| **seed);
-        let mut entry = TableEntry { genotype, accuracy: Vec::new(), seeds: Vec::new(), valid_accuracy: Vec::new(), parameters: None, flops: None, seconds: Vec::new() };
+        let mut entry = TableEntry {
+            genotype,
+            accuracy: Vec::new(),
+            seeds: Vec::new(),
+            valid_accuracy: Vec::new(),
+            parameters: None,
+            flops: None,
+            seconds: Vec::new(),
+        };
         for (seed, run) in runs {
             let key = format!("{}@{}", selection.set, run.epochs - 1);
             let value = run.eval_acc1es.get(&key).ok_or_else(|| {
@@ -175,7 +191,13 @@ pub fn convert_nb201(path: &Path, selection: &Nb201Selection) -> Result<GroundTr
     }
     let table = GroundTruthTable::new(
         Some("nb201".to_string()),
-        format!("{} {} accuracy after the {}-epoch schedule, per seed, from {}", selection.dataset, selection.set, selection.schedule, path.display()),
+        format!(
+            "{} {} accuracy after the {}-epoch schedule, per seed, from {}",
+            selection.dataset,
+            selection.set,
+            selection.schedule,
+            path.display()
+        ),
         entries,
     );
     table.validate().map_err(format)?;

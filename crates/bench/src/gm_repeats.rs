@@ -20,22 +20,22 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use splitnas_plugin_api::{ComponentKind, GramSample, HostContext_TO, PluginError, SpaceInfo, SplitDecision, SplitRequest};
 
-use splitnas_engine::components::{create_criterion, merge_config};
-use splitnas_run::config::RunConfig;
-use splitnas_engine::criterion::{run_split, GradientSource, HostCriterionContext};
 use splitnas_data::{LoaderPosition, PreparedData};
+use splitnas_engine::components::{create_criterion, merge_config};
+use splitnas_engine::context::{BufferSnapshot, TrainingEnvironment};
+use splitnas_engine::criterion::split_candidates;
+use splitnas_engine::criterion::{run_split, GradientSource, HostCriterionContext};
+use splitnas_engine::error::PluginResultExt;
 use splitnas_engine::gradients::GradientProvider;
 use splitnas_engine::plugins::PluginRegistry;
-use {splitnas_data::SeededRng, splitnas_engine::services::PluginServices};
-use splitnas_engine::criterion::split_candidates;
-use splitnas_run::metrics::progress_bar;
 use splitnas_engine::seeds::{stream_seed, Stream};
+use splitnas_engine::sub_supernet::SubSupernet;
+use splitnas_run::config::RunConfig;
+use splitnas_run::metrics::progress_bar;
 use splitnas_run::phases::{new_root, state_digest, train_epochs};
 use splitnas_run::setup::SearchLoaders;
 use splitnas_run::{RunOptions, RunSetup};
-use splitnas_engine::context::{BufferSnapshot, TrainingEnvironment};
-use splitnas_engine::error::PluginResultExt;
-use splitnas_engine::sub_supernet::SubSupernet;
+use {splitnas_data::SeededRng, splitnas_engine::services::PluginServices};
 
 /// The criterion under study.
 const CRITERION: &str = "gm";
@@ -127,14 +127,17 @@ impl SavedRecording {
         let samples = saved
             .candidates
             .into_iter()
-            .map(|(point, samples)| (point, samples.into_iter().map(|(options, gram)| GramSample { options: options.into(), gram: gram.into() }).collect()))
+            .map(|(point, samples)| {
+                (point, samples.into_iter().map(|(options, gram)| GramSample { options: options.into(), gram: gram.into() }).collect())
+            })
             .collect();
         Ok(Some((samples, saved.gradient_passes)))
     }
 
     fn save(directory: &std::path::Path, seed: u64, study: &Value, recording: &Recording, gradient_passes: usize) -> Result<()> {
         std::fs::create_dir_all(directory).with_context(|| format!("cannot create {}", directory.display()))?;
-        let candidates = recording.iter().map(|(&point, samples)| (point, samples.iter().map(|s| (s.options.to_vec(), s.gram.to_vec())).collect())).collect();
+        let candidates =
+            recording.iter().map(|(&point, samples)| (point, samples.iter().map(|s| (s.options.to_vec(), s.gram.to_vec())).collect())).collect();
         let saved = SavedRecording { study: study.clone(), candidates, gradient_passes };
         Ok(splitnas_engine::checkpoint::write_json(&Self::path(directory, seed), &saved)?)
     }
@@ -262,11 +265,18 @@ impl<'a> ReplayedGrams<'a> {
 
 impl GradientSource for ReplayedGrams<'_> {
     fn gradient_gram(&self, choice_point: u32) -> Result<GramSample, PluginError> {
-        let samples = self.recording.get(&choice_point).ok_or_else(|| PluginError::invalid_input(format!("choice point {choice_point} is not a recorded candidate")))?;
+        let samples = self
+            .recording
+            .get(&choice_point)
+            .ok_or_else(|| PluginError::invalid_input(format!("choice point {choice_point} is not a recorded candidate")))?;
         let mut served = self.served.borrow_mut();
         let next = served.entry(choice_point).or_default();
         let sample = samples.get(*next).ok_or_else(|| {
-            PluginError::invalid_input(format!("repeat {} of choice point {choice_point} was asked for, but only {} were recorded: raise --reference-repeats", *next + 1, samples.len()))
+            PluginError::invalid_input(format!(
+                "repeat {} of choice point {choice_point} was asked for, but only {} were recorded: raise --reference-repeats",
+                *next + 1,
+                samples.len()
+            ))
         })?;
         *next += 1;
         Ok(sample.clone())
@@ -274,11 +284,19 @@ impl GradientSource for ReplayedGrams<'_> {
 }
 
 /// Runs the study; `on_seed` sees each seed's record as soon as it is done.
-pub fn run_gm_repeats(request: &GmRepeatsRequest, registry: PluginRegistry, options: &RunOptions, on_seed: &mut dyn FnMut(&SeedRecord)) -> Result<GmRepeatsReport> {
+pub fn run_gm_repeats(
+    request: &GmRepeatsRequest,
+    registry: PluginRegistry,
+    options: &RunOptions,
+    on_seed: &mut dyn FnMut(&SeedRecord),
+) -> Result<GmRepeatsReport> {
     let config = &request.config;
     let split = &config.split;
     if split.is_one_shot() {
-        bail!("{}: the [split] table is one-shot; the study needs a few-shot schedule (criterion and `epochs`, e.g. epochs = [15], groups = [2])", request.config_path.display());
+        bail!(
+            "{}: the [split] table is one-shot; the study needs a few-shot schedule (criterion and `epochs`, e.g. epochs = [15], groups = [2])",
+            request.config_path.display()
+        );
     }
     if request.reference_repeats == 0 {
         bail!("--reference-repeats must be at least 1");
@@ -295,7 +313,10 @@ pub fn run_gm_repeats(request: &GmRepeatsRequest, registry: PluginRegistry, opti
         create_criterion(&registry, CRITERION, gm_config).with_context(|| format!("the {label} gm configuration {gm_config}"))?;
         let merged = merge_config(ComponentKind::Criterion, CRITERION, &defaults, gm_config)?;
         if let Some(repeats) = merged.get("repeats").and_then(Value::as_u64).filter(|&r| r > u64::from(request.reference_repeats)) {
-            bail!("the {label} gm configuration may ask for {repeats} repeats per candidate, but --reference-repeats {} are recorded", request.reference_repeats);
+            bail!(
+                "the {label} gm configuration may ask for {repeats} repeats per candidate, but --reference-repeats {} are recorded",
+                request.reference_repeats
+            );
         }
         effective.push(merged);
     }
@@ -343,7 +364,8 @@ pub fn run_gm_repeats(request: &GmRepeatsRequest, registry: PluginRegistry, opti
         let (recording, gradient_passes) = match kept {
             Some(kept) => kept,
             None => {
-                let recorded = record_grams(&env, &mut root, &data, &candidates, request.reference_repeats, split_epoch, record_seed, seed, options.quiet)?;
+                let recorded =
+                    record_grams(&env, &mut root, &data, &candidates, request.reference_repeats, split_epoch, record_seed, seed, options.quiet)?;
                 if let Some(directory) = &request.recordings {
                     SavedRecording::save(directory, seed, &study, &recorded.0, recorded.1)?;
                 }
@@ -356,7 +378,8 @@ pub fn run_gm_repeats(request: &GmRepeatsRequest, registry: PluginRegistry, opti
         // Both configurations get the same criterion randomness: only their repeats differ.
         let decide_seed = stream_seed(config.run.seed, Stream::StudyDecision, &[seed]);
         let decide_with = |gm_config: &Value, label: &str| {
-            decide(&registry, gm_config, &split_request, &recording, &info, decide_seed).with_context(|| format!("seed {seed}: the {label} gm configuration {gm_config}"))
+            decide(&registry, gm_config, &split_request, &recording, &info, decide_seed)
+                .with_context(|| format!("seed {seed}: the {label} gm configuration {gm_config}"))
         };
         let fixed = decide_with(&fixed_config, "fixed")?;
         let adaptive = decide_with(&adaptive_config, "adaptive")?;
@@ -441,7 +464,14 @@ fn record_grams(
 }
 
 /// One gm configuration's decision on a recording, and the samples it asked for.
-fn decide(registry: &PluginRegistry, gm_config: &Value, request: &SplitRequest, recording: &Recording, info: &SpaceInfo, decide_seed: u64) -> Result<GmDecision> {
+fn decide(
+    registry: &PluginRegistry,
+    gm_config: &Value,
+    request: &SplitRequest,
+    recording: &Recording,
+    info: &SpaceInfo,
+    decide_seed: u64,
+) -> Result<GmDecision> {
     let mut criterion = create_criterion(registry, CRITERION, gm_config)?;
     let replay = ReplayedGrams::new(recording);
     let context = HostCriterionContext::new(SeededRng::new(decide_seed), Some(&replay));

@@ -17,13 +17,13 @@ use serde::{Deserialize, Serialize};
 use splitnas_plugin_api::{Architecture, Mask, SearchSpaceBox, SpaceInfo};
 
 use crate::table::{GroundTruthTable, TableEntry};
-use splitnas_run::config::RunConfig;
+use splitnas_data::SeededRng;
 use splitnas_data::{BatchLoader, LoaderOptions, SplitName};
 use splitnas_engine::plugins::PluginRegistry;
-use splitnas_data::SeededRng;
+use splitnas_engine::standalone::train_standalone;
+use splitnas_run::config::RunConfig;
 use splitnas_run::metrics::progress_bar;
 use splitnas_run::{RunOptions, RunSetup};
-use splitnas_engine::standalone::train_standalone;
 
 /// Which architectures to train.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,7 +109,13 @@ const POOL_FACTOR: usize = 20;
 /// architectures, else `20·n` distinct ones it samples) are sorted by (parameters, FLOPs, genotype) and cut into `n`
 /// equal strata; one architecture is drawn from each, seeded. So the sample covers small
 /// and large networks evenly, and the same seed gives the same sample.
-pub fn select_architectures(space: &SearchSpaceBox, info: &SpaceInfo, selection: Selection, seed: u64, image_size: u32) -> Result<Vec<(Architecture, String)>> {
+pub fn select_architectures(
+    space: &SearchSpaceBox,
+    info: &SpaceInfo,
+    selection: Selection,
+    seed: u64,
+    image_size: u32,
+) -> Result<Vec<(Architecture, String)>> {
     let mut rng = SeededRng::derive(seed, &[0x5354_5241_5441]); // "STRATA"
     let mask = info.full_mask();
     let space_error = |e: splitnas_plugin_api::PluginError| anyhow::anyhow!("space `{}`: {e}", info.name);
@@ -119,7 +125,9 @@ pub fn select_architectures(space: &SearchSpaceBox, info: &SpaceInfo, selection:
     let enumerable = count.filter(|&count| count <= ENUMERATION_LIMIT as u64);
     let pool: Vec<Architecture> = match (selection, enumerable) {
         (_, Some(count)) => (0..count).map(|index| space.architecture_at(&mask, index).into_result().map_err(space_error)).collect::<Result<_>>()?,
-        (Selection::All, None) => bail!("space `{}` is too large to train every architecture, or cannot enumerate them; give a number with --architectures", info.name),
+        (Selection::All, None) => {
+            bail!("space `{}` is too large to train every architecture, or cannot enumerate them; give a number with --architectures", info.name)
+        }
         (Selection::Stratified(n), None) => sample_distinct(space, info, &mask, n * POOL_FACTOR, &mut rng)?,
     };
     let mut scored = Vec::with_capacity(pool.len());
@@ -157,7 +165,10 @@ fn sample_distinct(space: &SearchSpaceBox, info: &SpaceInfo, mask: &Mask, count:
         if attempts > count * 10 {
             bail!("space `{}` gave only {} distinct architectures in {} draws", info.name, seen.len(), attempts - 1);
         }
-        let architecture = space.sample_architecture(mask, rng.next_u64()).into_result().map_err(|e| anyhow::anyhow!("space `{}` cannot sample architectures ({e}): rebuild it against this host's plugin-api", info.name))?;
+        let architecture = space
+            .sample_architecture(mask, rng.next_u64())
+            .into_result()
+            .map_err(|e| anyhow::anyhow!("space `{}` cannot sample architectures ({e}): rebuild it against this host's plugin-api", info.name))?;
         seen.insert(architecture);
     }
     Ok(seen.into_iter().collect())
@@ -221,7 +232,11 @@ pub fn run_ground_truth(request: GroundTruthRequest, registry: PluginRegistry, o
     }
     let records_path = output_dir.join("results.jsonl");
     let mut records = read_records(&records_path)?;
-    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&records_path).with_context(|| format!("cannot open {}", records_path.display()))?;
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&records_path)
+        .with_context(|| format!("cannot open {}", records_path.display()))?;
     // A partial last line (killed mid-write) must not glue onto the next record.
     if std::fs::read(&records_path)?.last().is_some_and(|&b| b != b'\n') {
         log.write_all(b"\n")?;
@@ -246,11 +261,20 @@ pub fn run_ground_truth(request: GroundTruthRequest, registry: PluginRegistry, o
             bar.set_message(genotype.clone());
             let init_seed = SeededRng::derive(seed, &[index as u64]).next_u64();
             tch::manual_seed(init_seed as i64);
-            let network = setup.space.build_network(architecture, setup.device).into_result().map_err(|e| anyhow::anyhow!("space `{}`: {e}", config.space.name))?;
+            let network = setup
+                .space
+                .build_network(architecture, setup.device)
+                .into_result()
+                .map_err(|e| anyhow::anyhow!("space `{}`: {e}", config.space.name))?;
             // The same batches for every architecture of a seed: differences between
             // architectures are not drowned by differences in data order.
             let loader_seed = SeededRng::derive(seed, &[0x004f_5244_4552]).next_u64();
-            let train = RefCell::new(BatchLoader::new(&data.splits.train, &data.normalization, LoaderOptions { seed: loader_seed, ..data.training_options }, data.splits.train.device())?);
+            let train = RefCell::new(BatchLoader::new(
+                &data.splits.train,
+                &data.normalization,
+                LoaderOptions { seed: loader_seed, ..data.training_options },
+                data.splits.train.device(),
+            )?);
             // Only the test split is evaluated: the table's accuracy is test accuracy, and the
             // valid split (the search's) would cost more than a third of a short training.
             let result = train_standalone(&network, &train, None, &test, &config.final_training.standalone_settings(), init_seed, &mut |_, _| {})
@@ -298,7 +322,8 @@ fn write_table(
 ) -> Result<GroundTruthTable> {
     let mut entries = Vec::new();
     for (architecture, genotype) in chosen {
-        let mine: Vec<&TrainingRecord> = protocol.seeds.iter().filter_map(|&s| records.iter().find(|r| &r.genotype == genotype && r.seed == s)).collect();
+        let mine: Vec<&TrainingRecord> =
+            protocol.seeds.iter().filter_map(|&s| records.iter().find(|r| &r.genotype == genotype && r.seed == s)).collect();
         if mine.is_empty() {
             continue;
         }

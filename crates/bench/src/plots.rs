@@ -41,7 +41,11 @@ pub fn tau_bars(bars: &[TauBar], path: &Path) -> Result<()> {
         .x_labels(bars.len() * 2 + 1)
         .x_label_formatter(&|x| {
             let index = x.floor() as usize;
-            if (x - index as f64 - 0.5).abs() < 0.01 { names.get(index).cloned().unwrap_or_default() } else { String::new() }
+            if (x - index as f64 - 0.5).abs() < 0.01 {
+                names.get(index).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
         })
         .y_desc("Kendall τ")
         .draw()
@@ -54,7 +58,11 @@ pub fn tau_bars(bars: &[TauBar], path: &Path) -> Result<()> {
             let left = g as f64 + 0.1 + m as f64 * width;
             Rectangle::new([(left, 0.0), (left + width * 0.9, bar.per_method[m].0)], color.filled())
         });
-        chart.draw_series(rectangles).map_err(plot_error)?.label(*name).legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+        chart
+            .draw_series(rectangles)
+            .map_err(plot_error)?
+            .label(*name)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
         let whiskers = bars.iter().enumerate().map(|(g, bar)| {
             let centre = g as f64 + 0.1 + m as f64 * width + width * 0.45;
             let (mean, std) = bar.per_method[m];
@@ -62,7 +70,13 @@ pub fn tau_bars(bars: &[TauBar], path: &Path) -> Result<()> {
         });
         chart.draw_series(whiskers).map_err(plot_error)?;
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).position(SeriesLabelPosition::UpperRight).draw().map_err(plot_error)?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(plot_error)?;
     root.present().map_err(plot_error)?;
     Ok(())
 }
@@ -86,9 +100,19 @@ pub fn prediction_scatter(reports: &[(String, &RankingReport)], method: usize, p
         let color = COLORS[index % COLORS.len()];
         let series = report.scores.iter().map(|s| Circle::new((s.truth, s.predicted[method]), 3, color.mix(0.7).filled()));
         let tau = report.methods[method].kendall_tau;
-        chart.draw_series(series).map_err(plot_error)?.label(format!("{label} (τ = {tau:.3})")).legend(move |(x, y)| Circle::new((x + 5, y), 4, color.filled()));
+        chart
+            .draw_series(series)
+            .map_err(plot_error)?
+            .label(format!("{label} (τ = {tau:.3})"))
+            .legend(move |(x, y)| Circle::new((x + 5, y), 4, color.filled()));
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).position(SeriesLabelPosition::UpperLeft).draw().map_err(plot_error)?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(plot_error)?;
     root.present().map_err(plot_error)?;
     Ok(())
 }

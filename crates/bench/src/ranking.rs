@@ -24,14 +24,14 @@ use tch::{Kind, Tensor};
 
 use crate::rank_statistics::{kendall_tau, regret_of_pick, spearman_rho, top_indices, top_k_precision};
 use crate::table::GroundTruthTable;
-use splitnas_engine::checkpoint::{read_json, restore_into};
-use splitnas_engine::sub_supernet::state_prefix;
-use splitnas_run::directory::RunDirectory;
 use splitnas_data::{BatchLoader, LoaderOptions, LoaderPosition, SplitName};
-use splitnas_engine::plugins::PluginRegistry;
-use splitnas_run::{RunOptions, RunSetup};
+use splitnas_engine::checkpoint::{read_json, restore_into};
 use splitnas_engine::context::one_hot_weights;
 use splitnas_engine::error::named;
+use splitnas_engine::plugins::PluginRegistry;
+use splitnas_engine::sub_supernet::state_prefix;
+use splitnas_run::directory::RunDirectory;
+use splitnas_run::{RunOptions, RunSetup};
 
 /// How the supernet evaluates each architecture.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -120,7 +120,13 @@ pub struct RankingReport {
 }
 
 /// Evaluates every table architecture through the run's leaves and compares with the table.
-pub fn rank_run(run_dir: &Path, table_path: &Path, registry: PluginRegistry, options: &RankingOptions, run_options: &RunOptions) -> Result<RankingReport> {
+pub fn rank_run(
+    run_dir: &Path,
+    table_path: &Path,
+    registry: PluginRegistry,
+    options: &RankingOptions,
+    run_options: &RunOptions,
+) -> Result<RankingReport> {
     let started = std::time::Instant::now();
     let table = GroundTruthTable::read(table_path)?;
     let directory = RunDirectory::open(run_dir)?;
@@ -159,7 +165,8 @@ pub fn rank_run(run_dir: &Path, table_path: &Path, registry: PluginRegistry, opt
 
     let data = &setup.data;
     let valid = RefCell::new(data.eval_loader(SplitName::Valid)?);
-    let calibration_options = LoaderOptions { batch_size: data.training_options.batch_size, shuffle: true, drop_last: true, augmentation: None, seed: 0x0043_414c_4942 };
+    let calibration_options =
+        LoaderOptions { batch_size: data.training_options.batch_size, shuffle: true, drop_last: true, augmentation: None, seed: 0x0043_414c_4942 };
     let calibration = RefCell::new(BatchLoader::new(&data.splits.train, &data.normalization, calibration_options, data.splits.train.device())?);
     let bar = splitnas_run::metrics::progress_bar(evaluated as u64, run_options.quiet, "ranking".to_string());
     let mut scores = Vec::with_capacity(evaluated);
@@ -195,7 +202,8 @@ pub fn rank_run(run_dir: &Path, table_path: &Path, registry: PluginRegistry, opt
 
     let truth: Vec<f64> = scores.iter().map(|s| s.truth).collect();
     let table_seed_tau = {
-        let pairs: Vec<(f64, f64)> = scores.iter().filter_map(|s| table.find(&s.genotype).filter(|e| e.accuracy.len() >= 2).map(|e| (e.accuracy[0], e.accuracy[1]))).collect();
+        let pairs: Vec<(f64, f64)> =
+            scores.iter().filter_map(|s| table.find(&s.genotype).filter(|e| e.accuracy.len() >= 2).map(|e| (e.accuracy[0], e.accuracy[1]))).collect();
         (pairs.len() == scores.len() && pairs.len() >= 2).then(|| {
             let (first, second): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
             kendall_tau(&first, &second)
@@ -223,7 +231,11 @@ pub fn rank_run(run_dir: &Path, table_path: &Path, registry: PluginRegistry, opt
     let selected = {
         let genotype = report.selected_result.genotype.clone();
         let truth = table.find(&genotype).map(|e| e.mean_accuracy());
-        Some(SelectedArchitecture { regret: truth.map(|t| table.architectures.iter().map(|e| e.mean_accuracy()).fold(f64::NEG_INFINITY, f64::max) - t), genotype, truth })
+        Some(SelectedArchitecture {
+            regret: truth.map(|t| table.architectures.iter().map(|e| e.mean_accuracy()).fold(f64::NEG_INFINITY, f64::max) - t),
+            genotype,
+            truth,
+        })
     };
     Ok(RankingReport {
         run_dir: run_dir.to_path_buf(),
@@ -268,7 +280,11 @@ impl PredictionCache {
         let file = read_json::<CachedPredictions>(&path)
             .ok()
             .filter(|c| c.eval_batches == options.eval_batches && c.recalibration_batches == options.recalibration_batches)
-            .unwrap_or(CachedPredictions { eval_batches: options.eval_batches, recalibration_batches: options.recalibration_batches, predictions: BTreeMap::new() });
+            .unwrap_or(CachedPredictions {
+                eval_batches: options.eval_batches,
+                recalibration_batches: options.recalibration_batches,
+                predictions: BTreeMap::new(),
+            });
         PredictionCache { path, file, unsaved: 0 }
     }
 
@@ -318,7 +334,11 @@ impl LeafSupernet {
     }
 
     fn forward(&self, images: &Tensor, weights: &Tensor, active: &Mask, train: bool) -> Result<Tensor> {
-        let output = self.supernet.forward(TensorRef::new(images), TensorRef::new(weights), active, train).into_result().map_err(|e| anyhow!("supernet: {e}"))?;
+        let output = self
+            .supernet
+            .forward(TensorRef::new(images), TensorRef::new(weights), active, train)
+            .into_result()
+            .map_err(|e| anyhow!("supernet: {e}"))?;
         Ok(output.into_tensor())
     }
 
@@ -442,7 +462,14 @@ pub fn render_ranking(report: &RankingReport) -> String {
         report.metric
     ));
     let top_header: Vec<String> = report.options.top_k.iter().map(|k| format!("top-{k}")).collect();
-    out.push_str(&format!("{:<13} {:>8} {:>8} {} {:>8}  pick\n", "BN", "tau", "rho", top_header.iter().map(|h| format!("{h:>7}")).collect::<String>(), "regret"));
+    out.push_str(&format!(
+        "{:<13} {:>8} {:>8} {} {:>8}  pick\n",
+        "BN",
+        "tau",
+        "rho",
+        top_header.iter().map(|h| format!("{h:>7}")).collect::<String>(),
+        "regret"
+    ));
     for method in &report.methods {
         let tops: String = method.top_k.iter().map(|t| format!("{:>7.2}", t.precision)).collect();
         out.push_str(&format!(
@@ -458,7 +485,9 @@ pub fn render_ranking(report: &RankingReport) -> String {
     }
     if let Some(selected) = &report.selected {
         match (selected.truth, selected.regret) {
-            (Some(truth), Some(regret)) => out.push_str(&format!("\nthe run selected {} : table accuracy {truth:.4}, regret {regret:.4}\n", selected.genotype)),
+            (Some(truth), Some(regret)) => {
+                out.push_str(&format!("\nthe run selected {} : table accuracy {truth:.4}, regret {regret:.4}\n", selected.genotype))
+            }
             _ => out.push_str(&format!("\nthe run selected {}, which the table does not list\n", selected.genotype)),
         }
     }

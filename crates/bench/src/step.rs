@@ -19,19 +19,21 @@ use std::cell::RefCell;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::json;
-use splitnas_plugin_api::{Architecture, Device, HostContext, OwnedTensor, PluginError, SearchSpaceBox, SpaceInfo, TensorRef, WeightSample, SpaceSetup};
+use splitnas_plugin_api::{
+    Architecture, Device, HostContext, OwnedTensor, PluginError, SearchSpaceBox, SpaceInfo, SpaceSetup, TensorRef, WeightSample,
+};
 use tch::Tensor;
 
-use splitnas_engine::components::{algorithm_factory, create_space};
 use splitnas_data::{Batch, BatchLoader, Dataset, LoaderOptions, Normalization, RepeatedBatch};
-use splitnas_engine::device::DeviceChoice;
+use splitnas_engine::components::{algorithm_factory, create_space};
+use splitnas_engine::context::{one_hot_weights, TrainingEnvironment};
 use splitnas_engine::criterion::GradientSource;
+use splitnas_engine::device::DeviceChoice;
 use splitnas_engine::gradients::GradientProvider;
 use splitnas_engine::optim::{AdamConfig, SgdConfig};
 use splitnas_engine::plugins::PluginRegistry;
-use {splitnas_data::SeededRng, splitnas_engine::services::PluginServices};
-use splitnas_engine::context::{one_hot_weights, TrainingEnvironment};
 use splitnas_engine::sub_supernet::{SubSupernet, Trainer, TrainingSettings};
+use {splitnas_data::SeededRng, splitnas_engine::services::PluginServices};
 
 /// The reference's data: CIFAR-shaped random images, 10 classes.
 const REFERENCE_DATA: SpaceSetup = SpaceSetup { classes: 10, input_channels: 3, image_size: 32, network_channels: 0, network_cells: 0 };
@@ -222,7 +224,8 @@ impl Nb201Bench {
         let space = create_space(registry, "nb201", &json!({"channels": channels, "cells": cells}), &REFERENCE_DATA)?;
         let info = space.info().into_result().context("space nb201")?;
         let cpu = tch::Device::Cpu;
-        let placeholder = Dataset::new("bench", Tensor::zeros([1, 3, 4, 4], (tch::Kind::Uint8, cpu)), Tensor::zeros([1], (tch::Kind::Int64, cpu)), 10)?;
+        let placeholder =
+            Dataset::new("bench", Tensor::zeros([1, 3, 4, 4], (tch::Kind::Uint8, cpu)), Tensor::zeros([1], (tch::Kind::Int64, cpu)), 10)?;
         let loader = BatchLoader::new(&placeholder, &Normalization::nb201_cifar10(), LoaderOptions::evaluation(1), device.to_tch())?;
         Ok(Nb201Bench { space, info, device, placeholder_loader: RefCell::new(loader) })
     }

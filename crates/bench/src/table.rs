@@ -202,11 +202,8 @@ fn parse_csv(text: &str, path: &Path) -> Result<GroundTruthTable, String> {
     let header = reader.headers().map_err(|e| format!("its header row cannot be read: {e}"))?.clone();
     let column = |name: &str| header.iter().position(|h| h == name);
     let genotype = column("genotype").ok_or("its header has no `genotype` column")?;
-    let seed_columns: Vec<(u64, usize)> = header
-        .iter()
-        .enumerate()
-        .filter_map(|(i, h)| h.strip_prefix("accuracy_seed_").and_then(|s| s.parse().ok()).map(|s| (s, i)))
-        .collect();
+    let seed_columns: Vec<(u64, usize)> =
+        header.iter().enumerate().filter_map(|(i, h)| h.strip_prefix("accuracy_seed_").and_then(|s| s.parse().ok()).map(|s| (s, i))).collect();
     let mean_column = column("accuracy");
     if seed_columns.is_empty() && mean_column.is_none() {
         return Err("its header has neither an `accuracy` column nor `accuracy_seed_<N>` columns".to_string());

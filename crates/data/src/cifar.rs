@@ -124,13 +124,7 @@ pub fn read_cifar_pickle_batch(path: &Path, variant: CifarVariant) -> Result<Ima
 
 /// Checks a pickled image array (rows of C·H·W bytes, or `[N, C, H, W]`) against `count`
 /// labels and returns its bytes.
-pub(crate) fn images_from_rows(
-    path: &Path,
-    key: &str,
-    array: DecodedArray,
-    image_shape: [usize; 3],
-    count: usize,
-) -> Result<Vec<u8>, DataError> {
+pub(crate) fn images_from_rows(path: &Path, key: &str, array: DecodedArray, image_shape: [usize; 3], count: usize) -> Result<Vec<u8>, DataError> {
     let image_bytes: usize = image_shape.iter().product();
     let shape = array.shape.clone();
     let as_rows = shape.len() == 2 && shape[1] == image_bytes;

@@ -192,10 +192,9 @@ impl DataConfig {
                 format!("dataset `embedded` is built in and reads no files, but path = {:?} is set; remove it or name the data set it holds", path),
             )),
             (None, DatasetKind::Embedded) => Ok(()),
-            (None, dataset) => Err(DataError::config(
-                "data.path",
-                format!("dataset `{dataset}` needs the directory that holds its files; set data.path"),
-            )),
+            (None, dataset) => {
+                Err(DataError::config("data.path", format!("dataset `{dataset}` needs the directory that holds its files; set data.path")))
+            }
             (Some(path), _) if !path.is_dir() => Err(DataError::config(
                 "data.path",
                 format!("{} is not a directory (relative paths are taken from {})", path.display(), current_dir_text()),
@@ -284,10 +283,7 @@ impl PreparedData {
     /// their own seed: what NB201's search feeds the architecture step.
     pub fn valid_search_loader(&self) -> Result<BatchLoader, DataError> {
         if self.splits.valid.is_empty() {
-            return Err(DataError::config(
-                "data.valid_fraction",
-                "is 0, so there is no valid split to search on; set it above 0 (NB201 uses 0.5)",
-            ));
+            return Err(DataError::config("data.valid_fraction", "is 0, so there is no valid split to search on; set it above 0 (NB201 uses 0.5)"));
         }
         let options = LoaderOptions { seed: stream_seed(self.seed, VALID_BATCH_STREAM), ..self.training_options };
         BatchLoader::new(&self.splits.valid, &self.normalization, options, self.splits.valid.device())

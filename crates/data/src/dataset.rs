@@ -28,12 +28,7 @@ impl Dataset {
             return Err(bad(format!("images must be uint8 [N, C, H, W], got {:?} {:?}", images.kind(), images.size())));
         }
         if labels.kind() != Kind::Int64 || labels.size() != [images.size()[0]] {
-            return Err(bad(format!(
-                "labels must be int64 [{}] (one per image), got {:?} {:?}",
-                images.size()[0],
-                labels.kind(),
-                labels.size()
-            )));
+            return Err(bad(format!("labels must be int64 [{}] (one per image), got {:?} {:?}", images.size()[0], labels.kind(), labels.size())));
         }
         if num_classes == 0 {
             return Err(bad("it must have at least one class".to_string()));

@@ -24,22 +24,8 @@ pub const FASHION_MNIST_CLASS_NAMES: [&str; 10] =
 pub fn load_embedded() -> Result<(Dataset, Dataset), DataError> {
     // The paths only name the source in (unexpected) errors.
     let source = |file: &str| Path::new("<embedded>/data/fashion-mnist-subset").join(file);
-    let train = decode_idx_pair(
-        TRAIN_IMAGES,
-        &source("train-images-idx3-ubyte.gz"),
-        TRAIN_LABELS,
-        &source("train-labels-idx1-ubyte.gz"),
-        MNIST_CLASSES,
-    )?;
-    let test = decode_idx_pair(
-        TEST_IMAGES,
-        &source("t10k-images-idx3-ubyte.gz"),
-        TEST_LABELS,
-        &source("t10k-labels-idx1-ubyte.gz"),
-        MNIST_CLASSES,
-    )?;
-    Ok((
-        train.into_dataset("embedded/official-train", MNIST_CLASSES)?,
-        test.into_dataset("embedded/test", MNIST_CLASSES)?,
-    ))
+    let train =
+        decode_idx_pair(TRAIN_IMAGES, &source("train-images-idx3-ubyte.gz"), TRAIN_LABELS, &source("train-labels-idx1-ubyte.gz"), MNIST_CLASSES)?;
+    let test = decode_idx_pair(TEST_IMAGES, &source("t10k-images-idx3-ubyte.gz"), TEST_LABELS, &source("t10k-labels-idx1-ubyte.gz"), MNIST_CLASSES)?;
+    Ok((train.into_dataset("embedded/official-train", MNIST_CLASSES)?, test.into_dataset("embedded/test", MNIST_CLASSES)?))
 }

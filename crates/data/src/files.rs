@@ -64,9 +64,5 @@ pub(crate) fn locate_dir(dir: &Path, standard_subdirs: &[&str], marker: &str) ->
     if dir.join(marker).exists() {
         return dir.to_path_buf();
     }
-    standard_subdirs
-        .iter()
-        .map(|sub| dir.join(sub))
-        .find(|candidate| candidate.join(marker).exists())
-        .unwrap_or_else(|| dir.to_path_buf())
+    standard_subdirs.iter().map(|sub| dir.join(sub)).find(|candidate| candidate.join(marker).exists()).unwrap_or_else(|| dir.to_path_buf())
 }

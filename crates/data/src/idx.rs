@@ -65,10 +65,8 @@ pub fn decode_idx(bytes: &[u8], expected_dims: usize, path: &Path) -> Result<Idx
     if bytes.len() < header_bytes {
         return Err(DataError::bad_file(path, format!("{} bytes: the IDX header alone needs {header_bytes} (truncated)", bytes.len())));
     }
-    let dims: Vec<usize> = bytes[4..header_bytes]
-        .chunks_exact(4)
-        .map(|chunk| u32::from_be_bytes(chunk.try_into().expect("4 bytes")) as usize)
-        .collect();
+    let dims: Vec<usize> =
+        bytes[4..header_bytes].chunks_exact(4).map(|chunk| u32::from_be_bytes(chunk.try_into().expect("4 bytes")) as usize).collect();
     let promised = dims.iter().try_fold(1usize, |total, &d| total.checked_mul(d));
     let found = bytes.len() - header_bytes;
     match promised {
@@ -142,8 +140,5 @@ pub fn read_idx_split(dir: &Path, prefix: &str, num_classes: usize) -> Result<Im
 pub fn load_mnist_like(dir: &Path, name: &str) -> Result<(Dataset, Dataset), DataError> {
     let train = read_idx_split(dir, "train", MNIST_CLASSES)?;
     let test = read_idx_split(dir, "t10k", MNIST_CLASSES)?;
-    Ok((
-        train.into_dataset(format!("{name}/official-train"), MNIST_CLASSES)?,
-        test.into_dataset(format!("{name}/test"), MNIST_CLASSES)?,
-    ))
+    Ok((train.into_dataset(format!("{name}/official-train"), MNIST_CLASSES)?, test.into_dataset(format!("{name}/test"), MNIST_CLASSES)?))
 }

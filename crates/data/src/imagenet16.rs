@@ -48,8 +48,5 @@ pub fn load_imagenet16(dir: &Path, num_classes: usize) -> Result<(Dataset, Datas
     }
     let test = read_imagenet16_batch(&dir.join("val_data"), num_classes)?;
     let name = format!("imagenet16-{num_classes}");
-    Ok((
-        train.into_dataset(format!("{name}/official-train"), num_classes)?,
-        test.into_dataset(format!("{name}/test"), num_classes)?,
-    ))
+    Ok((train.into_dataset(format!("{name}/official-train"), num_classes)?, test.into_dataset(format!("{name}/test"), num_classes)?))
 }

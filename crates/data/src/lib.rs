@@ -27,8 +27,8 @@ mod transform;
 mod tests;
 
 pub use cifar::{
-    decode_cifar_binary, load_cifar, read_cifar_binary_batch, read_cifar_pickle_batch, resolve_cifar_format, CifarVariant,
-    FileFormat, CIFAR_IMAGE_SHAPE,
+    decode_cifar_binary, load_cifar, read_cifar_binary_batch, read_cifar_pickle_batch, resolve_cifar_format, CifarVariant, FileFormat,
+    CIFAR_IMAGE_SHAPE,
 };
 pub use config::{prepare_data, DataConfig, DatasetKind, PreparedData, SplitName};
 pub use dataset::{Dataset, ImageRecords};

@@ -228,8 +228,7 @@ impl Iterator for EpochBatches<'_> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let left =
-            if self.loader.position.epoch == self.epoch { self.loader.batches_per_epoch() - self.loader.position.batch } else { 0 };
+        let left = if self.loader.position.epoch == self.epoch { self.loader.batches_per_epoch() - self.loader.position.batch } else { 0 };
         (left, Some(left))
     }
 }

@@ -66,24 +66,17 @@ impl DecodedArray {
     pub fn into_bytes(self, path: &Path, key: &str) -> Result<Vec<u8>, DataError> {
         match self.elements {
             Elements::U8(values) => Ok(values),
-            Elements::I64(values) => values
-                .iter()
-                .map(|&v| u8::try_from(v))
-                .collect::<Result<Vec<u8>, _>>()
-                .map_err(|_| {
-                    let wide = values.iter().find(|v| !(0..=255).contains(*v)).copied().unwrap_or_default();
-                    DataError::bad_file(path, format!("`{key}` holds {wide}; expected uint8 pixel values 0..=255"))
-                }),
+            Elements::I64(values) => values.iter().map(|&v| u8::try_from(v)).collect::<Result<Vec<u8>, _>>().map_err(|_| {
+                let wide = values.iter().find(|v| !(0..=255).contains(*v)).copied().unwrap_or_default();
+                DataError::bad_file(path, format!("`{key}` holds {wide}; expected uint8 pixel values 0..=255"))
+            }),
         }
     }
 
     /// The values as a label vector; the array must be one-dimensional.
     pub fn into_labels(self, path: &Path, key: &str) -> Result<Vec<i64>, DataError> {
         if self.shape.len() != 1 {
-            return Err(DataError::bad_file(
-                path,
-                format!("`{key}` has shape {:?}; expected one label per image, shape [N]", self.shape),
-            ));
+            return Err(DataError::bad_file(path, format!("`{key}` has shape {:?}; expected one label per image, shape [N]", self.shape)));
         }
         Ok(self.elements.into_i64())
     }
@@ -113,10 +106,7 @@ pub(crate) fn read_pickle_dict(path: &Path) -> Result<PickleDict, DataError> {
 
 pub(crate) fn dict_from_value(path: &Path, value: Value) -> Result<PickleDict, DataError> {
     let Value::Dict(items) = value else {
-        return Err(DataError::bad_file(
-            path,
-            format!("the pickle holds {}, expected a dict with `data` and labels", value_kind(&value)),
-        ));
+        return Err(DataError::bad_file(path, format!("the pickle holds {}, expected a dict with `data` and labels", value_kind(&value))));
     };
     let mut entries = BTreeMap::new();
     for (key, value) in items {
@@ -213,10 +203,7 @@ impl NumpyParts {
     fn decode(self) -> Result<DecodedArray, String> {
         let count: usize = self.shape.iter().product();
         if self.fortran_order && self.shape.iter().filter(|&&d| d > 1).count() > 1 {
-            return Err(format!(
-                "a Fortran-ordered numpy array of shape {:?}; save it with numpy.ascontiguousarray(...) first",
-                self.shape
-            ));
+            return Err(format!("a Fortran-ordered numpy array of shape {:?}; save it with numpy.ascontiguousarray(...) first", self.shape));
         }
         if count == 0 {
             return Ok(DecodedArray { shape: self.shape, elements: Elements::U8(Vec::new()) });

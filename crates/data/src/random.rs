@@ -33,4 +33,3 @@ impl SeededRng {
         z ^ (z >> 31)
     }
 }
-

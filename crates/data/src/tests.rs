@@ -192,8 +192,7 @@ fn imagenet16_directory_reads_numbered_batches_and_val_data() {
 }
 
 fn pickle_dict(entries: Vec<(&str, Value)>) -> Vec<u8> {
-    let map: BTreeMap<HashableValue, Value> =
-        entries.into_iter().map(|(key, value)| (HashableValue::String(key.to_string()), value)).collect();
+    let map: BTreeMap<HashableValue, Value> = entries.into_iter().map(|(key, value)| (HashableValue::String(key.to_string()), value)).collect();
     serde_pickle::value_to_vec(&Value::Dict(map), SerOptions::new()).unwrap()
 }
 
@@ -600,12 +599,7 @@ fn cifar_config_reads_a_directory_end_to_end() {
     let labels: Vec<(u8, u8)> = (0..8).map(|i| (0, i % 2)).collect();
     write_file(dir.path(), "data_batch_1.bin", &cifar_binary_bytes(CifarVariant::Cifar10, &labels, 0));
     write_file(dir.path(), "test_batch.bin", &cifar_binary_bytes(CifarVariant::Cifar10, &labels[..2], 0));
-    let config = DataConfig {
-        dataset: DatasetKind::Cifar10,
-        path: Some(dir.path().to_path_buf()),
-        batch_size: 2,
-        ..DataConfig::default()
-    };
+    let config = DataConfig { dataset: DatasetKind::Cifar10, path: Some(dir.path().to_path_buf()), batch_size: 2, ..DataConfig::default() };
     let data = prepare_data(&config, Device::Cpu).unwrap();
     assert_eq!((data.splits.train.len(), data.splits.valid.len(), data.splits.test.len()), (4, 4, 2));
     assert_eq!(data.normalization, Normalization::nb201_cifar10());

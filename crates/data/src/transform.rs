@@ -62,12 +62,7 @@ impl Normalization {
             }
             let count = pixels.len() as f64;
             let channel_mean = histogram.iter().enumerate().map(|(v, &n)| v as f64 / 255.0 * n as f64).sum::<f64>() / count;
-            let variance = histogram
-                .iter()
-                .enumerate()
-                .map(|(v, &n)| (v as f64 / 255.0 - channel_mean).powi(2) * n as f64)
-                .sum::<f64>()
-                / count;
+            let variance = histogram.iter().enumerate().map(|(v, &n)| (v as f64 / 255.0 - channel_mean).powi(2) * n as f64).sum::<f64>() / count;
             mean.push(channel_mean);
             std.push(if variance > 0.0 { variance.sqrt() } else { 1.0 });
         }

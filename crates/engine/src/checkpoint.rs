@@ -60,8 +60,11 @@ pub fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<(), Ch
     std::fs::create_dir_all(dir).map_err(io_error(dir))?;
     let temporary = temporary_beside(dir, ".safetensors.tmp")?;
     let cpu: Vec<(String, Tensor)> = tensors.iter().map(|(n, t)| (n.clone(), t.detach().to_device(tch::Device::Cpu).contiguous())).collect();
-    Tensor::write_safetensors(&cpu, temporary.path())
-        .map_err(|source| CheckpointError::Tensors { path: path.to_path_buf(), action: "write", source })?;
+    Tensor::write_safetensors(&cpu, temporary.path()).map_err(|source| CheckpointError::Tensors {
+        path: path.to_path_buf(),
+        action: "write",
+        source,
+    })?;
     temporary.as_file().sync_all().map_err(io_error(path))?;
     temporary.persist(path).map_err(|error| CheckpointError::Io { path: path.to_path_buf(), source: error.error })?;
     Ok(())
@@ -93,7 +96,11 @@ mod tests {
     fn written_files_follow_the_umask() {
         use std::os::unix::fs::PermissionsExt;
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        let umask = status.lines().find_map(|line| line.strip_prefix("Umask:")).map(|value| u32::from_str_radix(value.trim(), 8).unwrap()).expect("Linux reports the umask");
+        let umask = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Umask:"))
+            .map(|value| u32::from_str_radix(value.trim(), 8).unwrap())
+            .expect("Linux reports the umask");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("report.json");
         super::write_atomic(&path, b"{}").unwrap();

@@ -6,8 +6,8 @@ use splitnas_plugin_api::{
     AlgorithmSetup, ComponentFactory, ComponentKind, ErrorKind, PluginError, SearchAlgorithmBox, SearchSpaceBox, SpaceSetup, SplitCriterionBox,
 };
 
-use crate::plugins::{PluginRegistry, UnknownComponent};
 use crate::error::SearchError;
+use crate::plugins::{PluginRegistry, UnknownComponent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ComponentError {
@@ -26,8 +26,8 @@ pub enum ComponentError {
 /// Merges `user` over the component's `defaults`, rejecting keys the defaults do not have.
 /// Nested tables merge key by key under the same rule.
 pub fn merge_config(kind: ComponentKind, name: &str, defaults: &str, user: &Value) -> Result<Value, ComponentError> {
-    let defaults: Value = serde_json::from_str(defaults)
-        .map_err(|error| ComponentError::BadDefaults { kind, name: name.to_string(), detail: error.to_string() })?;
+    let defaults: Value =
+        serde_json::from_str(defaults).map_err(|error| ComponentError::BadDefaults { kind, name: name.to_string(), detail: error.to_string() })?;
     let Value::Object(mut merged) = defaults else {
         return Err(ComponentError::BadDefaults { kind, name: name.to_string(), detail: "not an object".to_string() });
     };
@@ -39,7 +39,13 @@ pub fn merge_config(kind: ComponentKind, name: &str, defaults: &str, user: &Valu
     Ok(Value::Object(merged))
 }
 
-fn merge_into(kind: ComponentKind, name: &str, prefix: &str, target: &mut Map<String, Value>, user: &Map<String, Value>) -> Result<(), ComponentError> {
+fn merge_into(
+    kind: ComponentKind,
+    name: &str,
+    prefix: &str,
+    target: &mut Map<String, Value>,
+    user: &Map<String, Value>,
+) -> Result<(), ComponentError> {
     for (key, value) in user {
         let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
         match target.get_mut(key) {
@@ -48,9 +54,7 @@ fn merge_into(kind: ComponentKind, name: &str, prefix: &str, target: &mut Map<St
                 known.sort();
                 return Err(ComponentError::UnknownKey { kind, name: name.to_string(), key: path, known: known.join(", ") });
             }
-            Some(Value::Object(inner)) if value.is_object() => {
-                merge_into(kind, name, &path, inner, value.as_object().expect("checked"))?
-            }
+            Some(Value::Object(inner)) if value.is_object() => merge_into(kind, name, &path, inner, value.as_object().expect("checked"))?,
             Some(slot) => *slot = value.clone(),
         }
     }

@@ -7,8 +7,8 @@ use std::cell::RefCell;
 use abi_stable::std_types::{RStr, RVec};
 use splitnas_data::{Batch, BatchLoader, LoaderPosition};
 use splitnas_plugin_api::{
-    ffi_guard, Architecture, Batch as AbiBatch, Device, HostContext, Mask, NamedTensor, OwnedTensor, PluginError, PluginResult,
-    SearchSpaceBox, SpaceInfo, SupernetBox, TensorRef, TrainingProgress,
+    ffi_guard, Architecture, Batch as AbiBatch, Device, HostContext, Mask, NamedTensor, OwnedTensor, PluginError, PluginResult, SearchSpaceBox,
+    SpaceInfo, SupernetBox, TensorRef, TrainingProgress,
 };
 use tch::Tensor;
 
@@ -25,7 +25,6 @@ pub struct TrainingEnvironment<'a> {
     pub eval_batches: usize,
     pub total_epochs: usize,
 }
-
 
 pub(crate) fn abi_batch(batch: &Batch) -> AbiBatch {
     AbiBatch { images: OwnedTensor::share(&batch.images), labels: OwnedTensor::share(&batch.labels) }
@@ -178,4 +177,3 @@ impl HostContext for TrainingContext<'_> {
         self.services.log_metric(name.as_str(), value)
     }
 }
-

@@ -2,11 +2,11 @@
 
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RStr, RVec};
-use splitnas_plugin_api::{
-    ffi_guard, CriterionContext, CriterionContext_TO, GramSample, Mask, OptionGradients, PluginError, PluginResult, SpaceInfo,
-    SplitCriterionBox, SplitDecision, SplitRequest,
-};
 use splitnas_data::SeededRng;
+use splitnas_plugin_api::{
+    ffi_guard, CriterionContext, CriterionContext_TO, GramSample, Mask, OptionGradients, PluginError, PluginResult, SpaceInfo, SplitCriterionBox,
+    SplitDecision, SplitRequest,
+};
 
 use crate::services::PluginServices;
 
@@ -96,11 +96,7 @@ pub fn validate_decision(request: &SplitRequest, decision: &SplitDecision) -> Re
     seen.sort_unstable();
     let empty_group = decision.groups.iter().any(RVec::is_empty);
     if empty_group || seen != allowed {
-        return Err(SplitError::NotAPartition {
-            choice_point: point,
-            allowed,
-            groups: decision.groups.iter().map(|g| g.to_vec()).collect(),
-        });
+        return Err(SplitError::NotAPartition { choice_point: point, allowed, groups: decision.groups.iter().map(|g| g.to_vec()).collect() });
     }
     Ok(())
 }
@@ -114,7 +110,12 @@ mod tests {
     fn only_splittable_choice_points_never_split_on_the_path_are_candidates() {
         let options: RVec<OptionInfo> = ["a", "b", "c"].iter().map(|n| OptionInfo { name: (*n).into(), costs: Default::default() }).collect();
         let point = |name: &str, splittable| ChoicePointInfo { name: name.into(), group: "cell".into(), options: options.clone(), splittable };
-        let info = SpaceInfo { name: "t".into(), choice_points: vec![point("normal 0", true), point("normal 1", true), point("reduce 0", false)].into(), max_options: 3, min_group_size: 2 };
+        let info = SpaceInfo {
+            name: "t".into(),
+            choice_points: vec![point("normal 0", true), point("normal 1", true), point("reduce 0", false)].into(),
+            max_options: 3,
+            min_group_size: 2,
+        };
         let mut mask = info.full_mask();
         assert_eq!(split_candidates(&info, &mask), vec![0, 1], "reduction-cell edges are never candidates");
         mask.rows[1] = vec![true, false, true].into();

@@ -8,7 +8,9 @@ use tch::Tensor;
 pub enum SearchError {
     #[error("{component}: {error}")]
     Plugin { component: String, error: PluginError },
-    #[error("the training loss became {value} at epoch {epoch}, step {step}: lower the learning rate (search.weights.lr) or enable gradient clipping")]
+    #[error(
+        "the training loss became {value} at epoch {epoch}, step {step}: lower the learning rate (search.weights.lr) or enable gradient clipping"
+    )]
     NonFiniteLoss { epoch: usize, step: usize, value: f64 },
     #[error("{0}")]
     Other(String),
@@ -35,4 +37,3 @@ impl<T> PluginResultExt<T> for Result<T, PluginError> {
 pub fn named(tensors: RVec<NamedTensor>) -> Vec<(String, Tensor)> {
     tensors.into_iter().map(|t| (t.name.to_string(), t.tensor.into_tensor())).collect()
 }
-

@@ -13,9 +13,9 @@ use std::collections::HashMap;
 use splitnas_plugin_api::{GramSample, Mask, PluginError, TensorRef, WeightSample};
 use tch::Tensor;
 
+use crate::context::TrainingContext;
 use crate::criterion::GradientSource;
 use splitnas_data::BatchSource;
-use crate::context::TrainingContext;
 
 /// Serves per-option shared-set gradients of one sub-supernet to a split criterion.
 pub struct GradientProvider<'a> {
@@ -36,7 +36,14 @@ impl<'a> GradientProvider<'a> {
         parameters: &'a [(String, Tensor)],
         batches: &'a RefCell<dyn BatchSource + 'a>,
     ) -> Self {
-        GradientProvider { context, contexts: RefCell::new(contexts), parameters, batches, shared: RefCell::new(HashMap::new()), passes: RefCell::new(0) }
+        GradientProvider {
+            context,
+            contexts: RefCell::new(contexts),
+            parameters,
+            batches,
+            shared: RefCell::new(HashMap::new()),
+            passes: RefCell::new(0),
+        }
     }
 
     /// The shared-set tensors for scoring `choice_point`, looked up once.
@@ -49,9 +56,10 @@ impl<'a> GradientProvider<'a> {
         let tensors = names
             .iter()
             .map(|name| {
-                by_name.get(name.as_str()).map(|t| t.shallow_clone()).ok_or_else(|| {
-                    PluginError::invalid_input(format!("the space names shared parameter `{name}`, which the supernet does not have"))
-                })
+                by_name
+                    .get(name.as_str())
+                    .map(|t| t.shallow_clone())
+                    .ok_or_else(|| PluginError::invalid_input(format!("the space names shared parameter `{name}`, which the supernet does not have")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         if tensors.is_empty() {
@@ -83,7 +91,8 @@ impl<'a> GradientProvider<'a> {
             for (k, on) in active.rows[choice_point as usize].iter_mut().enumerate() {
                 *on = k as u32 == option;
             }
-            let logits = self.context.supernet.forward(TensorRef::new(&batch.images), TensorRef::new(&weights), &active, true).into_result()?.into_tensor();
+            let logits =
+                self.context.supernet.forward(TensorRef::new(&batch.images), TensorRef::new(&weights), &active, true).into_result()?.into_tensor();
             let loss = logits.cross_entropy_for_logits(&batch.labels);
             let gradients = Tensor::f_run_backward(&[&loss], &shared, false, false)?;
             *self.passes.borrow_mut() += 1;

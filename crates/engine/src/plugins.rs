@@ -285,7 +285,11 @@ impl PluginRegistry {
             name: name.to_string(),
             available: {
                 let names: Vec<&str> = self.components.keys().filter(|(k, _)| *k == kind).map(|(_, n)| n.as_str()).collect();
-                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
             },
         })
     }

@@ -104,5 +104,11 @@ pub fn train_standalone(
     }
     let valid_accuracy = valid.map(|loader| network_accuracy(network, loader)).transpose()?;
     let test_accuracy = network_accuracy(network, test)?;
-    Ok(StandaloneResult { epochs: config.epochs, final_train_loss: last_loss, valid_accuracy, test_accuracy, seconds: started.elapsed().as_secs_f64() })
+    Ok(StandaloneResult {
+        epochs: config.epochs,
+        final_train_loss: last_loss,
+        valid_accuracy,
+        test_accuracy,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }

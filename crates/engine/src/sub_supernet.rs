@@ -10,8 +10,8 @@ use abi_stable::std_types::RStr;
 use serde::{Deserialize, Serialize};
 use splitnas_data::{Batch, BatchLoader, SeededRng};
 use splitnas_plugin_api::{
-    AlgorithmSetup, Architecture, ArchitectureStep, HostContext, HostContext_TO, Mask, SearchAlgorithmBox, SplitCriterionBox,
-    SplitDecision, SplitRequest, SupernetBox,
+    AlgorithmSetup, Architecture, ArchitectureStep, HostContext, HostContext_TO, Mask, SearchAlgorithmBox, SplitCriterionBox, SplitDecision,
+    SplitRequest, SupernetBox,
 };
 use tch::Tensor;
 
@@ -118,7 +118,13 @@ impl SubSupernet {
     }
 
     /// Trains one epoch. `on_step` is called after each step (progress bars).
-    pub fn train_epoch(&mut self, env: &TrainingEnvironment<'_>, epoch: usize, seed: u64, on_step: &mut dyn FnMut()) -> Result<EpochSummary, SearchError> {
+    pub fn train_epoch(
+        &mut self,
+        env: &TrainingEnvironment<'_>,
+        epoch: usize,
+        seed: u64,
+        on_step: &mut dyn FnMut(),
+    ) -> Result<EpochSummary, SearchError> {
         let started = std::time::Instant::now();
         tch::manual_seed(seed as i64);
         let lr = self.learning_rate(epoch);
@@ -154,7 +160,12 @@ impl SubSupernet {
 
     /// A host context for this sub-supernet and the pieces a training step updates, borrowed
     /// side by side (the context reads the supernet while steps move its weights in place).
-    pub fn trainer<'s>(&'s mut self, env: &'s TrainingEnvironment<'s>, epoch: usize, services: &'s PluginServices) -> (TrainingContext<'s>, Trainer<'s>) {
+    pub fn trainer<'s>(
+        &'s mut self,
+        env: &'s TrainingEnvironment<'s>,
+        epoch: usize,
+        services: &'s PluginServices,
+    ) -> (TrainingContext<'s>, Trainer<'s>) {
         let SubSupernet { mask, supernet, algorithm, parameters, buffers, alphas, weight_optimizer, architecture_optimizer, settings } = self;
         let context = TrainingContext::new(env, supernet, buffers, mask, epoch, services);
         let trainer = Trainer { algorithm, parameters, alphas, weight_optimizer, architecture_optimizer, grad_clip: settings.weights.grad_clip };
@@ -192,7 +203,10 @@ impl SubSupernet {
         let ((architecture, accuracy), metrics) = self.with_host(env, epoch, seed, |algorithm, context| {
             let architecture = algorithm.derive(HostContext_TO::from_ptr(context, TD_Opaque)).within("algorithm")?;
             if !context.mask.contains(&architecture) {
-                return Err(SearchError::Other(format!("the algorithm derived {:?}, which is outside the sub-supernet's mask", architecture.choices)));
+                return Err(SearchError::Other(format!(
+                    "the algorithm derived {:?}, which is outside the sub-supernet's mask",
+                    architecture.choices
+                )));
             }
             let accuracy = context.evaluate(&architecture).within("supernet")?;
             Ok((architecture, accuracy))
@@ -229,7 +243,8 @@ impl SubSupernet {
     /// Every tensor of the sub-supernet's state, prefixed by role, for a checkpoint.
     pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
         let mut tensors = Vec::new();
-        let prefixed = |prefix: &str, items: &[(String, Tensor)]| items.iter().map(|(n, t)| (format!("{prefix}{n}"), t.shallow_clone())).collect::<Vec<_>>();
+        let prefixed =
+            |prefix: &str, items: &[(String, Tensor)]| items.iter().map(|(n, t)| (format!("{prefix}{n}"), t.shallow_clone())).collect::<Vec<_>>();
         tensors.extend(prefixed(state_prefix::PARAMETER, &self.parameters));
         tensors.extend(prefixed(state_prefix::BUFFER, &self.buffers));
         tensors.extend(prefixed(state_prefix::ARCHITECTURE, &self.alphas));

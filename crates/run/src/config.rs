@@ -227,16 +227,28 @@ impl RunConfig {
     }
 
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: RunConfig =
-            toml::from_str(text).map_err(|error| ConfigError::Parse { path: path.to_path_buf(), message: error.to_string().trim_end().to_string() })?;
+        let config: RunConfig = toml::from_str(text)
+            .map_err(|error| ConfigError::Parse { path: path.to_path_buf(), message: error.to_string().trim_end().to_string() })?;
         config.validate().map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })?;
         Ok(config)
     }
 
     /// Checks values that parse but make no sense, naming the field.
     pub fn validate(&self) -> Result<(), String> {
-        let positive = |value: f64, field: &str| if value > 0.0 && value.is_finite() { Ok(()) } else { Err(format!("`{field}` must be a positive number, got {value}")) };
-        let non_negative = |value: f64, field: &str| if value >= 0.0 && value.is_finite() { Ok(()) } else { Err(format!("`{field}` must be zero or more, got {value}")) };
+        let positive = |value: f64, field: &str| {
+            if value > 0.0 && value.is_finite() {
+                Ok(())
+            } else {
+                Err(format!("`{field}` must be a positive number, got {value}"))
+            }
+        };
+        let non_negative = |value: f64, field: &str| {
+            if value >= 0.0 && value.is_finite() {
+                Ok(())
+            } else {
+                Err(format!("`{field}` must be zero or more, got {value}"))
+            }
+        };
         if self.run.name.is_empty() || self.run.name.contains('/') {
             return Err(format!("`run.name` must be a plain directory name, got {:?}", self.run.name));
         }
@@ -256,12 +268,19 @@ impl RunConfig {
         let split = &self.split;
         if !split.is_one_shot() {
             if split.epochs.len() != split.groups.len() {
-                return Err(format!("`split.epochs` has {} entries but `split.groups` has {}: give one group count per split", split.epochs.len(), split.groups.len()));
+                return Err(format!(
+                    "`split.epochs` has {} entries but `split.groups` has {}: give one group count per split",
+                    split.epochs.len(),
+                    split.groups.len()
+                ));
             }
             let mut previous = 0;
             for &epoch in &split.epochs {
                 if epoch <= previous || epoch >= self.search.epochs {
-                    return Err(format!("`split.epochs` must increase and lie strictly between 0 and search.epochs ({}), got {:?}", self.search.epochs, split.epochs));
+                    return Err(format!(
+                        "`split.epochs` must increase and lie strictly between 0 and search.epochs ({}), got {:?}",
+                        self.search.epochs, split.epochs
+                    ));
                 }
                 previous = epoch;
             }
@@ -322,12 +341,16 @@ mod tests {
 
     #[test]
     fn split_schedules_are_checked() {
-        let ok = parse(&format!("{MINIMAL}[search]\nepochs = 10\n[split]\ncriterion = \"gm\"\nepochs = [3, 6]\ngroups = [2, 2]\nrepeats = 5\n")).unwrap();
+        let ok =
+            parse(&format!("{MINIMAL}[search]\nepochs = 10\n[split]\ncriterion = \"gm\"\nepochs = [3, 6]\ngroups = [2, 2]\nrepeats = 5\n")).unwrap();
         assert_eq!(ok.split.config_json()["repeats"], 5);
         assert!(!ok.split.is_one_shot());
-        let error = parse(&format!("{MINIMAL}[search]\nepochs = 10\n[split]\ncriterion = \"gm\"\nepochs = [6, 3]\ngroups = [2, 2]\n")).unwrap_err().to_string();
+        let error = parse(&format!("{MINIMAL}[search]\nepochs = 10\n[split]\ncriterion = \"gm\"\nepochs = [6, 3]\ngroups = [2, 2]\n"))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("split.epochs"), "{error}");
-        let error = parse(&format!("{MINIMAL}[search]\nepochs = 10\n[split]\ncriterion = \"gm\"\nepochs = [3]\ngroups = [2, 2]\n")).unwrap_err().to_string();
+        let error =
+            parse(&format!("{MINIMAL}[search]\nepochs = 10\n[split]\ncriterion = \"gm\"\nepochs = [3]\ngroups = [2, 2]\n")).unwrap_err().to_string();
         assert!(error.contains("split.groups"), "{error}");
         let error = parse(&format!("{MINIMAL}[split]\nepochs = [3]\n")).unwrap_err().to_string();
         assert!(error.contains("split.criterion"), "{error}");
@@ -335,12 +358,16 @@ mod tests {
 
     #[test]
     fn successive_halving_is_a_selection() {
-        let config = parse(&format!("{MINIMAL}[final]\nselect_by = \"successive_halving\"\nhalving_first_epochs = 2\ndrop_path_prob = 0.2\n")).unwrap();
+        let config =
+            parse(&format!("{MINIMAL}[final]\nselect_by = \"successive_halving\"\nhalving_first_epochs = 2\ndrop_path_prob = 0.2\n")).unwrap();
         assert_eq!(config.final_training.select_by, SelectBy::SuccessiveHalving);
         assert_eq!((config.final_training.halving_first_epochs, config.final_training.drop_path_prob), (2, 0.2));
         let round_trip = toml::to_string(&config).unwrap();
         assert!(round_trip.contains("select_by = \"successive_halving\""), "{round_trip}");
-        assert_eq!(parse(&format!("{MINIMAL}[final]\nselect_by = \"successive-halving\"\n")).unwrap().final_training.select_by, SelectBy::SuccessiveHalving);
+        assert_eq!(
+            parse(&format!("{MINIMAL}[final]\nselect_by = \"successive-halving\"\n")).unwrap().final_training.select_by,
+            SelectBy::SuccessiveHalving
+        );
         let error = parse(&format!("{MINIMAL}[final]\nselect_by = \"halving\"\n")).unwrap_err().to_string();
         assert!(error.contains("successive_halving"), "{error}");
         let error = parse(&format!("{MINIMAL}[final]\ndrop_path_prob = 1.0\n")).unwrap_err().to_string();

@@ -34,7 +34,11 @@ pub fn progress_bar(length: u64, quiet: bool, prefix: String) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(length);
-    bar.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} ETA {eta} {msg}").expect("valid template").progress_chars("=> "));
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} ETA {eta} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
     bar.set_prefix(prefix);
     bar
 }

@@ -65,7 +65,14 @@ pub fn new_root(env: &TrainingEnvironment<'_>, config: &RunConfig, create: &Algo
     new_node(env, config, create, 0, env.info.full_mask(), training_settings(config))
 }
 
-fn new_node(env: &TrainingEnvironment<'_>, config: &RunConfig, create: &AlgorithmFactory, node: usize, mask: Mask, settings: TrainingSettings) -> Result<SubSupernet> {
+fn new_node(
+    env: &TrainingEnvironment<'_>,
+    config: &RunConfig,
+    create: &AlgorithmFactory,
+    node: usize,
+    mask: Mask,
+    settings: TrainingSettings,
+) -> Result<SubSupernet> {
     seed_node_init(config.run.seed, node);
     Ok(SubSupernet::new(env, mask, create, config.run.seed ^ node as u64, settings)?)
 }
@@ -134,7 +141,8 @@ fn alpha_values(node: &SubSupernet) -> Value {
         .alphas
         .iter()
         .map(|(name, tensor)| {
-            let flat: Vec<f64> = Vec::<f64>::try_from(tensor.detach().to_kind(tch::Kind::Double).to_device(tch::Device::Cpu).flatten(0, -1)).unwrap_or_default();
+            let flat: Vec<f64> =
+                Vec::<f64>::try_from(tensor.detach().to_kind(tch::Kind::Double).to_device(tch::Device::Cpu).flatten(0, -1)).unwrap_or_default();
             (name.clone(), json!(flat))
         })
         .collect();
@@ -233,7 +241,15 @@ impl<'a> Search<'a> {
         Ok(())
     }
 
-    fn train_node(&mut self, env: &TrainingEnvironment<'_>, sub: &mut SubSupernet, node: usize, from: usize, to: usize, tree: &mut SplitTree) -> Result<()> {
+    fn train_node(
+        &mut self,
+        env: &TrainingEnvironment<'_>,
+        sub: &mut SubSupernet,
+        node: usize,
+        from: usize,
+        to: usize,
+        tree: &mut SplitTree,
+    ) -> Result<()> {
         let (setup, quiet) = (self.setup, self.options.quiet);
         let metrics = &mut self.metrics;
         train_epochs(env, &setup.config, sub, node, from, to, quiet, &mut |sub, outcome| {
@@ -251,12 +267,21 @@ impl<'a> Search<'a> {
     }
 
     /// Splits `node` (trained up to `epoch`) and writes its children's checkpoints, then the tree.
-    fn split_node(&mut self, env: &TrainingEnvironment<'_>, sub: &mut SubSupernet, node: usize, level: usize, epoch: usize, tree: &mut SplitTree) -> Result<()> {
+    fn split_node(
+        &mut self,
+        env: &TrainingEnvironment<'_>,
+        sub: &mut SubSupernet,
+        node: usize,
+        level: usize,
+        epoch: usize,
+        tree: &mut SplitTree,
+    ) -> Result<()> {
         let (config, info) = (self.config(), &self.setup.info);
         let split = &config.split;
         let started = std::time::Instant::now();
         let mask = sub.mask.clone();
-        let request = SplitRequest { space: info.clone(), mask: mask.clone(), candidates: split_candidates(info, &mask).into(), groups: split.groups[level] };
+        let request =
+            SplitRequest { space: info.clone(), mask: mask.clone(), candidates: split_candidates(info, &mask).into(), groups: split.groups[level] };
         let mut criterion = create_criterion(&self.setup.registry, &split.criterion, &split.config_json())?;
         let gradient_loader = std::cell::RefCell::new(self.setup.data.train_loader()?);
         gradient_loader.borrow_mut().seek(splitnas_data::LoaderPosition { epoch: SPLIT_LOADER_EPOCH + node as u64, batch: 0 });
@@ -277,13 +302,22 @@ impl<'a> Search<'a> {
             candidates: decision
                 .scores
                 .iter()
-                .map(|c| CandidateRecord { choice_point: c.choice_point, name: name(c.choice_point), score: c.score, groups: c.groups.iter().map(|g| g.to_vec()).collect(), repeats: c.repeats })
+                .map(|c| CandidateRecord {
+                    choice_point: c.choice_point,
+                    name: name(c.choice_point),
+                    score: c.score,
+                    groups: c.groups.iter().map(|g| g.to_vec()).collect(),
+                    repeats: c.repeats,
+                })
                 .collect(),
             gradient_passes: passes,
             seconds: started.elapsed().as_secs_f64(),
         };
         if !self.options.quiet {
-            eprintln!("node {node}: split {} into {:?} ({:.1} s, {passes} gradient passes)", record.choice_point_name, record.group_names, record.seconds);
+            eprintln!(
+                "node {node}: split {} into {:?} ({:.1} s, {passes} gradient passes)",
+                record.choice_point_name, record.group_names, record.seconds
+            );
         }
         self.metrics.write(json!({"event": "split", "node": node, "split": record}))?;
         let restart = level + 1 == split.epochs.len() && split.restart_final;

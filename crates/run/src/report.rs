@@ -99,4 +99,3 @@ pub fn render_report(report: &Report, tree: &SplitTree) -> String {
     );
     text
 }
-

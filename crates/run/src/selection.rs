@@ -55,11 +55,7 @@ pub fn select(setup: &RunSetup, options: &RunOptions, tree: &mut SplitTree, metr
         tree.nodes[node].result.as_mut().expect("derived before selection").standalone = Some(standalone);
         setup.directory.write_tree(tree)?;
     }
-    let halving = if by_halving {
-        successive_halving(config, tree, &leaves, &setup.directory, options, metrics, &train)?
-    } else {
-        Vec::new()
-    };
+    let halving = if by_halving { successive_halving(config, tree, &leaves, &setup.directory, options, metrics, &train)? } else { Vec::new() };
     let selected = if let Some(last) = halving.last() {
         last.kept[0]
     } else if by_standalone {
@@ -162,7 +158,8 @@ fn final_training(
     let (config, data) = (&setup.config, &setup.data);
     let seed = stream_seed(config.run.seed, Stream::Standalone, &[]);
     tch::manual_seed(seed as i64);
-    let network = setup.space.build_network(architecture, setup.device).into_result().map_err(|e| anyhow::anyhow!("space `{}`: {e}", config.space.name))?;
+    let network =
+        setup.space.build_network(architecture, setup.device).into_result().map_err(|e| anyhow::anyhow!("space `{}`: {e}", config.space.name))?;
     let train = RefCell::new(data.train_loader()?);
     let valid = RefCell::new(data.eval_loader(SplitName::Valid)?);
     let test = RefCell::new(data.eval_loader(SplitName::Test)?);
@@ -193,9 +190,15 @@ mod tests {
 
     /// A DARTS-like space: two normal-cell edges (splittable) and one reduction edge (not).
     fn space() -> SpaceInfo {
-        let options: abi_stable::std_types::RVec<OptionInfo> = ["a", "b", "c"].iter().map(|n| OptionInfo { name: (*n).into(), costs: Default::default() }).collect();
+        let options: abi_stable::std_types::RVec<OptionInfo> =
+            ["a", "b", "c"].iter().map(|n| OptionInfo { name: (*n).into(), costs: Default::default() }).collect();
         let point = |name: &str, splittable| ChoicePointInfo { name: name.into(), group: "cell".into(), options: options.clone(), splittable };
-        SpaceInfo { name: "t".into(), choice_points: vec![point("normal 0", true), point("normal 1", true), point("reduce 0", false)].into(), max_options: 3, min_group_size: 2 }
+        SpaceInfo {
+            name: "t".into(),
+            choice_points: vec![point("normal 0", true), point("normal 1", true), point("reduce 0", false)].into(),
+            max_options: 3,
+            min_group_size: 2,
+        }
     }
 
     #[test]
@@ -226,7 +229,11 @@ mod tests {
             });
         }
         let directory = tempfile::tempdir().unwrap();
-        let mut config = RunConfig::from_toml("[space]\nname = \"t\"\n[algorithm]\nname = \"a\"\n[final]\nepochs = 9\nhalving_first_epochs = 2\nselect_by = \"successive_halving\"\n", std::path::Path::new("t.toml")).unwrap();
+        let mut config = RunConfig::from_toml(
+            "[space]\nname = \"t\"\n[algorithm]\nname = \"a\"\n[final]\nepochs = 9\nhalving_first_epochs = 2\nselect_by = \"successive_halving\"\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
         config.run.name = "t".into();
         let mut metrics = MetricsLog::open(&directory.path().join("metrics.jsonl")).unwrap();
         let options = RunOptions { quiet: true, ..RunOptions::default() };

@@ -87,7 +87,16 @@ fn mask_rows(mask: &Mask) -> Vec<Vec<bool>> {
 
 impl SplitTree {
     pub fn new(info: &SpaceInfo) -> Self {
-        let root = TreeNode { id: 0, parent: None, depth: 0, mask: mask_rows(&info.full_mask()), children: Vec::new(), split: None, train_seconds: 0.0, result: None };
+        let root = TreeNode {
+            id: 0,
+            parent: None,
+            depth: 0,
+            mask: mask_rows(&info.full_mask()),
+            children: Vec::new(),
+            split: None,
+            train_seconds: 0.0,
+            result: None,
+        };
         SplitTree {
             nodes: vec![root],
             choice_points: info.choice_points.iter().map(|p| p.name.to_string()).collect(),
@@ -141,7 +150,11 @@ impl SplitTree {
                 format!("{}={{{}}}", self.choice_points[point], names.join(","))
             })
             .collect();
-        if parts.is_empty() { "full space".to_string() } else { parts.join(" ") }
+        if parts.is_empty() {
+            "full space".to_string()
+        } else {
+            parts.join(" ")
+        }
     }
 
     /// The tree as indented text.
@@ -153,11 +166,20 @@ impl SplitTree {
 
     fn render_node(&self, id: usize, prefix: &str, last: bool, root: bool, out: &mut String) {
         let node = &self.nodes[id];
-        let branch = if root { "" } else if last { "└─ " } else { "├─ " };
+        let branch = if root {
+            ""
+        } else if last {
+            "└─ "
+        } else {
+            "├─ "
+        };
         out.push_str(&format!("{prefix}{branch}node {id}: {}", self.mask_summary(id)));
         if let Some(split) = &node.split {
             let best = split.candidates.iter().find(|c| c.choice_point == split.choice_point).map(|c| c.score).unwrap_or(0.0);
-            out.push_str(&format!("  | split {} at epoch {} ({}, score {best:.4}, {:.1} s)", split.choice_point_name, split.epoch, split.criterion, split.seconds));
+            out.push_str(&format!(
+                "  | split {} at epoch {} ({}, score {best:.4}, {:.1} s)",
+                split.choice_point_name, split.epoch, split.criterion, split.seconds
+            ));
         }
         if let Some(result) = &node.result {
             out.push_str(&format!("  | {}  supernet {:.4}", result.genotype, result.supernet_valid_accuracy));
@@ -242,7 +264,9 @@ impl SplitTree {
         for node in &self.nodes {
             let (x, y) = position(node.id);
             let fill = if node.is_leaf() { "#eef6ee" } else { "#eef0f8" };
-            out += &format!("<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{box_width}\" height=\"{box_height}\" rx=\"6\" fill=\"{fill}\" stroke=\"#333\"/>\n");
+            out += &format!(
+                "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{box_width}\" height=\"{box_height}\" rx=\"6\" fill=\"{fill}\" stroke=\"#333\"/>\n"
+            );
             let mut lines = vec![format!("node {}", node.id), self.mask_summary(node.id)];
             if let Some(split) = &node.split {
                 let best = split.candidates.iter().find(|c| c.choice_point == split.choice_point).map(|c| c.score).unwrap_or(0.0);
@@ -276,10 +300,13 @@ mod tests {
     use splitnas_plugin_api::{ChoicePointInfo, OptionInfo};
 
     fn info() -> SpaceInfo {
-        let options: abi_stable::std_types::RVec<OptionInfo> = ["a", "b", "c", "d"].iter().map(|n| OptionInfo { name: (*n).into(), costs: Default::default() }).collect();
+        let options: abi_stable::std_types::RVec<OptionInfo> =
+            ["a", "b", "c", "d"].iter().map(|n| OptionInfo { name: (*n).into(), costs: Default::default() }).collect();
         SpaceInfo {
             name: "t".into(),
-            choice_points: (0..2).map(|e| ChoicePointInfo { name: format!("e{e}").into(), group: "cell".into(), options: options.clone(), splittable: true }).collect(),
+            choice_points: (0..2)
+                .map(|e| ChoicePointInfo { name: format!("e{e}").into(), group: "cell".into(), options: options.clone(), splittable: true })
+                .collect(),
             max_options: 4,
             min_group_size: 1,
         }

@@ -204,13 +204,25 @@ fn gumbel_noise(like: &Tensor) -> Result<Tensor, PluginError> {
 }
 
 /// The supernet's logits for `images` mixed by `weights`.
-pub(crate) fn forward(context: &HostContextRef<'_>, images: TensorRef<'_>, weights: &Tensor, active: &Mask, train: bool) -> Result<Tensor, PluginError> {
+pub(crate) fn forward(
+    context: &HostContextRef<'_>,
+    images: TensorRef<'_>,
+    weights: &Tensor,
+    active: &Mask,
+    train: bool,
+) -> Result<Tensor, PluginError> {
     let logits = host(context.forward(images, TensorRef::new(weights), active, train))?;
     Ok(logits.into_tensor())
 }
 
 /// Mean cross-entropy of the supernet on `batch` with the given mixing weights.
-pub(crate) fn cross_entropy(context: &HostContextRef<'_>, batch: &Batch, weights: &Tensor, active: &Mask, train: bool) -> Result<Tensor, PluginError> {
+pub(crate) fn cross_entropy(
+    context: &HostContextRef<'_>,
+    batch: &Batch,
+    weights: &Tensor,
+    active: &Mask,
+    train: bool,
+) -> Result<Tensor, PluginError> {
     let logits = forward(context, batch.images.as_ref(), weights, active, train)?;
     let labels = batch.labels.tensor();
     Ok(logits.f_cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, -100, 0.0)?)
@@ -283,7 +295,8 @@ pub(crate) fn write_gradient(alpha: &Tensor, gradient: &Tensor) -> Result<(), Pl
 
 /// Parses checkpointed algorithm state, naming the component in the error.
 pub(crate) fn parse_state<S: DeserializeOwned>(component: &str, text: &str) -> Result<S, PluginError> {
-    serde_json::from_str(text).map_err(|error| PluginError::invalid_input(format!("{component}: cannot restore the checkpointed state `{text}`: {error}")))
+    serde_json::from_str(text)
+        .map_err(|error| PluginError::invalid_input(format!("{component}: cannot restore the checkpointed state `{text}`: {error}")))
 }
 
 /// Serialises algorithm state for a checkpoint.

@@ -126,8 +126,11 @@ impl Darts {
     /// descent: the host's momentum and weight decay are not visible through the context.
     /// The four forward passes run in training mode, so BN running statistics move four times.
     fn write_unrolled_gradient(&self, context: &HostContextRef<'_>, valid_batch: &Batch, train_batch: &Batch) -> Result<(), PluginError> {
-        let parameters: Vec<Tensor> =
-            host(context.supernet_parameters())?.into_iter().map(|named| named.tensor.into_tensor()).filter(|parameter| parameter.requires_grad()).collect();
+        let parameters: Vec<Tensor> = host(context.supernet_parameters())?
+            .into_iter()
+            .map(|named| named.tensor.into_tensor())
+            .filter(|parameter| parameter.requires_grad())
+            .collect();
         if parameters.is_empty() {
             return Err(PluginError::invalid_input("darts: second-order DARTS needs the supernet's trainable parameters, but the host listed none"));
         }
@@ -155,8 +158,11 @@ impl Darts {
         // Virtual step w' = w − ξ ∇w L_train(w, α); α does not need to be in this graph.
         let train_loss = cross_entropy(context, train_batch, &self.detached_probabilities()?, mask, true)?;
         let weight_gradients = gradients_or_zero(&train_loss, parameters)?;
-        let unrolled: Vec<Tensor> =
-            originals.iter().zip(&weight_gradients).map(|(original, gradient)| original.f_sub(&gradient.f_mul_scalar(xi)?)).collect::<Result<_, _>>()?;
+        let unrolled: Vec<Tensor> = originals
+            .iter()
+            .zip(&weight_gradients)
+            .map(|(original, gradient)| original.f_sub(&gradient.f_mul_scalar(xi)?))
+            .collect::<Result<_, _>>()?;
         set_parameters(parameters, &unrolled)?;
 
         // ∇α L_val(w', α) and ∇w' L_val(w', α) from one backward pass.
@@ -218,8 +224,8 @@ fn set_parameters(parameters: &[Tensor], values: &[Tensor]) -> Result<(), Plugin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use splitnas_plugin_testkit::host::*;
     use serde_json::json;
+    use splitnas_plugin_testkit::host::*;
 
     fn darts(overrides: serde_json::Value) -> Darts {
         Darts::create(&config_with::<Darts>(overrides), &test_setup()).unwrap()
@@ -229,7 +235,9 @@ mod tests {
     fn spread_alpha(algorithm: &Darts) -> Tensor {
         let alpha = alpha_of(algorithm);
         let _no_grad = tch::no_grad_guard();
-        alpha.shallow_clone().copy_(&Tensor::from_slice(&[0.3f32, -0.5, 0.8, 0.1, 0.6, 0.0, -0.4, 0.0, 0.0, 0.2, 0.0, 0.0, -0.3, 0.5, 0.0, 0.9]).view([4, 4]));
+        alpha
+            .shallow_clone()
+            .copy_(&Tensor::from_slice(&[0.3f32, -0.5, 0.8, 0.1, 0.6, 0.0, -0.4, 0.0, 0.0, 0.2, 0.0, 0.0, -0.3, 0.5, 0.0, 0.9]).view([4, 4]));
         alpha
     }
 

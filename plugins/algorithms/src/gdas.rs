@@ -13,8 +13,8 @@ use splitnas_plugin_api::{
 use tch::Tensor;
 
 use crate::common::{
-    check_non_negative, check_restored_temperature, check_temperatures, cross_entropy, host, linear_temperature, parse_state, state_to_json, MaskedSpace,
-    TemperatureState,
+    check_non_negative, check_restored_temperature, check_temperatures, cross_entropy, host, linear_temperature, parse_state, state_to_json,
+    MaskedSpace, TemperatureState,
 };
 
 pub struct Gdas {
@@ -75,7 +75,12 @@ impl AlgorithmPlugin for Gdas {
         Ok(WeightStepLoss { loss: OwnedTensor::new(loss), trains_architecture: false })
     }
 
-    fn architecture_step(&mut self, context: &HostContextRef<'_>, valid_batch: &Batch, _train_batch: &Batch) -> Result<ArchitectureStep, PluginError> {
+    fn architecture_step(
+        &mut self,
+        context: &HostContextRef<'_>,
+        valid_batch: &Batch,
+        _train_batch: &Batch,
+    ) -> Result<ArchitectureStep, PluginError> {
         let (weights, choices) = self.space.gumbel_hard(&self.alpha, self.temperature)?;
         let active = self.space.single_path_active(&self.space.choices_to_host(&choices)?);
         let loss = cross_entropy(context, valid_batch, &weights, &active, true)?;
@@ -131,8 +136,8 @@ impl Gdas {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use splitnas_plugin_testkit::host::*;
     use serde_json::json;
+    use splitnas_plugin_testkit::host::*;
 
     fn gdas(overrides: serde_json::Value) -> Gdas {
         Gdas::create(&config_with::<Gdas>(overrides), &test_setup()).unwrap()
@@ -209,7 +214,9 @@ mod tests {
         {
             let _no_grad = tch::no_grad_guard();
             // Largest α on a disallowed option of choice point 1: the argmax must skip it.
-            alpha.shallow_clone().copy_(&Tensor::from_slice(&[0.0f32, 0.0, 0.0, 2.0, 0.1, 9.0, 0.2, 9.0, 5.0, 0.0, 5.0, 5.0, 0.0, 1.0, 0.0, 0.0]).view([4, 4]));
+            alpha
+                .shallow_clone()
+                .copy_(&Tensor::from_slice(&[0.0f32, 0.0, 0.0, 2.0, 0.1, 9.0, 0.2, 9.0, 5.0, 0.0, 5.0, 5.0, 0.0, 1.0, 0.0, 0.0]).view([4, 4]));
         }
         let evaluation = algorithm.evaluation_sample(&context).unwrap();
         assert_single_path(&host, &evaluation.weights.tensor(), &evaluation.active);

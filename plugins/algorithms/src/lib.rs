@@ -36,11 +36,15 @@ splitnas_plugin_api::export_algorithm!(Snas);
 #[cfg(test)]
 mod tests {
     use abi_stable::std_types::RStr;
-    use splitnas_plugin_api::{registered_components, ArchitectureStep, ComponentFactory, ComponentKind, ErrorKind, SearchAlgorithmBox, TrainingProgress};
+    use splitnas_plugin_api::{
+        registered_components, ArchitectureStep, ComponentFactory, ComponentKind, ErrorKind, SearchAlgorithmBox, TrainingProgress,
+    };
 
     use splitnas_plugin_testkit::host::{test_setup, FakeHost};
 
-    fn factory_of(name: &str) -> extern "C" fn(RStr<'_>, &splitnas_plugin_api::AlgorithmSetup) -> splitnas_plugin_api::PluginResult<SearchAlgorithmBox> {
+    fn factory_of(
+        name: &str,
+    ) -> extern "C" fn(RStr<'_>, &splitnas_plugin_api::AlgorithmSetup) -> splitnas_plugin_api::PluginResult<SearchAlgorithmBox> {
         let component = registered_components().into_iter().find(|component| component.name.as_str() == name).unwrap();
         match component.factory {
             ComponentFactory::Algorithm(factory) => factory,

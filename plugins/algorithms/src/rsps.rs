@@ -198,9 +198,9 @@ impl Rsps {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use splitnas_plugin_testkit::host::*;
     use serde_json::json;
     use splitnas_plugin_api::ArchitectureStep;
+    use splitnas_plugin_testkit::host::*;
 
     fn rsps(derive_samples: u32) -> Rsps {
         Rsps::create(&config_with::<Rsps>(json!({ "derive_samples": derive_samples })), &test_setup()).unwrap()

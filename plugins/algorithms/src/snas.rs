@@ -11,8 +11,8 @@ use splitnas_plugin_api::{
 use tch::Tensor;
 
 use crate::common::{
-    check_non_negative, check_restored_temperature, check_temperatures, cross_entropy, host, linear_temperature, parse_state, state_to_json, MaskedSpace,
-    TemperatureState,
+    check_non_negative, check_restored_temperature, check_temperatures, cross_entropy, host, linear_temperature, parse_state, state_to_json,
+    MaskedSpace, TemperatureState,
 };
 
 pub struct Snas {
@@ -118,9 +118,9 @@ impl Snas {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use splitnas_plugin_testkit::host::*;
     use serde_json::json;
     use splitnas_plugin_api::ArchitectureStep;
+    use splitnas_plugin_testkit::host::*;
     use tch::Kind;
 
     fn snas(overrides: serde_json::Value) -> Snas {

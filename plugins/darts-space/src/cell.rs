@@ -2,8 +2,8 @@
 //! layers and the layout of cells in a network.
 
 use splitnas_nn_blocks::{
-    avg_pool_3x3_strided, max_pool_3x3, pool_3x3_output_size, BatchNorm2d, BatchNormSpec, ConvSpec, DilConv, FactorizedReduce, ParamInit,
-    ReluConvBn, SepConv,
+    avg_pool_3x3_strided, max_pool_3x3, pool_3x3_output_size, BatchNorm2d, BatchNormSpec, ConvSpec, DilConv, FactorizedReduce, ParamInit, ReluConvBn,
+    SepConv,
 };
 use tch::nn::Path;
 use tch::{TchError, Tensor};
@@ -110,8 +110,14 @@ impl Preprocess {
 /// One operation on one edge of one cell.
 pub enum CellOp {
     /// Pooling; in the supernet followed by a batch norm without affine (DARTS's `MixedOp`).
-    MaxPool { stride: i64, bn: Option<BatchNorm2d> },
-    AvgPool { stride: i64, bn: Option<BatchNorm2d> },
+    MaxPool {
+        stride: i64,
+        bn: Option<BatchNorm2d>,
+    },
+    AvgPool {
+        stride: i64,
+        bn: Option<BatchNorm2d>,
+    },
     Identity,
     /// `skip_connect` at stride 2.
     // Boxed: the blocks are much larger than the other variants.

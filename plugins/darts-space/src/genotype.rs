@@ -20,9 +20,8 @@ use crate::space::{edge_index, operation_names, CellKind, CellOperations, DartsA
 /// The genotype string of an architecture.
 pub fn format(architecture: &DartsArchitecture) -> String {
     let cell = |operations: &CellOperations| {
-        let pairs: Vec<String> = (0..EDGES_PER_CELL)
-            .filter_map(|edge| operations[edge].map(|op| format!("('{}', {})", op.name(), EDGES[edge].1)))
-            .collect();
+        let pairs: Vec<String> =
+            (0..EDGES_PER_CELL).filter_map(|edge| operations[edge].map(|op| format!("('{}', {})", op.name(), EDGES[edge].1))).collect();
         format!("[{}]", pairs.join(", "))
     };
     format!(
@@ -204,9 +203,7 @@ fn cell_operations(kind: CellKind, pairs: &[(String, i64)]) -> Result<CellOperat
         }
         let edge = edge_index(node, *input as usize).expect("input below node");
         if operations[edge].is_some() {
-            return Err(format!(
-                "node {node} of the {cell} cell takes input {input} twice; the darts space has one op per edge"
-            ));
+            return Err(format!("node {node} of the {cell} cell takes input {input} twice; the darts space has one op per edge"));
         }
         operations[edge] = Some(op);
     }

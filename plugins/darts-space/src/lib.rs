@@ -44,8 +44,8 @@ use cell::{edge_stride, layout};
 use network::DartsNetwork;
 use skeleton::SkeletonShape;
 use space::{
-    choice_point_edge, choice_point_name, node_edges, validate_space_mask, CellKind, DartsArchitecture, Operation, INPUTS_PER_NODE, NUM_CHOICE_POINTS,
-    NUM_NODES, NUM_OPERATIONS,
+    choice_point_edge, choice_point_name, node_edges, validate_space_mask, CellKind, DartsArchitecture, Operation, INPUTS_PER_NODE,
+    NUM_CHOICE_POINTS, NUM_NODES, NUM_OPERATIONS,
 };
 use supernet::DartsSupernet;
 
@@ -80,9 +80,12 @@ impl Default for DartsConfig {
 
 impl DartsConfig {
     fn validate(&self) -> Result<(), PluginError> {
-        for (key, value) in
-            [("channels", self.channels), ("network_channels", self.network_channels), ("classes", self.classes), ("input_channels", self.input_channels)]
-        {
+        for (key, value) in [
+            ("channels", self.channels),
+            ("network_channels", self.network_channels),
+            ("classes", self.classes),
+            ("input_channels", self.input_channels),
+        ] {
             if value == 0 {
                 return Err(PluginError::invalid_config(format!("darts: {key} must be at least 1")));
             }

@@ -52,12 +52,8 @@ impl InferCell {
     /// run at input 1's side (input 0 is brought there), edges from inner nodes at the output's.
     fn macs(&self, layout: &CellLayout, side0: i64, side1: i64) -> u64 {
         let inner = cell_output_side(layout.kind, side1);
-        let ops: u64 = self
-            .ops
-            .iter()
-            .zip(EDGES)
-            .filter_map(|(op, (_, from))| op.as_ref().map(|op| op.macs(if from < 2 { side1 } else { inner })))
-            .sum();
+        let ops: u64 =
+            self.ops.iter().zip(EDGES).filter_map(|(op, (_, from))| op.as_ref().map(|op| op.macs(if from < 2 { side1 } else { inner }))).sum();
         self.preprocess.macs(side0, side1) + ops
     }
 }

@@ -127,9 +127,8 @@ impl<C> Skeleton<C> {
         let (mut s0, mut s1) = (stem.shallow_clone(), stem);
         let mut auxiliary_logits = None;
         for (cell, layout) in self.cells.iter().zip(&self.layouts) {
-            let output = cell_forward(cell, layout, &s0, &s1).map_err(|error| {
-                PluginError::invalid_input(format!("cell {} ({}): {error}", layout.index, layout.kind.name()))
-            })?;
+            let output = cell_forward(cell, layout, &s0, &s1)
+                .map_err(|error| PluginError::invalid_input(format!("cell {} ({}): {error}", layout.index, layout.kind.name())))?;
             s0 = std::mem::replace(&mut s1, output);
             if train && layout.index == Self::auxiliary_after(self.cells.len()) {
                 if let Some(head) = &self.auxiliary {

@@ -16,7 +16,9 @@ use tch::{TchError, Tensor};
 
 use crate::cell::{cell_output_side, edge_stride, run_cell, CellLayout, CellOp, Preprocess};
 use crate::skeleton::{Skeleton, SkeletonShape};
-use crate::space::{choice_point_edge, choice_point_name, edge_name, validate_mask, CellKind, Operation, EDGES_PER_CELL, NUM_CHOICE_POINTS, NUM_OPERATIONS};
+use crate::space::{
+    choice_point_edge, choice_point_name, edge_name, validate_mask, CellKind, Operation, EDGES_PER_CELL, NUM_CHOICE_POINTS, NUM_OPERATIONS,
+};
 use crate::DartsConfig;
 
 /// A search cell: `ops[edge][option]`, named `cells.{i}.edges.{to<-from}.{op}.*`.
@@ -80,15 +82,19 @@ impl DartsSupernet {
             input_channels: config.input_channels as i64,
             auxiliary: false,
         };
-        let skeleton =
-            Skeleton::new(&var_store.root(), shape, ParamInit::PyTorchDefault, |path, layout| SearchCell::new(path, layout, ParamInit::PyTorchDefault))?;
+        let skeleton = Skeleton::new(&var_store.root(), shape, ParamInit::PyTorchDefault, |path, layout| {
+            SearchCell::new(path, layout, ParamInit::PyTorchDefault)
+        })?;
         let variables = NamedVariables::of(&var_store);
         Ok(DartsSupernet { skeleton, variables, mask: mask.clone(), _var_store: var_store })
     }
 
     fn check_choice_point(choice_point: u32) -> Result<(CellKind, usize), PluginError> {
         choice_point_edge(choice_point as usize).ok_or_else(|| {
-            PluginError::invalid_input(format!("choice point {choice_point} does not exist: darts has {NUM_CHOICE_POINTS} (0..={})", NUM_CHOICE_POINTS - 1))
+            PluginError::invalid_input(format!(
+                "choice point {choice_point} does not exist: darts has {NUM_CHOICE_POINTS} (0..={})",
+                NUM_CHOICE_POINTS - 1
+            ))
         })
     }
 

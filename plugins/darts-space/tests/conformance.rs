@@ -59,7 +59,13 @@ fn load(what: &str, ours: &[(String, Tensor)], values: &HashMap<&str, &Tensor>) 
 
 /// Training logits, loss, every gradient (the fixture leaves out exact zeros), running
 /// statistics after the training forward, evaluation logits.
-fn check_case(what: &str, fixture: &HashMap<String, Tensor>, parameters: &[(String, Tensor)], buffers: &[(String, Tensor)], forward: impl Fn(bool) -> Tensor) {
+fn check_case(
+    what: &str,
+    fixture: &HashMap<String, Tensor>,
+    parameters: &[(String, Tensor)],
+    buffers: &[(String, Tensor)],
+    forward: impl Fn(bool) -> Tensor,
+) {
     load(what, parameters, &under(fixture, "param"));
     load(what, buffers, &under(fixture, "buffer_before"));
     let logits = forward(true);
@@ -177,7 +183,8 @@ fn stand_alone_parameter_counts_and_flops_match_pytorch() {
 fn search_network_parameter_counts_match_pytorch() {
     tch::set_num_threads(1);
     let search = fixture().search;
-    let space = DartsSpace::create(&format!(r#"{{"channels": {}, "cells": {}, "classes": {}}}"#, search.channels, search.cells, search.classes)).unwrap();
+    let space =
+        DartsSpace::create(&format!(r#"{{"channels": {}, "cells": {}, "classes": {}}}"#, search.channels, search.cells, search.classes)).unwrap();
     let info = space.info().unwrap();
     let supernet = space.build_supernet(&info.full_mask(), Device::Cpu).unwrap();
     let parameters = supernet.parameters().unwrap();

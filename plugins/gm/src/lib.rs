@@ -48,7 +48,15 @@ struct GradientMatchingConfig {
 
 impl Default for GradientMatchingConfig {
     fn default() -> Self {
-        GradientMatchingConfig { repeats: 100, adaptive: false, confidence: 0.95, min_repeats: 10, indifference: 0.0, min_group_size: 2, default_groups: 2 }
+        GradientMatchingConfig {
+            repeats: 100,
+            adaptive: false,
+            confidence: 0.95,
+            min_repeats: 10,
+            indifference: 0.0,
+            min_group_size: 2,
+            default_groups: 2,
+        }
     }
 }
 
@@ -180,7 +188,8 @@ impl CriterionPlugin for GradientMatching {
         };
         if self.config.adaptive {
             let config = &self.config;
-            let rule = adaptive::StoppingRule::new(config.confidence, config.min_repeats.max(2) as usize, config.repeats as usize, config.indifference);
+            let rule =
+                adaptive::StoppingRule::new(config.confidence, config.min_repeats.max(2) as usize, config.repeats as usize, config.indifference);
             rule.run(&mut candidates, &mut draw)?;
         } else {
             // The paper's order: all repeats of one candidate, then the next.
@@ -196,7 +205,12 @@ impl CriterionPlugin for GradientMatching {
             let partition: Vec<abi_stable::std_types::RVec<u32>> =
                 (0..groups).map(|g| candidate.options.iter().zip(&labels).filter(|(_, &l)| l == g).map(|(&o, _)| o).collect()).collect();
             let _ = context.log_metric(format!("gm.score.{}", candidate.choice_point).as_str().into(), cross);
-            scores.push(CandidateScore { choice_point: candidate.choice_point, score: cross, groups: partition.into(), repeats: candidate.repeats.len() as u32 });
+            scores.push(CandidateScore {
+                choice_point: candidate.choice_point,
+                score: cross,
+                groups: partition.into(),
+                repeats: candidate.repeats.len() as u32,
+            });
         }
         // Candidates the adaptive rule dropped are confidently worse than the one it kept.
         let best = scores

@@ -75,10 +75,7 @@ impl Node {
 /// NB201's cell DAG: node 0 is the input, node `j` sums `edge_output(e, node i)` over its edges
 /// `e = j <- i`, node 3 is the output. `edge_output` returns `None` for an edge that contributes
 /// nothing; a node with no contribution at all is zeros (as NB201's `none` ops would sum to).
-pub fn run_cell(
-    input: &Tensor,
-    mut edge_output: impl FnMut(usize, &Node) -> Result<Option<Tensor>, TchError>,
-) -> Result<Tensor, TchError> {
+pub fn run_cell(input: &Tensor, mut edge_output: impl FnMut(usize, &Node) -> Result<Option<Tensor>, TchError>) -> Result<Tensor, TchError> {
     let mut nodes = vec![Node::new(input.shallow_clone())];
     for to in 1..NUM_NODES {
         let mut sum: Option<Tensor> = None;

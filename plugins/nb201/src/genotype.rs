@@ -59,11 +59,9 @@ pub fn parse(text: &str) -> Result<[Operation; NUM_EDGES], String> {
                 entry.split_once('~').ok_or_else(|| format!("entry {entry:?} of node {to}: expected op~input, e.g. nor_conv_3x3~0"))?;
             let op = Operation::from_name(op_name)
                 .ok_or_else(|| format!("entry {entry:?} of node {to}: unknown op {op_name:?}; the ops are {}", operation_names()))?;
-            let from: usize =
-                from_text.parse().map_err(|_| format!("entry {entry:?} of node {to}: input {from_text:?} is not a node number"))?;
-            let edge = edge_index(to, from).ok_or_else(|| {
-                format!("entry {entry:?} of node {to}: input node {from} does not precede node {to} (inputs are 0..{})", to - 1)
-            })?;
+            let from: usize = from_text.parse().map_err(|_| format!("entry {entry:?} of node {to}: input {from_text:?} is not a node number"))?;
+            let edge = edge_index(to, from)
+                .ok_or_else(|| format!("entry {entry:?} of node {to}: input node {from} does not precede node {to} (inputs are 0..{})", to - 1))?;
             if operations[edge].replace(op).is_some() {
                 return Err(format!("node {to} lists input {from} twice"));
             }

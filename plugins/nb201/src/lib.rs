@@ -94,7 +94,8 @@ impl Nb201 {
         let Some(kernel) = op.conv_kernel() else {
             return 0;
         };
-        let per_stage: u64 = self.config.stage_widths().iter().map(|&width| ConvSpec::new(width, width, kernel).parameter_count() + 2 * width as u64).sum();
+        let per_stage: u64 =
+            self.config.stage_widths().iter().map(|&width| ConvSpec::new(width, width, kernel).parameter_count() + 2 * width as u64).sum();
         per_stage * self.config.cells as u64
     }
 }
@@ -138,7 +139,10 @@ impl SpacePlugin for Nb201 {
     fn info(&self) -> Result<SpaceInfo, PluginError> {
         let options: Vec<OptionInfo> = Operation::ALL
             .into_iter()
-            .map(|op| OptionInfo { name: op.name().into(), costs: vec![NamedValue { name: "params".into(), value: self.option_parameters(op) as f64 }].into() })
+            .map(|op| OptionInfo {
+                name: op.name().into(),
+                costs: vec![NamedValue { name: "params".into(), value: self.option_parameters(op) as f64 }].into(),
+            })
             .collect();
         let choice_points = (0..NUM_EDGES)
             .map(|edge| ChoicePointInfo { name: edge_name(edge).into(), group: "cell".into(), options: options.clone().into(), splittable: true })
@@ -167,7 +171,10 @@ impl SpacePlugin for Nb201 {
     fn derive(&self, weights: &Tensor, mask: &Mask) -> Result<Architecture, PluginError> {
         validate_space_mask(mask)?;
         if weights.size() != [NUM_EDGES as i64, NUM_OPERATIONS as i64] {
-            return Err(PluginError::invalid_input(format!("weights must be [{NUM_EDGES}, {NUM_OPERATIONS}] (edges x options), got {:?}", weights.size())));
+            return Err(PluginError::invalid_input(format!(
+                "weights must be [{NUM_EDGES}, {NUM_OPERATIONS}] (edges x options), got {:?}",
+                weights.size()
+            )));
         }
         let flat = weights.f_detach()?.f_to_kind(Kind::Double)?.f_to_device(tch::Device::Cpu)?.f_contiguous()?.f_view([-1])?;
         let values = Vec::<f64>::try_from(&flat)?;
@@ -200,7 +207,9 @@ impl SpacePlugin for Nb201 {
     }
 
     fn parse_genotype(&self, text: &str) -> Result<Architecture, PluginError> {
-        genotype::parse(text).map(|operations| architecture_of(&operations)).map_err(|reason| PluginError::invalid_input(format!("nb201 genotype: {reason}")))
+        genotype::parse(text)
+            .map(|operations| architecture_of(&operations))
+            .map_err(|reason| PluginError::invalid_input(format!("nb201 genotype: {reason}")))
     }
 
     /// Every edge's option uniformly among its allowed ones (edges are independent).

@@ -35,8 +35,7 @@ pub enum Operation {
 pub const NUM_OPERATIONS: usize = Operation::ALL.len();
 
 impl Operation {
-    pub const ALL: [Operation; 5] =
-        [Operation::None, Operation::SkipConnect, Operation::NorConv1x1, Operation::NorConv3x3, Operation::AvgPool3x3];
+    pub const ALL: [Operation; 5] = [Operation::None, Operation::SkipConnect, Operation::NorConv1x1, Operation::NorConv3x3, Operation::AvgPool3x3];
 
     /// NB201's name, used in genotype strings and parameter names.
     pub fn name(self) -> &'static str {
@@ -102,10 +101,7 @@ pub fn validate_mask(mask: &Mask, what: &str) -> Result<(), PluginError> {
 pub fn validate_space_mask(mask: &Mask) -> Result<(), PluginError> {
     validate_mask(mask, "the mask")?;
     if let Some(edge) = (0..NUM_EDGES).find(|&edge| mask.count(edge) == 0) {
-        return Err(PluginError::invalid_input(format!(
-            "the mask allows no option on edge {}: every edge needs at least one",
-            edge_name(edge)
-        )));
+        return Err(PluginError::invalid_input(format!("the mask allows no option on edge {}: every edge needs at least one", edge_name(edge))));
     }
     Ok(())
 }

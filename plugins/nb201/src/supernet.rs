@@ -92,8 +92,9 @@ impl Nb201Supernet {
     /// `mask` must already be valid (see `space::validate_space_mask`).
     pub fn new(config: &Nb201Config, mask: &Mask, device: Device) -> Result<Self, PluginError> {
         let var_store = VarStore::new(device.to_tch());
-        let skeleton =
-            Skeleton::new(&var_store.root(), config, ParamInit::PyTorchDefault, |path, channels| SearchCell::new(path, channels, ParamInit::PyTorchDefault))?;
+        let skeleton = Skeleton::new(&var_store.root(), config, ParamInit::PyTorchDefault, |path, channels| {
+            SearchCell::new(path, channels, ParamInit::PyTorchDefault)
+        })?;
         let (cell_layers, reduction_layers) = skeleton.layer_indices();
         let variables = NamedVariables::of(&var_store);
         Ok(Nb201Supernet { skeleton, variables, mask: mask.clone(), cell_layers, reduction_layers, _var_store: var_store })
@@ -102,7 +103,10 @@ impl Nb201Supernet {
     fn check_choice_point(choice_point: u32) -> Result<usize, PluginError> {
         let edge = choice_point as usize;
         if edge >= NUM_EDGES {
-            return Err(PluginError::invalid_input(format!("choice point {choice_point} does not exist: nb201 has {NUM_EDGES} (0..={})", NUM_EDGES - 1)));
+            return Err(PluginError::invalid_input(format!(
+                "choice point {choice_point} does not exist: nb201 has {NUM_EDGES} (0..={})",
+                NUM_EDGES - 1
+            )));
         }
         Ok(edge)
     }
@@ -121,7 +125,10 @@ impl Nb201Supernet {
     /// contributes zero.
     fn mixing(&self, weights: &Tensor, active: &Mask) -> Result<Vec<Vec<(usize, MixingWeight)>>, PluginError> {
         if weights.size() != [NUM_EDGES as i64, NUM_OPERATIONS as i64] {
-            return Err(PluginError::invalid_input(format!("weights must be [{NUM_EDGES}, {NUM_OPERATIONS}] (edges x options), got {:?}", weights.size())));
+            return Err(PluginError::invalid_input(format!(
+                "weights must be [{NUM_EDGES}, {NUM_OPERATIONS}] (edges x options), got {:?}",
+                weights.size()
+            )));
         }
         validate_mask(active, "the active mask")?;
         // Constants cost one small copy here and save an op per option and cell; a gradient to

@@ -119,15 +119,12 @@ fn options_outside_the_active_mask_are_not_computed() {
     let supernet = tiny().build_supernet(&full_mask(), Device::Cpu).unwrap();
     // Edge 1<-0 runs only conv3x3; the others skip and average-pool; weights of everything
     // inactive are zero, as a host would pass them.
-    let active =
-        mask_per_edge(|edge| if edge == 0 { vec![Operation::NorConv3x3] } else { vec![Operation::SkipConnect, Operation::AvgPool3x3] });
-    let weights =
-        Tensor::from_slice(&active.rows.iter().flat_map(|row| row.iter().map(|&on| if on { 0.5f32 } else { 0.0 })).collect::<Vec<_>>())
-            .view([NUM_EDGES as i64, 5]);
+    let active = mask_per_edge(|edge| if edge == 0 { vec![Operation::NorConv3x3] } else { vec![Operation::SkipConnect, Operation::AvgPool3x3] });
+    let weights = Tensor::from_slice(&active.rows.iter().flat_map(|row| row.iter().map(|&on| if on { 0.5f32 } else { 0.0 })).collect::<Vec<_>>())
+        .view([NUM_EDGES as i64, 5]);
     let logits = supernet.forward(&images(), &weights, &active, true).unwrap();
     logits.sum(Kind::Float).backward();
-    let edge0_conv3 =
-        supernet.owned_parameters(0).unwrap().into_iter().filter(|name| name.contains("nor_conv_3x3")).collect::<BTreeSet<_>>();
+    let edge0_conv3 = supernet.owned_parameters(0).unwrap().into_iter().filter(|name| name.contains("nor_conv_3x3")).collect::<BTreeSet<_>>();
     assert_eq!(edge0_conv3.len(), 3 * 2, "3 cells x (conv weight, conv bias)");
     for (name, tensor) in parameter_map(&supernet) {
         if name.contains(".edges.") {
@@ -178,15 +175,13 @@ fn parameter_names_do_not_depend_on_the_mask() {
 fn shared_set_excludes_exactly_the_scored_edge() {
     let supernet = tiny().build_supernet(&full_mask(), Device::Cpu).unwrap();
     let all: BTreeSet<String> = names(supernet.parameters().unwrap()).into_iter().collect();
-    let reductions: BTreeSet<String> =
-        all.iter().filter(|name| name.starts_with("cells.1.") || name.starts_with("cells.3.")).cloned().collect();
+    let reductions: BTreeSet<String> = all.iter().filter(|name| name.starts_with("cells.1.") || name.starts_with("cells.3.")).cloned().collect();
     let fixed: BTreeSet<String> = all.iter().filter(|name| !name.starts_with("cells.")).cloned().collect();
     assert_eq!(
         fixed.iter().map(String::as_str).collect::<Vec<_>>(),
         ["classifier.bias", "classifier.weight", "head.bn.bias", "head.bn.weight", "stem.bn.bias", "stem.bn.weight", "stem.conv.weight"]
     );
-    let per_edge: Vec<BTreeSet<String>> =
-        (0..NUM_EDGES as u32).map(|edge| supernet.owned_parameters(edge).unwrap().into_iter().collect()).collect();
+    let per_edge: Vec<BTreeSet<String>> = (0..NUM_EDGES as u32).map(|edge| supernet.owned_parameters(edge).unwrap().into_iter().collect()).collect();
     for (edge, own) in per_edge.iter().enumerate() {
         // 3 cells x (conv1x1, conv3x3) x (weight, bias).
         assert_eq!(own.len(), 12, "edge {edge}");
@@ -238,19 +233,19 @@ fn derive_takes_the_argmax_within_the_mask() {
         0.1, 0.1, 0.9, 0.1, 0.1, //
     ])
     .view([6, 5]);
-    let mask = mask_per_edge(|edge| {
-        if edge == 1 {
-            vec![Operation::SkipConnect, Operation::NorConv1x1, Operation::AvgPool3x3]
-        } else {
-            Operation::ALL.to_vec()
-        }
-    });
+    let mask =
+        mask_per_edge(
+            |edge| {
+                if edge == 1 {
+                    vec![Operation::SkipConnect, Operation::NorConv1x1, Operation::AvgPool3x3]
+                } else {
+                    Operation::ALL.to_vec()
+                }
+            },
+        );
     let architecture = space.derive(&weights, &mask).unwrap();
     assert_eq!(architecture.choices.as_slice(), [0, 4, 1, 4, 0, 2]);
-    assert_eq!(
-        space.format_genotype(&architecture).unwrap(),
-        "|none~0|+|avg_pool_3x3~0|skip_connect~1|+|avg_pool_3x3~0|none~1|nor_conv_1x1~2|"
-    );
+    assert_eq!(space.format_genotype(&architecture).unwrap(), "|none~0|+|avg_pool_3x3~0|skip_connect~1|+|avg_pool_3x3~0|none~1|nor_conv_1x1~2|");
     let nan = weights.copy();
     let _ = nan.get(3).get(2).fill_(f64::NAN);
     assert!(space.derive(&nan, &full_mask()).unwrap_err().message.contains("nor_conv_1x1 on edge 3<-0 is NaN"));
@@ -273,8 +268,7 @@ fn genotypes_round_trip_through_the_space() {
 #[test]
 fn stand_alone_network_forward_names_and_stats() {
     let space = tiny();
-    let architecture =
-        space.parse_genotype("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|").unwrap();
+    let architecture = space.parse_genotype("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|").unwrap();
     let network = space.build_network(&architecture, Device::Cpu).unwrap();
     for train in [true, false] {
         let (logits, auxiliary) = network.forward(&images(), ForwardMode { train, drop_path_prob: 0.0 }).unwrap();
@@ -333,7 +327,5 @@ fn full_size_stats_match_nb201s_table() {
 #[test]
 fn the_library_exports_the_space() {
     let components = splitnas_plugin_api::registered_components();
-    assert!(components
-        .iter()
-        .any(|component| component.name.as_str() == "nb201" && component.kind() == splitnas_plugin_api::ComponentKind::Space));
+    assert!(components.iter().any(|component| component.name.as_str() == "nb201" && component.kind() == splitnas_plugin_api::ComponentKind::Space));
 }

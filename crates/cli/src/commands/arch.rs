@@ -53,7 +53,10 @@ pub fn execute(plugins: &PluginArgs, args: ArchArgs) -> Result<ExitCode> {
     let architecture = space.parse_genotype(abi_stable::std_types::RStr::from_str(&args.genotype)).into_result().map_err(space_error)?;
     let stats = space.network_stats(&architecture, args.image).into_result().map_err(space_error)?;
     if args.json {
-        println!("{}", json!({"space": args.space, "genotype": args.genotype, "image": args.image, "parameters": stats.parameters, "flops": stats.flops}));
+        println!(
+            "{}",
+            json!({"space": args.space, "genotype": args.genotype, "image": args.image, "parameters": stats.parameters, "flops": stats.flops})
+        );
     } else {
         println!("{}", args.genotype);
         println!("parameters: {} ({:.3} M)", stats.parameters, stats.parameters as f64 / 1e6);

@@ -137,7 +137,14 @@ pub fn execute(plugins: &PluginArgs, command: BenchCommand) -> Result<ExitCode> 
 fn ground_truth(plugins: &PluginArgs, args: GroundTruthArgs) -> Result<ExitCode> {
     let config = RunConfig::from_file(&args.config)?;
     let options = args.runtime.run_options();
-    let request = GroundTruthRequest { config, selection: args.architectures, seeds: args.seeds, output_dir: args.output_dir.clone(), command: command_line(), worker: args.worker };
+    let request = GroundTruthRequest {
+        config,
+        selection: args.architectures,
+        seeds: args.seeds,
+        output_dir: args.output_dir.clone(),
+        command: command_line(),
+        worker: args.worker,
+    };
     let table = run_ground_truth(request, plugins.discover(), &options)?;
     if args.worker.is_none() {
         println!("{} architectures in {}", table.architectures.len(), args.output_dir.join("table.json").display());

@@ -100,4 +100,3 @@ impl RankingEvaluationArgs {
         RankingOptions { eval_batches: self.eval_batches, recalibration_batches: self.recalibration_batches, top_k: self.top_k.clone() }
     }
 }
-
