@@ -161,8 +161,7 @@ fn the_studied_root_is_the_root_a_run_trains() {
     let last_root_epoch = metrics
         .lines()
         .map(|line| serde_json::from_str::<Value>(line).unwrap())
-        .filter(|event| event["event"] == "epoch" && event["node"] == 0)
-        .last()
+        .rfind(|event| event["event"] == "epoch" && event["node"] == 0)
         .expect("the run trained its root");
     assert_eq!(last_root_epoch["epoch"], 1, "the root trains epochs 0 and 1 before the split at 2");
     assert_eq!(&last_root_epoch["state_digest"], studied, "bench gm-repeats trains its root as a run does");
