@@ -103,3 +103,56 @@ fn unknown_component_keys_are_rejected_by_name() {
     let error = RunSetup::new(config, shipped_registry(), &RunOptions::default()).err().unwrap().to_string();
     assert!(error.contains("`chanels`") && error.contains("nb201"), "{error}");
 }
+
+/// A wrong algorithm or criterion name, or a wrong criterion key, fails before the run
+/// directory exists: the corrected command then runs, instead of finding "already exists".
+#[test]
+fn wrong_names_and_criterion_keys_fail_before_the_run_directory_exists() {
+    let out = tempfile::tempdir().unwrap();
+    let few_shot = "[search]\nepochs = 3\n[split]\ncriterion = \"gm\"\nepochs = [1]\ngroups = [2]\n";
+    let cases = [
+        (tiny_config("dartz", out.path(), SCHEDULE), "dartz"),
+        (tiny_config("darts", out.path(), &few_shot.replace("\"gm\"", "\"gmm\"")), "gmm"),
+        (tiny_config("darts", out.path(), &format!("{few_shot}repeatz = 3\n")), "repeatz"),
+    ];
+    for (config, wrong) in cases {
+        let path = out.path().join("config.toml");
+        std::fs::write(&path, toml::to_string_pretty(&config).unwrap()).unwrap();
+        let output = run_splitnas(&["run", path.to_str().unwrap(), "--quiet"]);
+        assert!(!output.status.success(), "`{wrong}` was accepted");
+        assert!(stderr(&output).contains(wrong), "the error names `{wrong}`: {}", stderr(&output));
+        assert!(!out.path().join("tiny-darts").exists() && !out.path().join("tiny-dartz").exists(), "a run directory was left behind for `{wrong}`");
+    }
+}
+
+/// `run --print-defaults` prints a complete configuration, the plugins' own keys included, that
+/// parses back; `config.toml` of a run records the same resolved keys.
+#[test]
+fn print_defaults_and_config_toml_hold_every_plugin_key() {
+    let output = run_splitnas(&["run", "--print-defaults"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let printed: toml::Value =
+        toml::from_str(text.split("\n# The other loaded components").next().unwrap()).expect("the printed configuration parses");
+    assert!(printed["space"].get("channels").is_some() && printed["space"].get("cells").is_some(), "the space's keys: {text}");
+    assert!(printed["split"].get("repeats").is_some(), "the gm criterion's keys: {text}");
+    assert!(text.contains("# algorithm `rsps`") && text.contains("# criterion `exhaustive`"), "the other components: {text}");
+
+    let out = tempfile::tempdir().unwrap();
+    let config = tiny_config("darts", out.path(), SCHEDULE);
+    let options = RunOptions { quiet: true, ..RunOptions::default() };
+    let setup = RunSetup::new(config, shipped_registry(), &options).unwrap();
+    let directory = setup.directory.clone();
+    std::fs::create_dir_all(directory.path()).unwrap();
+    let lock = directory.lock().expect("nobody holds a fresh directory");
+    // Not even --overwrite removes a directory another process works in.
+    let error = run(setup, &RunOptions { overwrite: true, ..options.clone() }).err().expect("a held run directory is refused").to_string();
+    assert!(error.contains("in use by process") && error.contains(&std::process::id().to_string()), "{error}");
+    drop(lock);
+    std::fs::remove_dir_all(directory.path()).unwrap();
+    let setup = RunSetup::new(tiny_config("darts", out.path(), SCHEDULE), shipped_registry(), &options).unwrap();
+    run(setup, &options).unwrap();
+    let recorded: toml::Value = toml::from_str(&std::fs::read_to_string(directory.config_path()).unwrap()).unwrap();
+    assert!(recorded["algorithm"].get("second_order").is_some(), "the algorithm's defaults are recorded: {recorded}");
+    assert_eq!(recorded["data"]["seed"].as_integer(), Some(1), "data.seed follows run.seed");
+}

@@ -99,3 +99,15 @@ pub fn render_report(report: &Report, tree: &SplitTree) -> String {
     );
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn genotypes_in_table_cells_escape_the_cell_separator() {
+        let cell = table_code("|nor_conv_3x3~0|+|skip_connect~0|none~1|");
+        assert_eq!(cell, "`\\|nor_conv_3x3~0\\|+\\|skip_connect~0\\|none~1\\|`");
+        assert!(!cell.replace("\\|", "").contains('|'), "no bare separator is left: {cell}");
+    }
+}
