@@ -146,7 +146,7 @@ fn print_defaults_and_config_toml_hold_every_plugin_key() {
     std::fs::create_dir_all(directory.path()).unwrap();
     let lock = directory.lock().expect("nobody holds a fresh directory");
     // Not even --overwrite removes a directory another process works in.
-    let error = run(setup, &RunOptions { overwrite: true, ..options.clone() }).err().expect("a held run directory is refused").to_string();
+    let error = run(setup, &RunOptions { overwrite: true, ..options.clone() }).expect_err("a held run directory is refused").to_string();
     assert!(error.contains("in use by process") && error.contains(&std::process::id().to_string()), "{error}");
     drop(lock);
     std::fs::remove_dir_all(directory.path()).unwrap();

@@ -17,9 +17,9 @@ pub mod darts;
 pub mod layers;
 pub mod naming;
 pub mod pooling;
-pub mod random;
 
 pub use darts::{avg_pool_3x3_strided, drop_path, max_pool_3x3, pool_3x3_output_size, DilConv, FactorizedReduce, SepConv};
 pub use layers::{avg_pool_3x3, global_avg_pool, BatchNorm2d, BatchNormSpec, Conv2d, ConvSpec, Linear, ParamInit, ReluConvBn, ResNetBasicBlock};
 pub use naming::{is_under, natural_cmp, NamedVariables};
-pub use random::SplitMix64;
+/// The seeded generator spaces draw architecture samples from (never libtorch's).
+pub use splitnas_seeded_rng::SeededRng;

@@ -9,7 +9,7 @@ use abi_stable::std_types::{RResult, RStr};
 use splitnas_plugin_api::{CriterionContext, CriterionContextRef, CriterionContext_TO, GramSample, Mask, OptionGradients, PluginError, PluginResult};
 use tch::Tensor;
 
-use crate::SplitMix64;
+use crate::SeededRng;
 
 /// Where one choice point's gradients come from.
 enum GradientSource {
@@ -26,7 +26,7 @@ const SYNTHETIC_DIMENSIONS: usize = 32;
 pub struct FakeCriterionContext {
     sources: HashMap<u32, GradientSource>,
     served: RefCell<HashMap<u32, usize>>,
-    random: RefCell<SplitMix64>,
+    random: RefCell<SeededRng>,
     /// `log_metric` calls, in order.
     pub metrics: RefCell<Vec<(String, f64)>>,
 }
@@ -38,7 +38,7 @@ impl FakeCriterionContext {
         FakeCriterionContext {
             sources: HashMap::new(),
             served: RefCell::new(HashMap::new()),
-            random: RefCell::new(SplitMix64::new(seed)),
+            random: RefCell::new(SeededRng::new(seed)),
             metrics: RefCell::new(Vec::new()),
         }
     }

@@ -15,7 +15,7 @@
 
 use std::cell::{Cell, RefCell};
 
-use crate::SplitMix64;
+use crate::{NormalTensor, SeededRng};
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RResult, RStr, RVec};
 use splitnas_plugin_api::author::AlgorithmPlugin;
@@ -103,7 +103,7 @@ pub struct FakeHost {
     train_labels: Tensor,
     valid_images: Tensor,
     valid_labels: Tensor,
-    random: RefCell<SplitMix64>,
+    random: RefCell<SeededRng>,
     pub progress: Cell<TrainingProgress>,
     pub metrics: RefCell<Vec<(String, f64)>>,
     pub forwards: RefCell<Vec<RecordedForward>>,
@@ -128,7 +128,7 @@ impl FakeHost {
     /// A host over any space and mask (option counts and `max_options` from `space`), with
     /// learnable random option weights.
     pub fn with_space(space: SpaceInfo, mask: Mask, seed: u64) -> Self {
-        let mut generator = SplitMix64::new(seed);
+        let mut generator = SeededRng::new(seed);
         let points = space.num_choice_points() as i64;
         let max_options = i64::from(space.max_options);
         // Labels from a random linear teacher, so that the student can learn them.
@@ -148,7 +148,7 @@ impl FakeHost {
             train_labels,
             valid_images,
             valid_labels,
-            random: RefCell::new(SplitMix64::new(seed ^ 0x5EED)),
+            random: RefCell::new(SeededRng::new(seed ^ 0x5EED)),
             progress: Cell::new(TrainingProgress { epoch: 0, total_epochs: 1 }),
             metrics: RefCell::new(Vec::new()),
             forwards: RefCell::new(Vec::new()),

@@ -19,7 +19,7 @@
 //! }
 //! ```
 //!
-//! The kit draws its own random numbers from a private splitmix64 generator, never from
+//! The kit draws its own random numbers from a the shared splitmix64 generator (`splitnas-seeded-rng`), never from
 //! libtorch's global one, so that a suite is reproducible even while other tests draw.
 
 pub mod algorithm;
@@ -31,5 +31,5 @@ pub mod space;
 mod random;
 mod report;
 
-pub use random::SplitMix64;
+pub use random::{NormalTensor, SeededRng};
 pub use report::{CheckResult, ContractReport, Outcome};

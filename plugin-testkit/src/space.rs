@@ -49,7 +49,7 @@ use splitnas_plugin_api::{
 };
 use tch::{Kind, Tensor};
 
-use crate::{ContractReport, SplitMix64};
+use crate::{ContractReport, NormalTensor, SeededRng};
 
 /// How the suite runs a space. Keep the space tiny: every check builds several supernets.
 #[derive(Clone, Debug)]
@@ -205,12 +205,12 @@ impl Suite {
         self.info.max_options as usize
     }
 
-    fn random(&self, salt: u64) -> SplitMix64 {
-        SplitMix64::new(self.config.seed.wrapping_mul(0x1000_0001).wrapping_add(salt))
+    fn random(&self, salt: u64) -> SeededRng {
+        SeededRng::new(self.config.seed.wrapping_mul(0x1000_0001).wrapping_add(salt))
     }
 
     /// A mask keeping each option with probability 1/2, at least one per choice point.
-    fn random_mask(&self, random: &mut SplitMix64, most_per_row: usize) -> Mask {
+    fn random_mask(&self, random: &mut SeededRng, most_per_row: usize) -> Mask {
         let mut mask = self.info.full_mask();
         for (point, row) in mask.rows.iter_mut().enumerate() {
             let count = self.info.choice_points[point].options.len();
@@ -234,7 +234,7 @@ impl Suite {
     }
 
     /// Random positive weights on the mask's options, 0 elsewhere, `[choice points, max_options]`.
-    fn weights(&self, mask: &Mask, random: &mut SplitMix64) -> Tensor {
+    fn weights(&self, mask: &Mask, random: &mut SeededRng) -> Tensor {
         let values: Vec<f32> = mask
             .rows
             .iter()
@@ -243,7 +243,7 @@ impl Suite {
         Tensor::from_slice(&values).view([self.points() as i64, self.width() as i64])
     }
 
-    fn input(&self, random: &mut SplitMix64) -> Tensor {
+    fn input(&self, random: &mut SeededRng) -> Tensor {
         let setup = &self.config.setup;
         let size = i64::from(setup.image_size);
         random.normal_tensor(&[self.config.batch_size, i64::from(setup.input_channels), size, size])
@@ -361,7 +361,7 @@ impl Suite {
 
     /// Per option of `point`, the parameters in the graph of a supernet whose mask allows
     /// only that option at `point` (everything elsewhere).
-    fn option_footprints(&self, point: usize, random: &mut SplitMix64) -> Result<Vec<BTreeSet<String>>, String> {
+    fn option_footprints(&self, point: usize, random: &mut SeededRng) -> Result<Vec<BTreeSet<String>>, String> {
         let full = self.info.full_mask();
         let input = self.input(random);
         let weights = self.weights(&full, random);

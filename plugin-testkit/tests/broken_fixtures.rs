@@ -10,7 +10,7 @@ use splitnas_plugin_api::*;
 use splitnas_plugin_testkit::algorithm::AlgorithmSuiteConfig;
 use splitnas_plugin_testkit::criterion::CriterionSuiteConfig;
 use splitnas_plugin_testkit::space::SpaceSuiteConfig;
-use splitnas_plugin_testkit::{algorithm, criterion, space, ContractReport, SplitMix64};
+use splitnas_plugin_testkit::{algorithm, criterion, space, ContractReport, SeededRng};
 use tch::{Kind, Tensor};
 
 #[derive(serde::Deserialize)]
@@ -229,7 +229,7 @@ impl SpacePlugin for ToySpace {
     }
     fn sample_architecture(&self, mask: &Mask, seed: u64) -> Result<Architecture, PluginError> {
         self.check_mask(mask)?;
-        let mut random = SplitMix64::new(seed);
+        let mut random = SeededRng::new(seed);
         Ok(Architecture { choices: (0..POINTS).map(|p| mask.allowed(p)[random.below(mask.count(p) as u64) as usize]).collect() })
     }
     fn architecture_count(&self, mask: &Mask) -> Result<Option<u64>, PluginError> {

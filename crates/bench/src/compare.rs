@@ -117,7 +117,7 @@ fn ranking_of(directory: &Path, table: &Path, ranking: &RankingOptions, registry
 }
 
 /// Mean and sample standard deviation (0 for one value).
-pub fn mean_std(values: &[f64]) -> (f64, f64) {
+pub(crate) fn mean_std(values: &[f64]) -> (f64, f64) {
     if values.is_empty() {
         return (f64::NAN, f64::NAN);
     }
@@ -132,7 +132,7 @@ pub fn mean_std(values: &[f64]) -> (f64, f64) {
 /// The configuration of one (criterion, seed) run, derived from `base`. Every criterion gets
 /// the same total epochs; `exhaustive` splits once, at the base schedule's first split epoch,
 /// into one child per option (Few-Shot NAS); `none` never splits.
-pub fn run_config(base: &RunConfig, criterion: &str, seed: u64) -> Result<RunConfig> {
+pub(crate) fn run_config(base: &RunConfig, criterion: &str, seed: u64) -> Result<RunConfig> {
     let mut config = base.clone();
     config.run.seed = seed;
     config.data.seed = Some(seed);

@@ -109,7 +109,7 @@ const POOL_FACTOR: usize = 20;
 /// architectures, else `20·n` distinct ones it samples) are sorted by (parameters, FLOPs, genotype) and cut into `n`
 /// equal strata; one architecture is drawn from each, seeded. So the sample covers small
 /// and large networks evenly, and the same seed gives the same sample.
-pub fn select_architectures(
+pub(crate) fn select_architectures(
     space: &SearchSpaceBox,
     info: &SpaceInfo,
     selection: Selection,

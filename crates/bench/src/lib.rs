@@ -6,7 +6,7 @@ pub mod compare;
 pub mod external;
 pub mod gm_repeats;
 pub mod ground_truth;
-pub mod plots;
+mod plots;
 pub mod rank_statistics;
 pub mod ranking;
 pub mod step;

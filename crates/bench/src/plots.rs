@@ -9,7 +9,7 @@ use plotters::prelude::*;
 use crate::ranking::{RankingReport, METHODS};
 
 /// One bar group: a criterion and, per BN method, the mean and std of Kendall τ over seeds.
-pub struct TauBar {
+pub(crate) struct TauBar {
     pub criterion: String,
     pub per_method: Vec<(f64, f64)>,
 }
@@ -21,7 +21,7 @@ fn plot_error(error: impl std::fmt::Display) -> anyhow::Error {
 }
 
 /// Bars of mean Kendall τ (± std over seeds) per criterion, one bar per BN method.
-pub fn tau_bars(bars: &[TauBar], path: &Path) -> Result<()> {
+pub(crate) fn tau_bars(bars: &[TauBar], path: &Path) -> Result<()> {
     let root = SVGBackend::new(path, (720, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
     let low = bars.iter().flat_map(|b| b.per_method.iter().map(|(m, s)| m - s)).filter(|v| v.is_finite()).fold(0.0f64, f64::min);
@@ -82,7 +82,7 @@ pub fn tau_bars(bars: &[TauBar], path: &Path) -> Result<()> {
 }
 
 /// Predicted (recalibrated BN) against true accuracy, one colour per run.
-pub fn prediction_scatter(reports: &[(String, &RankingReport)], method: usize, path: &Path) -> Result<()> {
+pub(crate) fn prediction_scatter(reports: &[(String, &RankingReport)], method: usize, path: &Path) -> Result<()> {
     let root = SVGBackend::new(path, (720, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
     let points = || reports.iter().flat_map(|(_, r)| r.scores.iter());

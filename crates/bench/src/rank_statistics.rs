@@ -48,7 +48,7 @@ fn sign(value: f64) -> i32 {
 }
 
 /// Ranks from 1, ties sharing the mean of their ranks (`scipy.stats.rankdata`'s default).
-pub fn average_ranks(values: &[f64]) -> Vec<f64> {
+pub(crate) fn average_ranks(values: &[f64]) -> Vec<f64> {
     let mut order: Vec<usize> = (0..values.len()).collect();
     order.sort_by(|&a, &b| values[a].partial_cmp(&values[b]).unwrap_or(Ordering::Equal));
     let mut ranks = vec![0.0; values.len()];
@@ -69,7 +69,7 @@ pub fn average_ranks(values: &[f64]) -> Vec<f64> {
 }
 
 /// Pearson's correlation; NaN where either side is constant.
-pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
+pub(crate) fn pearson(x: &[f64], y: &[f64]) -> f64 {
     assert_eq!(x.len(), y.len(), "paired samples");
     let n = x.len() as f64;
     let mean_x = x.iter().sum::<f64>() / n;
@@ -93,7 +93,7 @@ pub fn spearman_rho(x: &[f64], y: &[f64]) -> f64 {
 
 /// Indices of the `k` largest values, best first; ties go to the earlier index, so the
 /// result is deterministic.
-pub fn top_indices(values: &[f64], k: usize) -> Vec<usize> {
+pub(crate) fn top_indices(values: &[f64], k: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..values.len()).collect();
     order.sort_by(|&a, &b| values[b].partial_cmp(&values[a]).unwrap_or(Ordering::Equal).then(a.cmp(&b)));
     order.truncate(k);
@@ -101,7 +101,7 @@ pub fn top_indices(values: &[f64], k: usize) -> Vec<usize> {
 }
 
 /// The share of the truly best `k` that the predictor also puts in its best `k`.
-pub fn top_k_precision(predicted: &[f64], truth: &[f64], k: usize) -> f64 {
+pub(crate) fn top_k_precision(predicted: &[f64], truth: &[f64], k: usize) -> f64 {
     let k = k.min(truth.len());
     if k == 0 {
         return f64::NAN;
@@ -114,7 +114,7 @@ pub fn top_k_precision(predicted: &[f64], truth: &[f64], k: usize) -> f64 {
 /// What picking the predictor's best costs: the best true value minus the true value of the
 /// predicted best (averaged over predicted ties, i.e. the expected regret of a random
 /// tie-break). 0 means the predictor's pick is the true best.
-pub fn regret_of_pick(predicted: &[f64], truth: &[f64]) -> f64 {
+pub(crate) fn regret_of_pick(predicted: &[f64], truth: &[f64]) -> f64 {
     assert_eq!(predicted.len(), truth.len(), "paired samples");
     let best_truth = truth.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let best_predicted = predicted.iter().copied().fold(f64::NEG_INFINITY, f64::max);

@@ -51,7 +51,7 @@ impl Default for RankingOptions {
 }
 
 /// The two ways of evaluating, in report order.
-pub const METHODS: [(&str, &str); 2] = [
+pub(crate) const METHODS: [(&str, &str); 2] = [
     ("running", "supernet BN running statistics, no recalibration"),
     ("recalibrated", "BN statistics re-estimated per architecture on training batches"),
 ];

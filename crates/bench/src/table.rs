@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use splitnas_engine::checkpoint::write_atomic;
 
 /// The `format` tag of the JSON encoding.
-pub const TABLE_FORMAT: &str = "splitnas-ground-truth/1";
+pub(crate) const TABLE_FORMAT: &str = "splitnas-ground-truth/1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-use crate::random::SeededRng;
+use crate::SeededRng;
 
 use super::cifar::{load_cifar, CifarVariant, FileFormat};
 use super::embedded::load_embedded;

@@ -13,12 +13,10 @@ const TRAIN_LABELS: &[u8] = include_bytes!("../../../data/fashion-mnist-subset/t
 const TEST_IMAGES: &[u8] = include_bytes!("../../../data/fashion-mnist-subset/t10k-images-idx3-ubyte.gz");
 const TEST_LABELS: &[u8] = include_bytes!("../../../data/fashion-mnist-subset/t10k-labels-idx1-ubyte.gz");
 
+#[cfg(test)]
 pub const EMBEDDED_TRAIN_PER_CLASS: usize = 600;
+#[cfg(test)]
 pub const EMBEDDED_TEST_PER_CLASS: usize = 100;
-
-/// Fashion-MNIST's class names, by label.
-pub const FASHION_MNIST_CLASS_NAMES: [&str; 10] =
-    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
 
 /// The embedded training (6,000) and test (1,000) sets.
 pub fn load_embedded() -> Result<(Dataset, Dataset), DataError> {

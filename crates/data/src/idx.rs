@@ -26,6 +26,7 @@ pub struct IdxArray {
 }
 
 /// Reads an IDX file of unsigned bytes with `expected_dims` dimensions (3 for images, 1 for labels).
+#[cfg(test)]
 pub fn read_idx_file(path: &Path, expected_dims: usize) -> Result<IdxArray, DataError> {
     decode_idx(&read_whole_file(path)?, expected_dims, path)
 }
@@ -88,6 +89,7 @@ pub fn decode_idx(bytes: &[u8], expected_dims: usize, path: &Path) -> Result<Idx
 }
 
 /// Encodes unsigned bytes as an (uncompressed) IDX file: for writing test data sets.
+#[cfg(test)]
 pub fn encode_idx(dims: &[usize], values: &[u8]) -> Vec<u8> {
     assert_eq!(dims.iter().product::<usize>(), values.len(), "IDX dims must match the values");
     let mut bytes = vec![0, 0, IDX_UNSIGNED_BYTE, dims.len() as u8];

@@ -19,24 +19,18 @@ mod idx;
 mod imagenet16;
 mod loader;
 mod pickle;
-mod random;
 mod split;
 mod transform;
 
 #[cfg(test)]
 mod tests;
 
-pub use cifar::{
-    decode_cifar_binary, load_cifar, read_cifar_binary_batch, read_cifar_pickle_batch, resolve_cifar_format, CifarVariant, FileFormat,
-    CIFAR_IMAGE_SHAPE,
-};
+pub use cifar::{CifarVariant, FileFormat};
 pub use config::{prepare_data, DataConfig, DatasetKind, PreparedData, SplitName};
 pub use dataset::{Dataset, ImageRecords};
-pub use embedded::{load_embedded, EMBEDDED_TEST_PER_CLASS, EMBEDDED_TRAIN_PER_CLASS, FASHION_MNIST_CLASS_NAMES};
 pub use error::DataError;
-pub use idx::{decode_idx, decode_idx_pair, encode_idx, load_mnist_like, read_idx_file, read_idx_split, IdxArray, MNIST_CLASSES};
-pub use imagenet16::{load_imagenet16, read_imagenet16_batch, IMAGENET16_120_CLASSES, IMAGENET16_IMAGE_SHAPE};
+pub use idx::IdxArray;
 pub use loader::{Batch, BatchLoader, BatchSource, EpochBatches, LoaderOptions, LoaderPosition, RepeatedBatch};
-pub use random::SeededRng;
-pub use split::{split_train_valid, stratified_subset, Splits};
+pub use split::Splits;
+pub use splitnas_seeded_rng::SeededRng;
 pub use transform::{Augmentation, CropPlacement, Normalization};

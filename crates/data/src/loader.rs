@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-use crate::random::SeededRng;
+use crate::SeededRng;
 
 use super::split::shuffle;
 use super::transform::NormalizeOnDevice;

@@ -5,7 +5,7 @@
 //! shuffled on its own and contributes the same fraction (to within one image) to valid, so
 //! small subsets keep their class balance. Both halves stay in file order; loaders shuffle.
 
-use crate::random::SeededRng;
+use crate::SeededRng;
 
 use super::{DataError, Dataset};
 
@@ -30,15 +30,10 @@ impl Splits {
     }
 }
 
-/// A uniform integer in `0..bound` (Lemire's multiply-shift; bias below 2^-32 for our sizes).
-pub(crate) fn uniform_below(rng: &mut SeededRng, bound: u64) -> u64 {
-    ((u128::from(rng.next_u64()) * u128::from(bound)) >> 64) as u64
-}
-
 /// Fisher–Yates.
 pub(crate) fn shuffle<T>(items: &mut [T], rng: &mut SeededRng) {
     for last in (1..items.len()).rev() {
-        let chosen = uniform_below(rng, last as u64 + 1) as usize;
+        let chosen = rng.below(last as u64 + 1) as usize;
         items.swap(last, chosen);
     }
 }

@@ -8,6 +8,11 @@ use serde_pickle::{HashableValue, SerOptions, Value};
 use tch::{Device, Kind, Tensor};
 
 use super::*;
+use crate::cifar::*;
+use crate::embedded::*;
+use crate::idx::*;
+use crate::imagenet16::*;
+use crate::split::*;
 
 /// Pixel `j` of record `r` in every fixture (the pickle generator uses the same formula).
 fn fixture_pixel(record: usize, j: usize) -> u8 {
@@ -375,7 +380,7 @@ fn stratified_quotas_add_up_with_uneven_classes() {
 fn crop_pads_with_zeros_and_keeps_shapes() {
     let ones = Tensor::ones([2, 3, 8, 8], (Kind::Uint8, Device::Cpu));
     let augmentation = Augmentation { crop_padding: 2, horizontal_flip: true };
-    let mut rng = crate::random::SeededRng::new(1);
+    let mut rng = crate::SeededRng::new(1);
     assert_eq!(augmentation.apply(&ones, &mut rng).size(), [2, 3, 8, 8]);
     let floats = Tensor::ones([5, 1, 16, 16], (Kind::Float, Device::Cpu));
     assert_eq!(augmentation.apply(&floats, &mut rng).size(), [5, 1, 16, 16]);
@@ -407,7 +412,7 @@ fn flip_mirrors_and_centre_crop_is_identity() {
 
     // Without flips enabled, placements never ask for one.
     let no_flip = Augmentation { crop_padding: 1, horizontal_flip: false };
-    let mut rng = crate::random::SeededRng::new(5);
+    let mut rng = crate::SeededRng::new(5);
     assert!(no_flip.draw_placements(100, &mut rng).iter().all(|p| !p.flip && (0..=2).contains(&p.top)));
 }
 

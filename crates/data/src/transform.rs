@@ -8,9 +8,8 @@
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use crate::random::SeededRng;
+use crate::SeededRng;
 
-use super::split::uniform_below;
 use super::{DataError, Dataset};
 
 /// Per-channel mean and standard deviation of pixel values scaled to [0, 1].
@@ -137,8 +136,8 @@ impl Augmentation {
         let positions = 2 * self.crop_padding.max(0) as u64 + 1;
         (0..batch)
             .map(|_| CropPlacement {
-                top: uniform_below(rng, positions) as i64,
-                left: uniform_below(rng, positions) as i64,
+                top: rng.below(positions) as i64,
+                left: rng.below(positions) as i64,
                 flip: self.horizontal_flip && rng.next_u64() >> 63 == 1,
             })
             .collect()

@@ -49,7 +49,7 @@ impl Default for AdamConfig {
 }
 
 /// Cosine annealing per epoch from `lr` to `lr_min` over `epochs` (PyTorch's CosineAnnealingLR).
-pub fn cosine_lr(lr: f64, lr_min: f64, epoch: usize, epochs: usize) -> f64 {
+pub(crate) fn cosine_lr(lr: f64, lr_min: f64, epoch: usize, epochs: usize) -> f64 {
     if epochs == 0 {
         return lr;
     }
@@ -68,7 +68,7 @@ pub fn steps_per_epoch(batches: usize, cap: usize) -> usize {
 
 /// Scales `gradients` in place so that their total norm is at most `max_norm`, without
 /// reading the norm back to the host (no device sync). Missing gradients are skipped.
-pub fn clip_gradients(gradients: &[Option<Tensor>], max_norm: f64) {
+pub(crate) fn clip_gradients(gradients: &[Option<Tensor>], max_norm: f64) {
     if max_norm <= 0.0 {
         return;
     }

@@ -18,7 +18,7 @@ use splitnas_plugin_api::{ComponentInfo, ComponentKind, PluginModuleRef, ABI_VER
 pub const PLUGIN_PATH_VARIABLE: &str = "SPLITNAS_PLUGIN_PATH";
 
 /// Prefix of the plugins this project builds; in the default locations only these are loaded.
-pub const BUILT_PLUGIN_PREFIX: &str = "libsplitnas_plugin_";
+pub(crate) const BUILT_PLUGIN_PREFIX: &str = "libsplitnas_plugin_";
 
 /// Why a file is not a usable plugin.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +111,7 @@ pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, PluginLoadError> {
 /// (option)`), so a plugin built against an older plugin-api is sound to load: its layout is
 /// then checked with the roles swapped, which passes exactly when its types are a prefix of
 /// the host's. Any other difference fails both ways and is reported from the host's side.
-pub fn check_root_module_layout(header: &abi_stable::library::LibHeader) -> Result<(), PluginLoadError> {
+pub(crate) fn check_root_module_layout(header: &abi_stable::library::LibHeader) -> Result<(), PluginLoadError> {
     use abi_stable::abi_stability::abi_checking::check_layout_compatibility;
     use abi_stable::library::IsLayoutChecked;
     use abi_stable::StableAbi;

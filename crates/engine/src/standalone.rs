@@ -35,7 +35,7 @@ pub struct StandaloneResult {
 }
 
 /// Accuracy of a network on every batch of an evaluation loader (BN in inference mode).
-pub fn network_accuracy(network: &NetworkBox, loader: &RefCell<BatchLoader>) -> Result<f64, SearchError> {
+pub(crate) fn network_accuracy(network: &NetworkBox, loader: &RefCell<BatchLoader>) -> Result<f64, SearchError> {
     tch::no_grad(|| {
         let mut loader = loader.borrow_mut();
         loader.seek(LoaderPosition::default());

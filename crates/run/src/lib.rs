@@ -7,7 +7,7 @@ pub mod directory;
 pub mod metrics;
 pub mod phases;
 pub mod report;
-pub mod selection;
+mod selection;
 pub mod setup;
 pub mod tree;
 

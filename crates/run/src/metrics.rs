@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
 /// Appends one JSON line per event to `metrics.jsonl`.
-pub struct MetricsLog {
+pub(crate) struct MetricsLog {
     file: std::fs::File,
 }
 

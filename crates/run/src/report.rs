@@ -47,12 +47,12 @@ pub struct HalvingRound {
 }
 
 /// A genotype inside a Markdown table cell: GitHub splits cells on `|` even inside code spans.
-pub fn table_code(text: &str) -> String {
+pub(crate) fn table_code(text: &str) -> String {
     format!("`{}`", text.replace('|', "\\|"))
 }
 
 /// The report for people.
-pub fn render_report(report: &Report, tree: &SplitTree) -> String {
+pub(crate) fn render_report(report: &Report, tree: &SplitTree) -> String {
     let mut text = format!(
         "# splitnas run `{}`\n\nspace `{}`, algorithm `{}`, split criterion `{}`, device {}, seed {}.\nsearch {:.1} s, of which splitting {:.1} s.\n\n## Split tree\n\n```\n{}```\n\n## Leaves\n\n| node | genotype | params | supernet valid | arch. via supernet | stand-alone valid | stand-alone test |\n|---|---|---|---|---|---|---|\n",
         report.run, report.space, report.algorithm, report.criterion, report.device, report.seed, report.search_seconds, report.split_seconds, tree.render_text()

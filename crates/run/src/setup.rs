@@ -109,7 +109,7 @@ fn to_toml_table(value: &Value) -> std::collections::BTreeMap<String, toml::Valu
 
 /// What the data is, as the run's search space is told it (the stand-alone network keeps the
 /// space's configured size).
-pub fn space_setup(data: &PreparedData) -> SpaceSetup {
+pub(crate) fn space_setup(data: &PreparedData) -> SpaceSetup {
     let shape = data.splits.train.image_shape();
     SpaceSetup {
         classes: data.splits.train.num_classes as u32,
@@ -121,7 +121,7 @@ pub fn space_setup(data: &PreparedData) -> SpaceSetup {
 }
 
 /// The run's search space, told what the data is.
-pub fn create_run_space(registry: &PluginRegistry, config: &RunConfig, data: &PreparedData) -> Result<SearchSpaceBox> {
+pub(crate) fn create_run_space(registry: &PluginRegistry, config: &RunConfig, data: &PreparedData) -> Result<SearchSpaceBox> {
     Ok(create_space(registry, &config.space.name, &config.space.config_json(), &space_setup(data))?)
 }
 

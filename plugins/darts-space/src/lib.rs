@@ -35,7 +35,7 @@ pub mod supernet;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use splitnas_nn_blocks::{ParamInit, SplitMix64};
+use splitnas_nn_blocks::{ParamInit, SeededRng};
 use splitnas_plugin_api::author::{parse_config, Component, SpacePlugin};
 use splitnas_plugin_api::{Architecture, ChoicePointInfo, Device, Mask, NamedValue, NetworkStats, OptionInfo, PluginError, SpaceInfo, SpaceSetup};
 use tch::{Kind, Tensor};
@@ -275,7 +275,7 @@ impl SpacePlugin for DartsSpace {
     /// choice is uniform over its (input pair, op pair) choices.
     fn sample_architecture(&self, mask: &Mask, seed: u64) -> Result<Architecture, PluginError> {
         validate_space_mask(mask)?;
-        let mut generator = SplitMix64::new(seed);
+        let mut generator = SeededRng::new(seed);
         let mut choices = vec![Architecture::ABSENT; NUM_CHOICE_POINTS];
         for (kind, node) in intermediate_nodes() {
             let index = generator.below(node_choice_count(mask, kind, node));

@@ -26,7 +26,7 @@ pub mod supernet;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use splitnas_nn_blocks::{ConvSpec, ParamInit, SplitMix64};
+use splitnas_nn_blocks::{ConvSpec, ParamInit, SeededRng};
 use splitnas_plugin_api::author::{parse_config, Component, SpacePlugin};
 use splitnas_plugin_api::{Architecture, ChoicePointInfo, Device, Mask, NamedValue, NetworkStats, OptionInfo, PluginError, SpaceInfo, SpaceSetup};
 use tch::{Kind, Tensor};
@@ -215,7 +215,7 @@ impl SpacePlugin for Nb201 {
     /// Every edge's option uniformly among its allowed ones (edges are independent).
     fn sample_architecture(&self, mask: &Mask, seed: u64) -> Result<Architecture, PluginError> {
         validate_space_mask(mask)?;
-        let mut generator = SplitMix64::new(seed);
+        let mut generator = SeededRng::new(seed);
         Ok(Architecture { choices: (0..NUM_EDGES).map(|edge| generator.choose(&mask.allowed(edge))).collect() })
     }
 
