@@ -109,6 +109,12 @@ fn cuda_is_reported_consistently_and_unavailable_without_a_gpu() {
     assert!(output.status.success(), "{}", stderr(&output));
     let info: Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(info["cuda_available"], Value::Bool(report.cuda_available));
+    // What a plugin must match to load here.
+    assert_eq!(info["plugin_api_version"], splitnas_plugin_api::PLUGIN_API_VERSION);
+    assert_eq!(info["abi_version"], splitnas_plugin_api::ABI_VERSION);
+    assert_eq!(info["torch_abi"], splitnas_plugin_api::TORCH_ABI);
+    let libtorch = std::path::PathBuf::from(info["libtorch_lib"].as_str().expect("the libtorch directory"));
+    assert!(libtorch.join("libtorch_cpu.so").exists(), "{}", libtorch.display());
     if machine_has_nvidia_gpu() {
         return; // the GPU checks run on the device machine, not here
     }

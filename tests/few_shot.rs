@@ -56,6 +56,11 @@ fn gradient_matching_builds_a_tree_whose_children_inherit_everything() {
     let root_split = tree.nodes[0].split.as_ref().expect("the root split");
     assert_eq!(root_split.candidates.len(), 6, "every NB201 edge is a candidate at the root");
     assert_eq!(root_split.gradient_passes, 6 * 2 * 5, "candidates x repeats x options");
+    // What the criterion logged is kept on the tree node (and in metrics.jsonl's split event).
+    let logged: Vec<&str> = root_split.metrics.iter().map(|(name, _)| name.as_str()).collect();
+    assert!(logged.iter().filter(|name| name.starts_with("gm.score.")).count() == 6, "one gm score per candidate: {logged:?}");
+    let split_event = events.iter().find(|e| e["event"] == "split" && e["node"] == 0).expect("the root's split event");
+    assert_eq!(split_event["split"]["metrics"].as_array().map(Vec::len), Some(root_split.metrics.len()));
     for parent in [1, 2] {
         let split = tree.nodes[parent].split.as_ref().expect("second-level split");
         assert_eq!(split.candidates.len(), 5, "the edge split above is no longer a candidate");

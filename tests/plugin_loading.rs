@@ -94,9 +94,15 @@ fn a_shared_library_that_is_not_a_plugin_is_refused() {
 fn a_plugin_built_against_a_changed_plugin_api_layout_is_refused() {
     let plugin = mismatched_plugin(ApiMismatch::Layout);
     assert_refused(&plugin, "plugin-api types differ");
-    // `check` prints abi_stable's full report after the one-line reason.
+    // The cause comes first, in one line: the type that differs and how.
     let output = run_splitnas(&["plugins", "check", plugin.to_str().unwrap()]);
-    assert!(stderr(&output).lines().count() > 1, "the full report follows the reason");
+    let err = stderr(&output);
+    let first = err.lines().next().unwrap_or_default();
+    assert!(first.contains("cause: ComponentInfo: incompatible type size") && first.contains("too many fields (expected 5, found 6)"), "{first}");
+    assert!(err.lines().count() <= 3, "without --verbose the refusal stays short: {err}");
+    // `--verbose` adds abi_stable's full report.
+    let verbose = run_splitnas(&["plugins", "check", "--verbose", plugin.to_str().unwrap()]);
+    assert!(stderr(&verbose).contains("Layout of expected type:") && stderr(&verbose).lines().count() > 20, "the full report follows with --verbose");
 }
 
 #[test]

@@ -115,6 +115,10 @@ pub use abi_stable;
 #[doc(hidden)]
 pub use inventory;
 
+/// This crate's version: a plugin loads where the host's plugin-api has the same major and
+/// minor version (and, within it, only appended ABI).
+pub const PLUGIN_API_VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// Bumped on any change of meaning that `abi_stable`'s layout check cannot see.
 pub const ABI_VERSION: u32 = 1;
 

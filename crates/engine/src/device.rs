@@ -47,14 +47,22 @@ impl fmt::Display for DeviceChoice {
     }
 }
 
-/// What this process can use.
+/// What this process can use, and what a plugin must be built against to load in it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeviceReport {
     pub cuda_available: bool,
     pub cuda_devices: usize,
     pub cudnn_available: bool,
+    /// The tch and libtorch release tag a plugin must carry (`TORCH_ABI`).
     pub torch_abi: &'static str,
     pub cpu_threads: i32,
+    /// The splitnas-plugin-api version a plugin must be built against (same major.minor).
+    pub plugin_api_version: &'static str,
+    /// The plugin ABI version (`ABI_VERSION`).
+    pub abi_version: u32,
+    /// The libtorch `lib` directory this process runs on: build plugins against the same
+    /// libtorch (`LIBTORCH` = its parent directory).
+    pub libtorch_lib: String,
 }
 
 pub fn device_report() -> DeviceReport {
@@ -64,7 +72,18 @@ pub fn device_report() -> DeviceReport {
         cudnn_available: tch::Cuda::cudnn_is_available(),
         torch_abi: splitnas_plugin_api::TORCH_ABI,
         cpu_threads: tch::get_num_threads(),
+        plugin_api_version: splitnas_plugin_api::PLUGIN_API_VERSION,
+        abi_version: splitnas_plugin_api::ABI_VERSION,
+        libtorch_lib: loaded_libtorch_lib().unwrap_or_else(|| env!("SPLITNAS_LIBTORCH_LIB").to_string()),
     }
+}
+
+/// The directory of the `libtorch_cpu.so` this process has mapped (Linux), which may differ
+/// from the build's when `LD_LIBRARY_PATH` points elsewhere.
+fn loaded_libtorch_lib() -> Option<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let library = maps.lines().filter_map(|line| line.split_whitespace().nth(5)).find(|path| path.ends_with("/libtorch_cpu.so"))?;
+    std::path::Path::new(library).parent().map(|dir| dir.display().to_string())
 }
 
 impl DeviceChoice {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use abi_stable::library::{lib_header_from_path, LibraryError};
 use serde::Serialize;
-use splitnas_plugin_api::{ComponentInfo, ComponentKind, PluginModuleRef, ABI_VERSION, TORCH_ABI};
+use splitnas_plugin_api::{ComponentInfo, ComponentKind, PluginModuleRef, ABI_VERSION, PLUGIN_API_VERSION, TORCH_ABI};
 
 /// Environment variable with extra plugin directories, separated like `PATH`.
 pub const PLUGIN_PATH_VARIABLE: &str = "SPLITNAS_PLUGIN_PATH";
@@ -29,9 +29,11 @@ pub enum PluginLoadError {
     NotAPlugin,
     #[error("built with an incompatible abi_stable: rebuild the plugin against this host's plugin-api")]
     IncompatibleAbiStable,
-    #[error("built against splitnas-plugin-api {found}, this host needs {expected}: rebuild the plugin against this host's plugin-api")]
+    #[error(
+        "built against splitnas-plugin-api {found}, this host needs {expected}: rebuild the plugin against splitnas-plugin-api {PLUGIN_API_VERSION}"
+    )]
     IncompatibleVersion { expected: String, found: String },
-    #[error("its plugin-api types differ from this host's (built against a modified or different plugin-api): rebuild the plugin; `splitnas plugins check FILE` shows the differences")]
+    #[error("its plugin-api types differ from this host's (built against a modified or different plugin-api; this host has splitnas-plugin-api {PLUGIN_API_VERSION}, ABI {ABI_VERSION}, {TORCH_ABI}): rebuild it against that; {}", layout_cause(.report))]
     IncompatibleLayout { report: String },
     #[error("plugin ABI version {found}, this host needs {expected}: rebuild the plugin against this host's plugin-api")]
     AbiVersion { expected: u32, found: u32 },
@@ -44,11 +46,11 @@ pub enum PluginLoadError {
 }
 
 impl PluginLoadError {
-    /// The full report (`plugins check`): the one-line reason plus what abi_stable found.
-    pub fn report(&self) -> String {
+    /// abi_stable's full layout report, where there is one (`plugins check --verbose`).
+    pub fn layout_report(&self) -> Option<&str> {
         match self {
-            PluginLoadError::IncompatibleLayout { report } => format!("{self}\n\n{report}"),
-            other => other.to_string(),
+            PluginLoadError::IncompatibleLayout { report } => Some(report),
+            _ => None,
         }
     }
 
@@ -65,6 +67,33 @@ impl PluginLoadError {
             LibraryError::RootModule { err, .. } => PluginLoadError::Other(format!("its root module failed to initialise: {err}")),
             other => PluginLoadError::Other(first_line(&other.to_string())),
         }
+    }
+}
+
+/// The cause of a layout refusal in one line, from abi_stable's report (which runs to hundreds
+/// of lines, its cause at the end): the innermost type that differs and each difference, e.g.
+/// `ComponentInfo: incompatible type size (expected 144, found 176)`.
+pub fn layout_cause(report: &str) -> String {
+    let lines: Vec<&str> = report.lines().map(str::trim).collect();
+    let mut causes = Vec::new();
+    let mut current_type = None;
+    for (index, line) in lines.iter().enumerate() {
+        if *line == "Layout of expected type:" {
+            current_type = lines[index + 1..].iter().find_map(|l| l.strip_prefix("type:"));
+        }
+        if let Some(kind) = line.strip_prefix("Error:") {
+            // abi_stable prints `Expected:` and `Found:` each above its value.
+            let value_after = |label: &str| {
+                lines[index + 1..].iter().position(|l| *l == label).and_then(|at| lines.get(index + 1 + at + 1)).copied().unwrap_or("?")
+            };
+            let place = current_type.map_or(String::new(), |name| format!("{name}: "));
+            causes.push(format!("{place}{kind} (expected {}, found {})", value_after("Expected:"), value_after("Found:")));
+        }
+    }
+    if causes.is_empty() {
+        "`splitnas plugins check --verbose FILE` prints the differences".to_string()
+    } else {
+        format!("cause: {}", causes.join("; "))
     }
 }
 

@@ -31,6 +31,15 @@ pub struct Derivation {
     pub metrics: Vec<(String, f64)>,
 }
 
+/// What a split criterion decided for a sub-supernet, and what it cost.
+pub struct SplitOutcome {
+    pub decision: SplitDecision,
+    /// Forward/backward passes the criterion asked for.
+    pub gradient_passes: usize,
+    /// Metrics the criterion (and the algorithm's scoring samples) logged, in order.
+    pub metrics: Vec<(String, f64)>,
+}
+
 /// Optimizer settings of a sub-supernet's training.
 #[derive(Debug, Clone, Copy)]
 pub struct TrainingSettings {
@@ -225,7 +234,7 @@ impl SubSupernet {
         epoch: usize,
         seed: u64,
         gradient_loader: &RefCell<BatchLoader>,
-    ) -> Result<(SplitDecision, usize), SearchError> {
+    ) -> Result<SplitOutcome, SearchError> {
         tch::manual_seed(seed as i64);
         let SubSupernet { mask, supernet, algorithm, parameters, buffers, .. } = self;
         let snapshot = BufferSnapshot::take(buffers);
@@ -235,9 +244,12 @@ impl SubSupernet {
         let provider = GradientProvider::new(&context, &mut contexts, parameters, gradient_loader);
         let criterion_context = HostCriterionContext::new(SeededRng::derive(seed, &[2]), Some(&provider));
         let decision = run_split(criterion, request, &criterion_context).map_err(|e| SearchError::Other(format!("split criterion: {e}")));
-        let passes = *provider.passes.borrow();
+        let gradient_passes = *provider.passes.borrow();
         snapshot.restore(buffers);
-        Ok((decision?, passes))
+        // What the criterion and the algorithm's scoring samples logged, in order.
+        let mut metrics = criterion_context.services.take_metrics();
+        metrics.extend(services.take_metrics());
+        Ok(SplitOutcome { decision: decision?, gradient_passes, metrics })
     }
 
     /// Every tensor of the sub-supernet's state, prefixed by role, for a checkpoint.

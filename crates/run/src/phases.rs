@@ -19,7 +19,7 @@ use splitnas_engine::context::TrainingEnvironment;
 use splitnas_engine::criterion::split_candidates;
 use splitnas_engine::plugins::PluginRegistry;
 use splitnas_engine::seeds::{epoch_seed, evaluation_seed, seed_node_init, stream_seed, Stream, SPLIT_LOADER_EPOCH};
-use splitnas_engine::sub_supernet::{Derivation, EpochSummary, SubSupernet, TrainingSettings};
+use splitnas_engine::sub_supernet::{Derivation, EpochSummary, SplitOutcome, SubSupernet, TrainingSettings};
 use splitnas_plugin_api::{Mask, SplitRequest};
 
 use crate::config::RunConfig;
@@ -289,7 +289,7 @@ impl<'a> Search<'a> {
             eprintln!("node {node}: splitting with `{}` at epoch {epoch} ...", split.criterion);
         }
         let seed = stream_seed(config.run.seed, Stream::Split, &[node as u64]);
-        let (decision, passes) = sub.split(env, &mut criterion, &request, epoch, seed, &gradient_loader)?;
+        let SplitOutcome { decision, gradient_passes: passes, metrics } = sub.split(env, &mut criterion, &request, epoch, seed, &gradient_loader)?;
         let name = |point: u32| info.choice_points[point as usize].name.to_string();
         let option_name = |point: u32, option: u32| info.choice_points[point as usize].options[option as usize].name.to_string();
         let record = SplitRecord {
@@ -312,6 +312,7 @@ impl<'a> Search<'a> {
                 .collect(),
             gradient_passes: passes,
             seconds: started.elapsed().as_secs_f64(),
+            metrics,
         };
         if !self.options.quiet {
             eprintln!(

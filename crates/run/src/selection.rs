@@ -206,6 +206,7 @@ mod tests {
         let info = space();
         let mut tree = SplitTree::new(&info);
         let record = SplitRecord {
+            metrics: Vec::new(),
             epoch: 1,
             criterion: "test".into(),
             choice_point: 0,

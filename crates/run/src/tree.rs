@@ -33,6 +33,9 @@ pub struct SplitRecord {
     /// Forward/backward passes the criterion asked for.
     pub gradient_passes: usize,
     pub seconds: f64,
+    /// What the criterion logged while deciding (`log_metric`), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<(String, f64)>,
 }
 
 /// What a leaf ended with.
@@ -314,6 +317,7 @@ mod tests {
 
     fn record(point: u32, groups: Vec<Vec<u32>>) -> SplitRecord {
         SplitRecord {
+            metrics: Vec::new(),
             epoch: 3,
             criterion: "gm".into(),
             choice_point: point,

@@ -1,4 +1,4 @@
-//! `splitnas info`: what this process can run on.
+//! `splitnas info`: what this process can run on, and what a plugin must match to load in it.
 
 use std::process::ExitCode;
 
@@ -23,6 +23,8 @@ pub fn execute(args: InfoArgs) -> Result<ExitCode> {
         println!("CUDA devices:    {}", report.cuda_devices);
         println!("cuDNN available: {}", if report.cudnn_available { "yes" } else { "no" });
         println!("CPU threads:     {}", report.cpu_threads);
+        println!("plugin API:      splitnas-plugin-api {}, ABI {}", report.plugin_api_version, report.abi_version);
+        println!("libtorch lib:    {}", report.libtorch_lib);
     }
     Ok(ExitCode::SUCCESS)
 }

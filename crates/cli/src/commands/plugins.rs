@@ -22,13 +22,16 @@ pub enum PluginsCommand {
     Check {
         /// The plugin library to check.
         file: PathBuf,
+        /// After a layout refusal, also print abi_stable's full layout report.
+        #[arg(long)]
+        verbose: bool,
     },
 }
 
 pub fn execute(plugins: &PluginArgs, command: PluginsCommand) -> Result<ExitCode> {
     match command {
         PluginsCommand::List { json } => list(plugins, json),
-        PluginsCommand::Check { file } => Ok(check(&file)),
+        PluginsCommand::Check { file, verbose } => Ok(check(&file, verbose)),
     }
 }
 
@@ -91,7 +94,7 @@ fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
     }
 }
 
-fn check(file: &Path) -> ExitCode {
+fn check(file: &Path, verbose: bool) -> ExitCode {
     match load_plugin(file) {
         Ok(plugin) => {
             println!("{}: ok, plugin `{}`", file.display(), plugin.name);
@@ -103,7 +106,12 @@ fn check(file: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("error: {}: {}", file.display(), error.report());
+            eprintln!("error: {}: {error}", file.display());
+            match error.layout_report() {
+                Some(report) if verbose => eprintln!("\n{report}"),
+                Some(_) => eprintln!("(`splitnas plugins check --verbose {}` prints abi_stable's full layout report)", file.display()),
+                None => {}
+            }
             ExitCode::FAILURE
         }
     }
