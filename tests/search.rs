@@ -156,3 +156,54 @@ fn print_defaults_and_config_toml_hold_every_plugin_key() {
     assert!(recorded["algorithm"].get("second_order").is_some(), "the algorithm's defaults are recorded: {recorded}");
     assert_eq!(recorded["data"]["seed"].as_integer(), Some(1), "data.seed follows run.seed");
 }
+
+/// `compare` reuses a finished run only when the same plugin builds made it: a run whose
+/// provenance names another build starts over.
+#[test]
+fn compare_reuses_only_runs_made_by_the_same_plugin_builds() {
+    let out = tempfile::tempdir().unwrap();
+    let config = tiny_config(
+        "rsps",
+        out.path(),
+        "[search]\nepochs = 3\nmax_steps_per_epoch = 2\neval_batches = 1\n\n[final]\nepochs = 0\nselect_by = \"supernet\"\n",
+    );
+    let base = out.path().join("base.toml");
+    std::fs::write(&base, toml::to_string_pretty(&config).unwrap()).unwrap();
+    let runs = out.path().join("runs");
+    let compare = || {
+        let output = run_splitnas(&[
+            "compare",
+            "--criteria",
+            "none",
+            "--seeds",
+            "0",
+            "--config",
+            base.to_str().unwrap(),
+            "--output-dir",
+            runs.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        output
+    };
+    compare();
+    let provenance_path = runs.join("none-seed0").join("provenance.json");
+    let recorded: Value = serde_json::from_str(&std::fs::read_to_string(&provenance_path).unwrap()).unwrap();
+    let kinds: Vec<&str> = recorded.as_array().unwrap().iter().map(|build| build["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["space", "algorithm"], "a one-shot run uses a space and an algorithm: {recorded}");
+    assert_eq!(recorded[0]["build_sha256"].as_str().map(str::len), Some(64));
+    let metrics_lines = || std::fs::read_to_string(runs.join("none-seed0").join("metrics.jsonl")).unwrap().lines().count();
+    let first = metrics_lines();
+
+    let again = compare();
+    assert_eq!(metrics_lines(), first, "the same builds: the finished run is reused, nothing is trained again");
+    assert!(!stderr(&again).contains("starts over"), "{}", stderr(&again));
+
+    // Another build of the algorithm's plugin: the run is made again.
+    let tampered = std::fs::read_to_string(&provenance_path).unwrap().replace(recorded[1]["build_sha256"].as_str().unwrap(), &"0".repeat(64));
+    std::fs::write(&provenance_path, tampered).unwrap();
+    let redone = compare();
+    assert!(stderr(&redone).contains("starts over") && stderr(&redone).contains("algorithm `rsps`"), "{}", stderr(&redone));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(runs.join("none-seed0").join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["builds"], recorded, "the new run records the builds that made it");
+}

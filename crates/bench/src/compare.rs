@@ -10,6 +10,7 @@ use crate::ranking::{rank_run, RankingOptions, RankingReport, METHODS};
 use splitnas_engine::plugins::PluginRegistry;
 use splitnas_run::config::RunConfig;
 use splitnas_run::directory::RunDirectory;
+use splitnas_run::provenance::{build_differences, component_builds};
 use splitnas_run::{resume, run, Report, RunOptions, RunSetup};
 
 /// The configuration `compare` starts from when none is given: the quickstart's.
@@ -169,13 +170,26 @@ pub(crate) fn run_config(base: &RunConfig, criterion: &str, seed: u64) -> Result
     Ok(config)
 }
 
+/// Reuses a finished run or resumes an unfinished one, but only one made by the same plugin
+/// builds: a run made by another build (or before builds were recorded) starts over.
 fn run_or_resume(config: RunConfig, directory: &Path, registry: PluginRegistry, options: &RunOptions) -> Result<Report> {
     let run_directory = RunDirectory::new(directory);
-    if run_directory.is_finished() {
-        return Ok(run_directory.read_report()?);
-    }
-    if run_directory.has_tree() {
-        return resume(directory, registry, options);
+    if run_directory.is_run() {
+        let current = component_builds(&config, &registry)?;
+        let differences = match run_directory.read_provenance()? {
+            Some(recorded) => build_differences(&recorded, &current),
+            None => vec!["the run recorded no plugin builds".to_string()],
+        };
+        if differences.is_empty() {
+            if run_directory.is_finished() {
+                return Ok(run_directory.read_report()?);
+            }
+            if run_directory.has_tree() {
+                return resume(directory, registry, options);
+            }
+        } else if !options.quiet {
+            eprintln!("{} starts over: {}", directory.display(), differences.join("; "));
+        }
     }
     let setup = RunSetup::new(config, registry, options)?;
     run(setup, &RunOptions { overwrite: true, ..options.clone() })

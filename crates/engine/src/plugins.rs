@@ -157,6 +157,15 @@ pub(crate) fn check_root_module_layout(header: &abi_stable::library::LibHeader) 
     }
 }
 
+/// The SHA-256 of a plugin library file, in hex: which build of a plugin made a run.
+pub fn build_digest(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
 /// A file that did not load, and why.
 #[derive(Debug)]
 pub struct LoadFailure {

@@ -7,6 +7,7 @@
 //!   metrics.jsonl          one JSON object per epoch and event
 //!   tree.json              the split tree, also the resume record
 //!   checkpoints/node-N.*   supernet, α, optimizer state (safetensors) + scalar state (JSON)
+//!   provenance.json        which plugin builds (file, version, SHA-256) made the run
 //!   halving.json           successive-halving rounds, when selection uses them
 //!   report.json            the result, machine-readable
 //!   report.md              the result, for people
@@ -23,6 +24,7 @@ use splitnas_engine::sub_supernet::SubSupernetState;
 use tch::Tensor;
 
 use crate::config::RunConfig;
+use crate::provenance::ComponentBuild;
 use crate::report::{HalvingRound, Report};
 use crate::tree::SplitTree;
 
@@ -31,6 +33,7 @@ const METRICS: &str = "metrics.jsonl";
 const TREE: &str = "tree.json";
 const CHECKPOINTS: &str = "checkpoints";
 const HALVING: &str = "halving.json";
+const PROVENANCE: &str = "provenance.json";
 const REPORT_JSON: &str = "report.json";
 const REPORT_MARKDOWN: &str = "report.md";
 const LOCK: &str = "run.lock";
@@ -193,6 +196,18 @@ impl RunDirectory {
     pub fn write_report(&self, report: &Report, markdown: &str) -> Result<(), RunDirectoryError> {
         write_json(&self.report_path(), report)?;
         Ok(write_atomic(&self.report_markdown_path(), markdown.as_bytes())?)
+    }
+
+    /// The plugin builds the run recorded; `None` for runs made before provenance was kept.
+    pub fn read_provenance(&self) -> Result<Option<Vec<ComponentBuild>>, RunDirectoryError> {
+        let path = self.root.join(PROVENANCE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        Ok(Some(read_json(&path)?))
+    }
+    pub fn write_provenance(&self, builds: &[ComponentBuild]) -> Result<(), RunDirectoryError> {
+        Ok(write_json(&self.root.join(PROVENANCE), &builds)?)
     }
 
     pub fn read_halving(&self) -> Result<Vec<HalvingRound>, RunDirectoryError> {

@@ -6,6 +6,7 @@ pub mod config;
 pub mod directory;
 pub mod metrics;
 pub mod phases;
+pub mod provenance;
 pub mod report;
 mod selection;
 pub mod setup;

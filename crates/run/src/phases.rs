@@ -25,6 +25,7 @@ use splitnas_plugin_api::{Mask, SplitRequest};
 use crate::config::RunConfig;
 use crate::directory::{NodeCheckpoint, RunDirectory, RunLock};
 use crate::metrics::{progress_bar, MetricsLog};
+use crate::provenance::build_differences;
 use crate::report::{render_report, Report};
 use crate::selection::{select, Selection};
 use crate::setup::{training_settings, AlgorithmFactory, RunOptions, RunSetup, SearchLoaders};
@@ -33,6 +34,7 @@ use crate::tree::{CandidateRecord, LeafResult, SplitRecord, SplitTree};
 /// Starts a new run in a fresh directory.
 pub fn run(setup: RunSetup, options: &RunOptions) -> Result<Report> {
     let lock = setup.directory.create(&setup.config, options.overwrite)?;
+    setup.directory.write_provenance(&setup.builds)?;
     execute(setup, lock, options)
 }
 
@@ -45,6 +47,16 @@ pub fn resume(directory: &Path, registry: PluginRegistry, options: &RunOptions) 
     config.run.name = directory.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let options = RunOptions { output_dir: Some(config.run.output_dir.clone()), ..options.clone() };
     let setup = RunSetup::new(config, registry, &options)?;
+    if let Some(recorded) = run_directory.read_provenance()? {
+        let differences = build_differences(&recorded, &setup.builds);
+        if !differences.is_empty() {
+            // The run goes on (a rebuilt plugin may be the point), but its record says so.
+            eprintln!("warning: {} was started by other plugin builds: {}", directory.display(), differences.join("; "));
+            let mut metrics = MetricsLog::open(&run_directory.metrics_path())?;
+            metrics.write(json!({"event": "builds_changed", "differences": differences, "builds": setup.builds}))?;
+            run_directory.write_provenance(&setup.builds)?;
+        }
+    }
     execute(setup, lock, &options)
 }
 
@@ -403,6 +415,7 @@ impl<'a> Search<'a> {
             selected: selection.selected,
             selected_result: leaf_result(selection.selected),
             halving: selection.halving,
+            builds: self.setup.builds.clone(),
         };
         self.directory().write_report(&report, &render_report(&report, tree))?;
         Ok(report)

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use splitnas_engine::standalone::StandaloneResult;
 
+use crate::provenance::ComponentBuild;
 use crate::tree::{LeafResult, SplitTree};
 
 /// The stand-alone training of the selected architecture.
@@ -26,6 +27,9 @@ pub struct Report {
     /// Every round of successive halving (`[final] select_by = "successive_halving"`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub halving: Vec<HalvingRound>,
+    /// The plugin builds that made the run (as `provenance.json` records them).
+    #[serde(default)]
+    pub builds: Vec<ComponentBuild>,
 }
 
 /// One leaf's stand-alone training in a round of successive halving.

@@ -17,6 +17,7 @@ use splitnas_plugin_api::{AlgorithmSetup, ComponentKind, Device, SearchAlgorithm
 
 use crate::config::{ComponentChoice, RunConfig};
 use crate::directory::RunDirectory;
+use crate::provenance::{component_builds, ComponentBuild};
 
 /// Options from the command line that are not part of the configuration.
 #[derive(Debug, Clone, Default)]
@@ -47,6 +48,8 @@ pub struct RunSetup {
     pub info: SpaceInfo,
     pub create_algorithm: AlgorithmFactory,
     pub directory: RunDirectory,
+    /// The plugin builds of the components the configuration names.
+    pub builds: Vec<ComponentBuild>,
 }
 
 impl RunSetup {
@@ -69,10 +72,11 @@ impl RunSetup {
         if !config.split.is_one_shot() {
             create_criterion(&registry, &config.split.criterion, &config.split.config_json())?;
         }
+        let builds = component_builds(&config, &registry)?;
         let output_dir = options.output_dir.clone().unwrap_or_else(|| config.run.output_dir.clone());
         let directory = RunDirectory::new(output_dir.join(&config.run.name));
         config.run.output_dir = output_dir;
-        Ok(RunSetup { config, registry, device, data, space, info, create_algorithm, directory })
+        Ok(RunSetup { config, registry, device, data, space, info, create_algorithm, directory, builds })
     }
 }
 
