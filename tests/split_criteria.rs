@@ -128,4 +128,8 @@ fn the_host_rejects_a_decision_that_is_not_a_partition() {
     assert!(matches!(splitnas_engine::criterion::validate_decision(&request, &decision), Err(SplitError::NotAPartition { .. })));
     decision.choice_point = 5;
     assert!(matches!(splitnas_engine::criterion::validate_decision(&request, &decision), Err(SplitError::NotACandidate(5))));
+    // A score for a choice point outside the candidates would name nothing in the split record.
+    let mut decision = split("random", Value::Null, &request, 0).unwrap();
+    decision.scores[0].choice_point = 99;
+    assert!(matches!(splitnas_engine::criterion::validate_decision(&request, &decision), Err(SplitError::ScoredANonCandidate(99))));
 }

@@ -81,8 +81,8 @@
 //! The ABI is append-only: methods are only ever added at the end of a trait, with a default
 //! body that runs when an older plugin lacks them (see [`traits`]): an ABI 1.0 space's
 //! `configure` and `sample_architecture` answer [`ErrorKind::Unsupported`] and its
-//! `architecture_count` answers `None`. (`abi_stable`'s default load-time check still refuses
-//! an older plugin in a newer host; see the caveat in [`traits`].)
+//! `architecture_count` answers `None`. The host checks an older plugin's layout with the roles
+//! of `abi_stable`'s check swapped, so such a plugin loads (see [`traits`]).
 //!
 //! ## Rules of the boundary
 //!
@@ -115,8 +115,9 @@ pub use abi_stable;
 #[doc(hidden)]
 pub use inventory;
 
-/// This crate's version: a plugin loads where the host's plugin-api has the same major and
-/// minor version (and, within it, only appended ABI).
+/// This crate's version, which `abi_stable` compares when a host loads a plugin: while it is
+/// 0.x, a plugin built against an older minor version is refused (in 0.x a minor version may
+/// break), and within one minor version only appended ABI is allowed (docs/PLUGINS.md).
 pub const PLUGIN_API_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Bumped on any change of meaning that `abi_stable`'s layout check cannot see.

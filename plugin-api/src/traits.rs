@@ -11,11 +11,11 @@
 //! for it, and then the default body runs on the host's side (`abi_stable` marks such entries
 //! `missing_field(option)`). Methods appended in ABI 1.1 say so in their documentation.
 //!
-//! Caveat: `abi_stable`'s load-time layout check accepts a library whose prefix types have
-//! *more* fields than the loader's (a newer plugin in an older host), not fewer; a host of
-//! ABI 1.1 loading an ABI 1.0 plugin through `RootModule::load_from_file` refuses it ("too
-//! many fields", `tests/old_plugin.rs`). Loading old plugins needs the host to check layouts
-//! with the roles swapped before the default bodies can ever run.
+//! `abi_stable`'s own load-time check accepts a library whose prefix types have *more* fields
+//! than the loader's (a newer plugin in an older host), not fewer; the splitnas host therefore
+//! checks an older plugin's layout with the roles swapped (`splitnas_engine::plugins::
+//! check_root_module_layout`), so an ABI 1.0 plugin loads and these default bodies answer for
+//! it (`tests/old_plugin.rs`).
 
 use abi_stable::sabi_trait;
 use abi_stable::sabi_types::RRef;

@@ -55,6 +55,8 @@ pub enum SplitError {
     Plugin(#[from] PluginError),
     #[error("the criterion chose choice point {0}, which is not a candidate")]
     NotACandidate(u32),
+    #[error("the criterion scored choice point {0}, which is not a candidate")]
+    ScoredANonCandidate(u32),
     #[error("the criterion returned {found} groups, {expected} were asked for (0: any number from 2)")]
     GroupCount { expected: u32, found: usize },
     #[error("the criterion's groups are not a partition of the allowed options {allowed:?} of choice point {choice_point}: {groups:?}")]
@@ -85,6 +87,10 @@ pub fn validate_decision(request: &SplitRequest, decision: &SplitDecision) -> Re
     let point = decision.choice_point;
     if !request.candidates.contains(&point) {
         return Err(SplitError::NotACandidate(point));
+    }
+    // Scores are recorded by choice point: one outside the candidates names nothing the tree knows.
+    if let Some(score) = decision.scores.iter().find(|score| !request.candidates.contains(&score.choice_point)) {
+        return Err(SplitError::ScoredANonCandidate(score.choice_point));
     }
     // 0 groups leaves the count to the criterion (exhaustive: one per option); a split still needs two.
     let count_ok = if request.groups == 0 { decision.groups.len() >= 2 } else { decision.groups.len() == request.groups as usize };
