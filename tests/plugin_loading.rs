@@ -153,3 +153,34 @@ fn duplicate_components_are_reported_and_the_first_kept() {
     let exhaustive = listing["components"].as_array().unwrap().iter().find(|c| c["name"] == "exhaustive").unwrap();
     assert_eq!(exhaustive["file"].as_str().unwrap(), second.to_str().unwrap());
 }
+
+/// `plugins install` checks a plugin and puts it where every command finds it without flags;
+/// `plugins remove` takes it out by a component's name; an unusable file is never installed.
+#[test]
+fn installed_plugins_are_found_without_flags_and_removed_by_name() {
+    let data_home = tempfile::tempdir().unwrap();
+    let with_home = |args: &[&str]| splitnas().args(args).env("XDG_DATA_HOME", data_home.path()).output().unwrap();
+    let spaces = |output: &std::process::Output| {
+        let listing: Value = serde_json::from_str(&stdout(output)).expect("plugins list --json prints JSON");
+        names_of_kind(&listing, "space")
+    };
+    assert!(!spaces(&with_home(&["plugins", "list", "--json"])).contains(&"echo".to_string()));
+
+    let installed = with_home(&["plugins", "install", fixture_plugin().to_str().unwrap()]);
+    assert!(installed.status.success(), "{}", stderr(&installed));
+    assert!(stdout(&installed).contains("space `echo`"), "{}", stdout(&installed));
+    assert!(data_home.path().join("splitnas/plugins").join(fixture_plugin().file_name().unwrap()).exists());
+    assert!(spaces(&with_home(&["plugins", "list", "--json"])).contains(&"echo".to_string()), "found with no flag");
+
+    let garbage = data_home.path().join("garbage.so");
+    std::fs::write(&garbage, b"\x7fELF but not really").unwrap();
+    let refused = with_home(&["plugins", "install", garbage.to_str().unwrap()]);
+    assert!(!refused.status.success() && stderr(&refused).contains("is not installed"), "{}", stderr(&refused));
+    assert!(!data_home.path().join("splitnas/plugins/garbage.so").exists());
+
+    let removed = with_home(&["plugins", "remove", "echo"]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    assert!(!spaces(&with_home(&["plugins", "list", "--json"])).contains(&"echo".to_string()));
+    let missing = with_home(&["plugins", "remove", "echo"]);
+    assert!(!missing.status.success() && stderr(&missing).contains("no plugin"), "{}", stderr(&missing));
+}

@@ -208,12 +208,14 @@ pub struct PluginSearch {
 }
 
 impl PluginSearch {
-    /// `--plugin-dir` values first, then `SPLITNAS_PLUGIN_PATH`, then the defaults.
+    /// `--plugin-dir` values first, then `SPLITNAS_PLUGIN_PATH`, then the user's plugin
+    /// directory ([`user_plugin_directory`]), then the defaults.
     pub fn from_cli(plugin_dirs: &[PathBuf]) -> Self {
         let mut directories = plugin_dirs.to_vec();
         if let Some(value) = std::env::var_os(PLUGIN_PATH_VARIABLE) {
             directories.extend(std::env::split_paths(&value).filter(|path| !path.as_os_str().is_empty()));
         }
+        directories.extend(user_plugin_directory());
         PluginSearch { directories, default_locations: true }
     }
 
@@ -240,6 +242,21 @@ impl PluginSearch {
         files.retain(|file| seen.insert(std::fs::canonicalize(file).unwrap_or_else(|_| file.clone())));
         files
     }
+}
+
+/// Where `splitnas plugins install` puts plugins, searched without any flag:
+/// `$XDG_DATA_HOME/splitnas/plugins`, or `~/.local/share/splitnas/plugins`.
+pub fn user_plugin_directory() -> Option<PathBuf> {
+    let data_home = std::env::var_os("XDG_DATA_HOME")
+        .filter(|value| !value.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local").join("share")))?;
+    Some(data_home.join("splitnas").join("plugins"))
+}
+
+/// Every shared library in a directory (the user's plugin directory, for `plugins remove`).
+pub fn shared_libraries(dir: &Path) -> Vec<PathBuf> {
+    shared_libraries_in(dir, None)
 }
 
 fn is_shared_library(path: &Path) -> bool {

@@ -4,9 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
+use anyhow::{bail, Context};
 use clap::Subcommand;
 use serde_json::json;
-use splitnas_engine::plugins::{load_plugin, PLUGIN_PATH_VARIABLE};
+use splitnas_engine::checkpoint::write_atomic;
+use splitnas_engine::plugins::{load_plugin, shared_libraries, user_plugin_directory, LoadedPlugin, PLUGIN_PATH_VARIABLE};
 
 use crate::runtime::PluginArgs;
 
@@ -26,12 +28,25 @@ pub enum PluginsCommand {
         #[arg(long)]
         verbose: bool,
     },
+    /// Check a plugin and copy it into the user's plugin directory, where every command finds
+    /// it without flags ($XDG_DATA_HOME/splitnas/plugins or ~/.local/share/splitnas/plugins).
+    Install {
+        /// The plugin library to install.
+        file: PathBuf,
+    },
+    /// Take a plugin out of the user's plugin directory, by a component's name or the file's name.
+    Remove {
+        /// A component the plugin exports (`my-criterion`), or the library's file name.
+        name: String,
+    },
 }
 
 pub fn execute(plugins: &PluginArgs, command: PluginsCommand) -> Result<ExitCode> {
     match command {
         PluginsCommand::List { json } => list(plugins, json),
         PluginsCommand::Check { file, verbose } => Ok(check(&file, verbose)),
+        PluginsCommand::Install { file } => install(&file),
+        PluginsCommand::Remove { name } => remove(&name),
     }
 }
 
@@ -115,4 +130,57 @@ fn check(file: &Path, verbose: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn user_directory() -> Result<PathBuf> {
+    user_plugin_directory().context("neither XDG_DATA_HOME nor HOME is set: set one, or pass --plugin-dir instead of installing")
+}
+
+/// What a plugin must state about its components before it is installed.
+fn check_metadata(plugin: &LoadedPlugin) -> Result<()> {
+    if plugin.components.is_empty() {
+        bail!("plugin `{}` exports no component", plugin.name);
+    }
+    for component in &plugin.components {
+        if component.name.is_empty() {
+            bail!("plugin `{}` exports a {} without a name", plugin.name, component.kind());
+        }
+        let defaults: serde_json::Value = serde_json::from_str(&component.default_config)
+            .with_context(|| format!("{} `{}`: its default configuration is not JSON", component.kind(), component.name))?;
+        if !defaults.is_object() {
+            bail!("{} `{}`: its default configuration must be a JSON object of keys, got {defaults}", component.kind(), component.name);
+        }
+    }
+    Ok(())
+}
+
+fn install(file: &Path) -> Result<ExitCode> {
+    let plugin = load_plugin(file).map_err(|error| anyhow::anyhow!("{} is not installed: {error}", file.display()))?;
+    check_metadata(&plugin).with_context(|| format!("{} is not installed", file.display()))?;
+    let directory = user_directory()?;
+    let name = file.file_name().context("the plugin path names no file")?;
+    let target = directory.join(name);
+    let replaced = target.exists();
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    write_atomic(&target, &bytes)?;
+    let components: Vec<String> = plugin.components.iter().map(|c| format!("{} `{}`", c.kind(), c.name)).collect();
+    println!("{} {} ({}) into {}", if replaced { "replaced" } else { "installed" }, target.display(), components.join(", "), directory.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn remove(name: &str) -> Result<ExitCode> {
+    let directory = user_directory()?;
+    let exports = |file: &Path| load_plugin(file).is_ok_and(|plugin| plugin.components.iter().any(|c| c.name.as_str() == name));
+    let matches: Vec<PathBuf> = shared_libraries(&directory)
+        .into_iter()
+        .filter(|file| file.file_name().is_some_and(|f| f.to_string_lossy() == name) || exports(file))
+        .collect();
+    if matches.is_empty() {
+        bail!("no plugin in {} exports `{name}` or is named so; `splitnas plugins list` shows where each component comes from", directory.display());
+    }
+    for file in matches {
+        std::fs::remove_file(&file).with_context(|| format!("cannot remove {}", file.display()))?;
+        println!("removed {}", file.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
