@@ -19,8 +19,8 @@
 //! }
 //! ```
 //!
-//! The kit draws its own random numbers from a the shared splitmix64 generator (`splitnas-seeded-rng`), never from
-//! libtorch's global one, so that a suite is reproducible even while other tests draw.
+//! The kit draws its random numbers from the shared splitmix64 generator (`splitnas-seeded-rng`),
+//! never from libtorch's global one, so that a suite is reproducible even while other tests draw.
 
 pub mod algorithm;
 pub mod criterion;
