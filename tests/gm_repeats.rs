@@ -117,6 +117,20 @@ fn two_gm_configurations_decide_on_the_same_recording_reproducibly() {
     let (_, reused) = study_with(&config, "0..2", &root.path().join("reused.json"), &kept);
     assert_eq!(decisions(&reused), decisions(&recorded));
     assert_eq!(decisions(&reused), decisions(&report));
+    // `plugins try`: any criterion on the kept recordings, beside gm, without training.
+    let tried = run_splitnas(&["plugins", "try", "gm", "--recordings", recordings.to_str().unwrap(), "--config", r#"{"repeats": 4}"#, "--json"]);
+    assert!(tried.status.success(), "{}", stderr(&tried));
+    let tried: Value = serde_json::from_str(&stdout(&tried)).unwrap();
+    let seeds: Vec<u64> = tried.as_array().unwrap().iter().map(|record| record["seed"].as_u64().unwrap()).collect();
+    assert_eq!(seeds, [0, 1]);
+    for (record, fixed) in tried.as_array().unwrap().iter().zip(report["records"].as_array().unwrap()) {
+        assert_eq!(record["agrees_with_gm"], true, "gm with every recorded repeat is gm: {record}");
+        assert_eq!(record["decision"]["choice_point"], fixed["fixed"]["choice_point"], "and decides as the study's fixed gm did");
+    }
+    let random = run_splitnas(&["plugins", "try", "random", "--recordings", recordings.to_str().unwrap()]);
+    assert!(random.status.success(), "{}", stderr(&random));
+    assert!(stdout(&random).contains("seed   1: random") && stdout(&random).contains("2 seeds: `random` agrees with gm on"), "{}", stdout(&random));
+
     // A recording made for another study is refused, not silently mixed in.
     let output = run_splitnas(&[
         "bench",

@@ -472,7 +472,20 @@ fn decide(
     info: &SpaceInfo,
     decide_seed: u64,
 ) -> Result<GmDecision> {
-    let mut criterion = create_criterion(registry, CRITERION, gm_config)?;
+    decide_with(registry, CRITERION, gm_config, request, recording, info, decide_seed)
+}
+
+/// Any criterion's decision on a recording, and the samples it asked for.
+fn decide_with(
+    registry: &PluginRegistry,
+    criterion_name: &str,
+    config: &Value,
+    request: &SplitRequest,
+    recording: &Recording,
+    info: &SpaceInfo,
+    decide_seed: u64,
+) -> Result<GmDecision> {
+    let mut criterion = create_criterion(registry, criterion_name, config)?;
     let replay = ReplayedGrams::new(recording);
     let context = HostCriterionContext::new(SeededRng::new(decide_seed), Some(&replay));
     let decision: SplitDecision = run_split(&mut criterion, request, &context)?;
@@ -486,6 +499,104 @@ fn decide(
         total_repeats: repeats.iter().sum(),
         repeats,
     })
+}
+
+/// `splitnas plugins try`: a criterion on kept recordings, no training.
+pub struct TryRequest {
+    pub criterion: String,
+    /// The criterion's keys (JSON object), merged over its defaults.
+    pub config: Value,
+    /// A `--recordings` directory of `bench gm-repeats` (seed-N.json files).
+    pub recordings: PathBuf,
+    /// Children per split; default: the recorded configuration's first split.
+    pub groups: Option<u32>,
+}
+
+/// A criterion's decision on one seed's recording, beside gm's on all the recorded repeats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TryRecord {
+    pub seed: u64,
+    pub decision: GmDecision,
+    pub gm: GmDecision,
+    /// The same choice point and partition as gm's.
+    pub agrees_with_gm: bool,
+    pub seconds: f64,
+}
+
+/// Runs `request.criterion` on every kept recording (seeds in order), each beside gm with
+/// every recorded repeat: seconds per seed, with no training.
+pub fn try_criterion(
+    request: &TryRequest,
+    registry: PluginRegistry,
+    options: &RunOptions,
+    on_seed: &mut dyn FnMut(&TryRecord),
+) -> Result<Vec<TryRecord>> {
+    let mut seeds: Vec<(u64, PathBuf)> = std::fs::read_dir(&request.recordings)
+        .with_context(|| format!("cannot read the recordings directory {}", request.recordings.display()))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter_map(|path| {
+            let seed = path.file_name()?.to_str()?.strip_prefix("seed-")?.strip_suffix(".json")?.parse().ok()?;
+            Some((seed, path))
+        })
+        .collect();
+    seeds.sort();
+    let Some((_, first)) = seeds.first() else {
+        bail!(
+            "{} holds no recording (seed-N.json): make some with `splitnas bench gm-repeats CONFIG --recordings {}`",
+            request.recordings.display(),
+            request.recordings.display()
+        );
+    };
+    let first: SavedRecording = splitnas_engine::checkpoint::read_json(first)?;
+    let config: RunConfig = serde_json::from_value(first.study["config"].clone()).context("the recording names no run configuration")?;
+    // The space as the study had it (its data decides the classifier's width), without training.
+    let groups = request.groups.or(config.split.groups.first().copied()).unwrap_or(2);
+    let run_seed = config.run.seed;
+    let RunSetup { registry, info, .. } = RunSetup::new(config, registry, &RunOptions { quiet: true, ..options.clone() })?;
+    create_criterion(&registry, &request.criterion, &request.config)?;
+    let mut records = Vec::with_capacity(seeds.len());
+    for (seed, path) in seeds {
+        let started = std::time::Instant::now();
+        let saved: SavedRecording = splitnas_engine::checkpoint::read_json(&path)?;
+        let recorded_repeats = saved.candidates.values().map(Vec::len).min().unwrap_or(0);
+        let recording: Recording = saved
+            .candidates
+            .into_iter()
+            .map(|(point, samples)| {
+                (point, samples.into_iter().map(|(options, gram)| GramSample { options: options.into(), gram: gram.into() }).collect())
+            })
+            .collect();
+        let candidates: Vec<u32> = recording.keys().copied().collect();
+        let split_request = SplitRequest { space: info.clone(), mask: info.full_mask(), candidates: candidates.into(), groups };
+        // The study's decision stream: gm here decides as the study's gm did.
+        let decide_seed = stream_seed(run_seed, Stream::StudyDecision, &[seed]);
+        let decision = decide_with(&registry, &request.criterion, &request.config, &split_request, &recording, &info, decide_seed)
+            .with_context(|| format!("{}: criterion `{}`", path.display(), request.criterion))?;
+        let gm = decide(&registry, &json!({ "repeats": recorded_repeats }), &split_request, &recording, &info, decide_seed)?;
+        let record = TryRecord {
+            seed,
+            agrees_with_gm: decision.choice_point == gm.choice_point && same_partition(&decision.groups, &gm.groups),
+            decision,
+            gm,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        on_seed(&record);
+        records.push(record);
+    }
+    Ok(records)
+}
+
+/// One line for a seed of `plugins try`.
+pub fn render_try(criterion: &str, record: &TryRecord) -> String {
+    format!(
+        "seed {:>3}: {criterion} {} ({} repeats); gm {} ({}) in {:.2} s",
+        record.seed,
+        render_decision(&record.decision),
+        record.decision.total_repeats,
+        if record.agrees_with_gm { "same".to_string() } else { render_decision(&record.gm) },
+        if record.agrees_with_gm { "agree" } else { "DISAGREE" },
+        record.seconds
+    )
 }
 
 /// Whether two partitions are the same set of sets (group order and order within groups aside).

@@ -7,8 +7,10 @@ use anyhow::Result;
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use serde_json::json;
+use splitnas_bench::gm_repeats::{parse_json_object, render_try, try_criterion, TryRequest};
 use splitnas_engine::checkpoint::write_atomic;
 use splitnas_engine::plugins::{load_plugin, shared_libraries, user_plugin_directory, LoadedPlugin, PLUGIN_PATH_VARIABLE};
+use splitnas_run::RunOptions;
 
 use crate::runtime::PluginArgs;
 
@@ -39,6 +41,24 @@ pub enum PluginsCommand {
         /// A component the plugin exports (`my-criterion`), or the library's file name.
         name: String,
     },
+    /// Run a split criterion on gradient repeats that `bench gm-repeats --recordings DIR` kept,
+    /// beside gm on the same repeats: seconds per seed, no training.
+    Try {
+        /// The criterion to try (any loaded one).
+        criterion: String,
+        /// The recordings directory (seed-N.json files).
+        #[arg(long, value_name = "DIR")]
+        recordings: PathBuf,
+        /// The criterion's keys as a JSON object, e.g. '{"repeats": 20}'.
+        #[arg(long, value_name = "JSON", value_parser = parse_json_object)]
+        config: Option<serde_json::Value>,
+        /// Children per split; default: the recorded configuration's first split.
+        #[arg(long)]
+        groups: Option<u32>,
+        /// Print every seed's decisions as JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn execute(plugins: &PluginArgs, command: PluginsCommand) -> Result<ExitCode> {
@@ -47,6 +67,21 @@ pub fn execute(plugins: &PluginArgs, command: PluginsCommand) -> Result<ExitCode
         PluginsCommand::Check { file, verbose } => Ok(check(&file, verbose)),
         PluginsCommand::Install { file } => install(&file),
         PluginsCommand::Remove { name } => remove(&name),
+        PluginsCommand::Try { criterion, recordings, config, groups, json } => {
+            let request = TryRequest { criterion, config: config.unwrap_or(serde_json::Value::Null), recordings, groups };
+            let records = try_criterion(&request, plugins.discover(), &RunOptions::default(), &mut |record| {
+                if !json {
+                    println!("{}", render_try(&request.criterion, record));
+                }
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&records)?);
+            } else {
+                let agreements = records.iter().filter(|record| record.agrees_with_gm).count();
+                println!("{} seeds: `{}` agrees with gm on {agreements}", records.len(), request.criterion);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
