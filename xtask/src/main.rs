@@ -25,6 +25,7 @@ commands:
   build   setup, then build the release `splitnas` binary and every plugin (target/release)
   test    setup, then build the plugins and run the whole test suite
   lint    setup, then `cargo fmt --check` and `cargo clippy --all-targets -D warnings`
+  package setup, then `cargo package` the crates a plugin author depends on (verified builds)
   demo    build, then run the quickstart search on the embedded dataset";
 
 fn main() -> Result<()> {
@@ -35,6 +36,7 @@ fn main() -> Result<()> {
         "build" => build(&root),
         "test" => test(&root),
         "lint" => lint(&root),
+        "package" => package(&root),
         "demo" => demo(&root),
         "" | "help" | "--help" | "-h" => {
             println!("{USAGE}");
@@ -163,6 +165,23 @@ fn lint(root: &Path) -> Result<()> {
     setup(root)?;
     run(cargo(root).args(["fmt", "--all", "--check"]))?;
     run(cargo(root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+}
+
+/// The crates an outside plugin author builds against, packaged as they would be published
+/// (metadata, README, license; each verified by building it from its package). Nothing is
+/// uploaded.
+const AUTHOR_CRATES: &[&str] = &["splitnas-build-support", "splitnas-seeded-rng", "splitnas-plugin-api", "splitnas-plugin-testkit"];
+
+fn package(root: &Path) -> Result<()> {
+    setup(root)?;
+    let mut command = cargo(root);
+    command.args(["package", "--allow-dirty"]);
+    for name in AUTHOR_CRATES {
+        command.args(["-p", name]);
+    }
+    run(&mut command)?;
+    eprintln!("xtask: packaged {} into {}", AUTHOR_CRATES.join(", "), root.join("target/package").display());
+    Ok(())
 }
 
 fn demo(root: &Path) -> Result<()> {
