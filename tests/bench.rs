@@ -10,14 +10,6 @@ use splitnas_e2e::*;
 use splitnas_run::tree::SplitTree;
 use splitnas_run::{run, RunOptions, RunSetup};
 
-/// libtorch's random generator is global to the process: tests that seed it and expect
-/// exact replays must not interleave with each other.
-static TORCH_GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn exclusive_generator() -> std::sync::MutexGuard<'static, ()> {
-    TORCH_GENERATOR.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 const TINY_TRAINING: &str = "[final]\nepochs = 1\nmax_steps_per_epoch = 2\n";
 
 fn quiet() -> RunOptions {

@@ -45,8 +45,8 @@ fn old_abi_plugin() -> PathBuf {
     let workspace =
         format!("{}members = [\"plugin-api-abi-1.0\", \"build-support-abi-1.0\", \"plugin\"]{}", &workspace[..start], &workspace[end + 1..]);
     let workspace = workspace
-        .replace("{ path = \"plugin-api\" }", "{ path = \"plugin-api-abi-1.0\" }")
-        .replace("{ path = \"build-support\" }", "{ path = \"build-support-abi-1.0\" }");
+        .replace("path = \"plugin-api\"", "path = \"plugin-api-abi-1.0\"")
+        .replace("path = \"build-support\"", "path = \"build-support-abi-1.0\"");
     assert!(workspace.contains("path = \"plugin-api-abi-1.0\""), "the root manifest no longer names plugin-api by path: update old_abi_plugin");
     std::fs::write(dir.join("Cargo.toml"), workspace).expect("write workspace manifest");
     std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock")).expect("copy lock file");

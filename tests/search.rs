@@ -30,6 +30,7 @@ fn alphas(event: &Value) -> Vec<f64> {
 }
 
 fn search_learns(algorithm: &str, differentiable: bool) {
+    let _generator = exclusive_generator();
     let out = tempfile::tempdir().unwrap();
     let config = tiny_config(algorithm, out.path(), SCHEDULE);
     let options = RunOptions { quiet: true, ..RunOptions::default() };
@@ -87,6 +88,7 @@ fn rsps_learns() {
 
 #[test]
 fn an_existing_run_directory_is_not_overwritten_by_accident() {
+    let _generator = exclusive_generator();
     let out = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(out.path().join("tiny-darts")).unwrap();
     let options = RunOptions { quiet: true, ..RunOptions::default() };
@@ -138,6 +140,7 @@ fn print_defaults_and_config_toml_hold_every_plugin_key() {
     assert!(printed["split"].get("repeats").is_some(), "the gm criterion's keys: {text}");
     assert!(text.contains("# algorithm `rsps`") && text.contains("# criterion `exhaustive`"), "the other components: {text}");
 
+    let _generator = exclusive_generator();
     let out = tempfile::tempdir().unwrap();
     let config = tiny_config("darts", out.path(), SCHEDULE);
     let options = RunOptions { quiet: true, ..RunOptions::default() };

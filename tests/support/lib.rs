@@ -198,7 +198,7 @@ pub fn mismatched_plugin(mismatch: ApiMismatch) -> PathBuf {
     let start = workspace.find("members = [").expect("members list");
     let end = start + workspace[start..].find(']').expect("end of members");
     let workspace = format!("{}members = [\"{api_dir}\", \"build-support\", \"plugin\"]{}", &workspace[..start], &workspace[end + 1..]);
-    let workspace = workspace.replace("{ path = \"plugin-api\" }", &format!("{{ path = \"{api_dir}\" }}"));
+    let workspace = workspace.replace("path = \"plugin-api\"", &format!("path = \"{api_dir}\""));
     assert!(workspace.contains(&api_dir), "the root manifest no longer names plugin-api by path: update mismatched_plugin");
     std::fs::write(dir.join("Cargo.toml"), workspace).expect("write workspace manifest");
     std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock")).expect("copy lock file");
@@ -264,4 +264,13 @@ name = "{algorithm}"
         output = output_dir.display()
     );
     splitnas_run::config::RunConfig::from_toml(&text, Path::new("tiny.toml")).expect("tiny config parses")
+}
+
+/// libtorch's random generator is global to the process: tests that train in-process (they
+/// seed it every epoch) and expect exact replays or a learning curve must not interleave.
+static TORCH_GENERATOR: Mutex<()> = Mutex::new(());
+
+/// Holds libtorch's global generator for one in-process training test.
+pub fn exclusive_generator() -> std::sync::MutexGuard<'static, ()> {
+    TORCH_GENERATOR.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
