@@ -378,7 +378,7 @@ pub fn run_gm_repeats(
         // Both configurations get the same criterion randomness: only their repeats differ.
         let decide_seed = stream_seed(config.run.seed, Stream::StudyDecision, &[seed]);
         let decide_with = |gm_config: &Value, label: &str| {
-            decide(&registry, gm_config, &split_request, &recording, &info, decide_seed)
+            decide(&registry, CRITERION, gm_config, &split_request, &recording, &info, decide_seed)
                 .with_context(|| format!("seed {seed}: the {label} gm configuration {gm_config}"))
         };
         let fixed = decide_with(&fixed_config, "fixed")?;
@@ -464,19 +464,8 @@ fn record_grams(
 }
 
 /// One gm configuration's decision on a recording, and the samples it asked for.
+/// A criterion's decision on a recording, and the samples it asked for.
 fn decide(
-    registry: &PluginRegistry,
-    gm_config: &Value,
-    request: &SplitRequest,
-    recording: &Recording,
-    info: &SpaceInfo,
-    decide_seed: u64,
-) -> Result<GmDecision> {
-    decide_with(registry, CRITERION, gm_config, request, recording, info, decide_seed)
-}
-
-/// Any criterion's decision on a recording, and the samples it asked for.
-fn decide_with(
     registry: &PluginRegistry,
     criterion_name: &str,
     config: &Value,
@@ -570,9 +559,9 @@ pub fn try_criterion(
         let split_request = SplitRequest { space: info.clone(), mask: info.full_mask(), candidates: candidates.into(), groups };
         // The study's decision stream: gm here decides as the study's gm did.
         let decide_seed = stream_seed(run_seed, Stream::StudyDecision, &[seed]);
-        let decision = decide_with(&registry, &request.criterion, &request.config, &split_request, &recording, &info, decide_seed)
+        let decision = decide(&registry, &request.criterion, &request.config, &split_request, &recording, &info, decide_seed)
             .with_context(|| format!("{}: criterion `{}`", path.display(), request.criterion))?;
-        let gm = decide(&registry, &json!({ "repeats": recorded_repeats }), &split_request, &recording, &info, decide_seed)?;
+        let gm = decide(&registry, CRITERION, &json!({ "repeats": recorded_repeats }), &split_request, &recording, &info, decide_seed)?;
         let record = TryRecord {
             seed,
             agrees_with_gm: decision.choice_point == gm.choice_point && same_partition(&decision.groups, &gm.groups),

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use splitnas_engine::checkpoint::{read_json, read_tensors, write_atomic, write_json, write_tensors, CheckpointError};
-use splitnas_engine::sub_supernet::SubSupernetState;
+use splitnas_engine::sub_supernet::{SubSupernet, SubSupernetState};
 use tch::Tensor;
 
 use crate::config::RunConfig;
@@ -56,6 +56,8 @@ pub enum RunDirectoryError {
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error("node {node}: {message}")]
+    Node { node: usize, message: String },
 }
 
 /// A node's checkpoint besides its tensors: where its training is.
@@ -224,6 +226,12 @@ impl RunDirectory {
         let (tensors_path, json_path) = self.checkpoint_paths(node);
         write_tensors(&tensors_path, tensors)?;
         Ok(write_json(&json_path, checkpoint)?)
+    }
+    /// A sub-supernet's checkpoint: its state tensors and where its training is (`epoch`, the
+    /// next epoch to train).
+    pub fn save_node(&self, node: usize, sub: &SubSupernet, epoch: usize) -> Result<(), RunDirectoryError> {
+        let state = sub.state().map_err(|error| RunDirectoryError::Node { node, message: error.to_string() })?;
+        self.write_checkpoint(node, &sub.state_tensors(), &NodeCheckpoint { epoch, state })
     }
     pub fn read_checkpoint(&self, node: usize) -> Result<(Vec<(String, Tensor)>, NodeCheckpoint), RunDirectoryError> {
         let (tensors_path, json_path) = self.checkpoint_paths(node);

@@ -23,7 +23,7 @@ use splitnas_engine::sub_supernet::{Derivation, EpochSummary, SplitOutcome, SubS
 use splitnas_plugin_api::{Mask, SplitRequest};
 
 use crate::config::RunConfig;
-use crate::directory::{NodeCheckpoint, RunDirectory, RunLock};
+use crate::directory::{RunDirectory, RunLock};
 use crate::metrics::{progress_bar, MetricsLog};
 use crate::provenance::build_differences;
 use crate::report::{render_report, Report};
@@ -177,11 +177,6 @@ impl<'a> Search<'a> {
         &self.setup.directory
     }
 
-    fn save_node(&self, node: usize, sub: &SubSupernet, epoch: usize) -> Result<()> {
-        self.directory().write_checkpoint(node, &sub.state_tensors(), &NodeCheckpoint { epoch, state: sub.state()? })?;
-        Ok(())
-    }
-
     /// Phase 1: the tree a killed run left, or a new one with the root's fresh supernet.
     fn tree(&mut self, env: &TrainingEnvironment<'_>) -> Result<SplitTree> {
         if self.directory().has_tree() {
@@ -190,7 +185,7 @@ impl<'a> Search<'a> {
         let tree = SplitTree::new(&self.setup.info);
         let root = new_root(env, self.config(), &self.setup.create_algorithm)?;
         self.metrics.write(json!({"event": "init", "node": 0, "alphas": alpha_values(&root)}))?;
-        self.save_node(0, &root, 0)?;
+        self.directory().save_node(0, &root, 0)?;
         self.directory().write_tree(&tree)?;
         Ok(tree)
     }
@@ -272,7 +267,7 @@ impl<'a> Search<'a> {
                 "metrics": summary.metrics, "alphas": alpha_values(sub), "state_digest": state_digest(sub),
             }))?;
             tree.nodes[node].train_seconds += summary.seconds;
-            setup.directory.write_checkpoint(node, &sub.state_tensors(), &NodeCheckpoint { epoch: outcome.epoch + 1, state: sub.state()? })?;
+            setup.directory.save_node(node, sub, outcome.epoch + 1)?;
             setup.directory.write_tree(tree)?;
             Ok(())
         })
@@ -350,7 +345,7 @@ impl<'a> Search<'a> {
                 child_sub.load(&self.directory().checkpoint_paths(node).0, &parent_tensors, &parent_state)?;
             }
             self.metrics.write(json!({"event": "init", "node": child, "parent": node, "epoch": epoch, "fresh": restart, "alphas": alpha_values(&child_sub), "state_digest": state_digest(&child_sub)}))?;
-            self.save_node(child, &child_sub, epoch)?;
+            self.directory().save_node(child, &child_sub, epoch)?;
         }
         *tree = next_tree;
         self.directory().write_tree(tree)?;
