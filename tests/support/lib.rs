@@ -25,6 +25,13 @@ fn target_dir() -> PathBuf {
     profile_dir().parent().expect("profile dir is inside target").to_path_buf()
 }
 
+/// The target directory of crates built outside the workspace (the third-party example,
+/// generated plugin crates): not the workspace's, but shared by them and kept between runs so
+/// that tch and abi_stable compile once.
+pub fn out_of_tree_target_dir() -> PathBuf {
+    target_dir().join("out-of-tree")
+}
+
 fn is_release() -> bool {
     profile_dir().file_name().is_some_and(|name| name == "release")
 }

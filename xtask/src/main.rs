@@ -160,10 +160,12 @@ fn test(root: &Path) -> Result<()> {
     run(cargo(root).args(["test", "--workspace", "--exclude", "xtask", "--no-fail-fast"]))
 }
 
-/// Formatting and clippy over the whole workspace; CI runs it after the tests.
+/// Formatting and clippy over the whole workspace, and formatting of the out-of-tree example
+/// (tests/third_party.rs builds it); CI runs it after the tests.
 fn lint(root: &Path) -> Result<()> {
     setup(root)?;
     run(cargo(root).args(["fmt", "--all", "--check"]))?;
+    run(cargo(root).args(["fmt", "--check", "--manifest-path", "examples/third-party-plugin/Cargo.toml"]))?;
     run(cargo(root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
 }
 

@@ -1,6 +1,7 @@
 //! `splitnas compare`: the same space, algorithm, data, seeds and epoch budget under several
 //! split criteria (`none` = one-shot), one run directory per (criterion, seed), resumable.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -8,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ranking::{rank_run, RankingOptions, RankingReport, METHODS};
 use splitnas_engine::plugins::PluginRegistry;
+use splitnas_plugin_api::ComponentKind;
 use splitnas_run::config::RunConfig;
 use splitnas_run::directory::RunDirectory;
 use splitnas_run::provenance::{build_differences, component_builds};
@@ -132,8 +134,10 @@ pub(crate) fn mean_std(values: &[f64]) -> (f64, f64) {
 
 /// The configuration of one (criterion, seed) run, derived from `base`. Every criterion gets
 /// the same total epochs; `exhaustive` splits once, at the base schedule's first split epoch,
-/// into one child per option (Few-Shot NAS); `none` never splits.
-pub(crate) fn run_config(base: &RunConfig, criterion: &str, seed: u64) -> Result<RunConfig> {
+/// into one child per option (Few-Shot NAS); `none` never splits. The base's criterion keys
+/// (`[split] repeats = 3`) go to another criterion only where it publishes the same key
+/// (`criterion_keys`, from its default configuration).
+pub(crate) fn run_config(base: &RunConfig, criterion: &str, seed: u64, criterion_keys: &BTreeSet<String>) -> Result<RunConfig> {
     let mut config = base.clone();
     config.run.seed = seed;
     config.data.seed = Some(seed);
@@ -148,9 +152,8 @@ pub(crate) fn run_config(base: &RunConfig, criterion: &str, seed: u64) -> Result
         (base.split.epochs.clone(), base.split.groups.clone())
     };
     config.split.criterion = criterion.to_string();
-    // Criterion-specific keys of the base belong to its criterion only.
     if criterion != base.split.criterion {
-        config.split.config.clear();
+        config.split.config.retain(|key, _| criterion_keys.contains(key));
     }
     match criterion {
         "none" => {
@@ -195,6 +198,17 @@ fn run_or_resume(config: RunConfig, directory: &Path, registry: PluginRegistry, 
     run(setup, &RunOptions { overwrite: true, ..options.clone() })
 }
 
+/// The keys a loaded criterion publishes in its default configuration (none if it is not loaded:
+/// the run then fails naming it).
+fn published_keys(registry: &PluginRegistry, criterion: &str) -> BTreeSet<String> {
+    registry
+        .get(ComponentKind::Criterion, criterion)
+        .ok()
+        .and_then(|component| serde_json::from_str::<serde_json::Value>(&component.info.default_config).ok())
+        .and_then(|defaults| defaults.as_object().map(|keys| keys.keys().cloned().collect()))
+        .unwrap_or_default()
+}
+
 /// Runs every (criterion, seed) pair not already finished and summarises them.
 pub fn compare(
     base: &RunConfig,
@@ -217,11 +231,18 @@ pub fn compare(
     let mut rows = Vec::new();
     let mut plot_inputs: Vec<(String, Vec<RankingReport>)> = Vec::new();
     for criterion in &request.criteria {
+        let criterion_keys = published_keys(&registry(), criterion);
+        if !options.quiet && *criterion != base.split.criterion {
+            let dropped: Vec<&String> = base.split.config.keys().filter(|key| !criterion_keys.contains(*key)).collect();
+            if !dropped.is_empty() {
+                eprintln!("note: `{criterion}` has no key {dropped:?} of `{}`: its runs leave them out", base.split.criterion);
+            }
+        }
         let mut reports = Vec::new();
         let mut rankings = Vec::new();
         let mut runs = Vec::new();
         for &seed in &request.seeds {
-            let config = run_config(&base, criterion, seed)?;
+            let config = run_config(&base, criterion, seed, &criterion_keys)?;
             let directory = request.output_dir.join(&config.run.name);
             if !options.quiet {
                 eprintln!("== {criterion}, seed {seed} -> {}", directory.display());
@@ -370,15 +391,18 @@ mod tests {
     #[test]
     fn every_criterion_gets_the_same_epochs_and_its_own_schedule() {
         let base = base();
-        let gm = run_config(&base, "gm", 1).unwrap();
+        let none_published = BTreeSet::new();
+        let gm = run_config(&base, "gm", 1, &none_published).unwrap();
         assert_eq!(gm.split.epochs, base.split.epochs);
         assert_eq!(gm.split.config_json()["repeats"], 3);
-        let random = run_config(&base, "random", 1).unwrap();
+        let random = run_config(&base, "random", 1, &none_published).unwrap();
         assert_eq!(random.split.groups, base.split.groups);
         assert!(random.split.config.is_empty(), "gm's keys are not passed to random");
-        let exhaustive = run_config(&base, "exhaustive", 1).unwrap();
+        let sharing = run_config(&base, "gm-l2", 1, &BTreeSet::from(["repeats".to_string(), "normalize".to_string()])).unwrap();
+        assert_eq!(sharing.split.config_json()["repeats"], 3, "a key the other criterion also publishes is passed on");
+        let exhaustive = run_config(&base, "exhaustive", 1, &none_published).unwrap();
         assert_eq!((exhaustive.split.epochs.as_slice(), exhaustive.split.groups.as_slice()), (&base.split.epochs[..1], &[0u32][..]));
-        let none = run_config(&base, "none", 2).unwrap();
+        let none = run_config(&base, "none", 2, &none_published).unwrap();
         assert!(none.split.is_one_shot());
         for config in [&gm, &random, &exhaustive, &none] {
             assert_eq!(config.search.epochs, base.search.epochs);

@@ -63,9 +63,13 @@ pub struct DeviceReport {
     /// The libtorch `lib` directory this process runs on: build plugins against the same
     /// libtorch (`LIBTORCH` = its parent directory).
     pub libtorch_lib: String,
+    /// What to set `LIBTORCH` to when building a plugin for this host: the parent of
+    /// `libtorch_lib` (with `LIBTORCH_CXX11_ABI=1`).
+    pub libtorch: String,
 }
 
 pub fn device_report() -> DeviceReport {
+    let libtorch_lib = loaded_libtorch_lib().unwrap_or_else(|| env!("SPLITNAS_LIBTORCH_LIB").to_string());
     DeviceReport {
         cuda_available: tch::Cuda::is_available(),
         cuda_devices: tch::Cuda::device_count().max(0) as usize,
@@ -74,7 +78,8 @@ pub fn device_report() -> DeviceReport {
         cpu_threads: tch::get_num_threads(),
         plugin_api_version: splitnas_plugin_api::PLUGIN_API_VERSION,
         abi_version: splitnas_plugin_api::ABI_VERSION,
-        libtorch_lib: loaded_libtorch_lib().unwrap_or_else(|| env!("SPLITNAS_LIBTORCH_LIB").to_string()),
+        libtorch: std::path::Path::new(&libtorch_lib).parent().map(|root| root.display().to_string()).unwrap_or_default(),
+        libtorch_lib,
     }
 }
 

@@ -25,6 +25,7 @@ pub fn execute(args: InfoArgs) -> Result<ExitCode> {
         println!("CPU threads:     {}", report.cpu_threads);
         println!("plugin API:      splitnas-plugin-api {}, ABI {}", report.plugin_api_version, report.abi_version);
         println!("libtorch lib:    {}", report.libtorch_lib);
+        println!("build plugins with LIBTORCH={} LIBTORCH_CXX11_ABI=1", report.libtorch);
     }
     Ok(ExitCode::SUCCESS)
 }
