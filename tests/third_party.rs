@@ -5,7 +5,6 @@
 //! directory, and one `splitnas compare` runs its criterion and algorithm beside `gm`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use splitnas_e2e::*;
 
@@ -14,17 +13,9 @@ fn example_cargo(args: &[&str]) {
     let info: serde_json::Value = serde_json::from_str(&stdout(&run_splitnas(&["info", "--json"]))).expect("info --json is JSON");
     let libtorch = info["libtorch"].as_str().expect("info --json names the libtorch to build against");
     let manifest = workspace_root().join("examples/third-party-plugin/Cargo.toml");
-    let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .current_dir(std::env::temp_dir())
-        .args(args)
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .args(["--release", "--locked"])
-        .env("CARGO_TARGET_DIR", out_of_tree_target_dir())
-        .env("LIBTORCH", libtorch)
-        .env("LIBTORCH_CXX11_ABI", "1")
-        .output()
-        .expect("cargo runs");
+    let mut args = args.to_vec();
+    args.extend(["--release", "--locked", "--manifest-path", manifest.to_str().expect("utf-8 path")]);
+    let output = out_of_tree_cargo(&std::env::temp_dir(), &args, &[("LIBTORCH", libtorch), ("LIBTORCH_CXX11_ABI", "1")]);
     assert!(output.status.success(), "`cargo {}` of the example failed:\n{}", args.join(" "), String::from_utf8_lossy(&output.stderr));
 }
 
@@ -34,7 +25,7 @@ fn built_example() -> PathBuf {
 }
 
 fn splitnas_with_user_directory(data_home: &Path, args: &[&str]) -> std::process::Output {
-    splitnas().env("XDG_DATA_HOME", data_home).args(args).output().expect("splitnas runs")
+    splitnas_for_user(data_home).args(args).output().expect("splitnas runs")
 }
 
 #[test]

@@ -32,6 +32,42 @@ pub fn out_of_tree_target_dir() -> PathBuf {
     target_dir().join("out-of-tree")
 }
 
+/// What the workspace's cargo and its `.cargo/config.toml` hand the tests, and a crate built
+/// outside the workspace must not see: it takes its libtorch from its own configuration.
+const WORKSPACE_BUILD_VARIABLES: [&str; 13] = [
+    "LIBTORCH",
+    "LIBTORCH_CXX11_ABI",
+    "LIBTORCH_INCLUDE",
+    "LIBTORCH_LIB",
+    "LIBTORCH_USE_PYTORCH",
+    "LIBTORCH_STATIC",
+    "SPLITNAS_HOST_TORCH_ABI",
+    "SPLITNAS_HOST_PLUGIN_API",
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET_DIR",
+];
+
+/// `cargo ARGS` run in `dir` as an outside author runs it: none of the workspace's build
+/// variables, [`out_of_tree_target_dir`] as the target directory, `extra_env` on top. One at a
+/// time across the process's tests.
+pub fn out_of_tree_cargo(dir: &Path, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(dir).args(args);
+    for variable in WORKSPACE_BUILD_VARIABLES {
+        command.env_remove(variable);
+    }
+    command.env("CARGO_TARGET_DIR", out_of_tree_target_dir());
+    for (key, value) in extra_env {
+        command.env(key, value);
+    }
+    command.output().expect("cargo runs")
+}
+
 fn is_release() -> bool {
     profile_dir().file_name().is_some_and(|name| name == "release")
 }
@@ -102,6 +138,13 @@ pub fn splitnas() -> Command {
     ensure_built();
     let mut command = Command::new(profile_dir().join("splitnas"));
     command.env_remove("SPLITNAS_PLUGIN_PATH");
+    command
+}
+
+/// A `splitnas` command whose user plugin directory lies under `data_home` (`XDG_DATA_HOME`).
+pub fn splitnas_for_user(data_home: &Path) -> Command {
+    let mut command = splitnas();
+    command.env("XDG_DATA_HOME", data_home);
     command
 }
 

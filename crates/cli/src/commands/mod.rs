@@ -6,6 +6,7 @@ pub mod compare;
 pub mod info;
 pub mod plugins;
 pub mod run;
+pub mod scaffold;
 pub mod tree;
 
 /// An error and its causes on one line, each said once: a cause whose text the error above it

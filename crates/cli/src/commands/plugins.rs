@@ -1,4 +1,4 @@
-//! `splitnas plugins list | check FILE`.
+//! `splitnas plugins list | check FILE | install FILE | remove NAME | try CRITERION | new NAME`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,6 +12,7 @@ use splitnas_engine::checkpoint::write_atomic;
 use splitnas_engine::plugins::{load_plugin, shared_libraries, user_plugin_directory, LoadedPlugin, PLUGIN_PATH_VARIABLE};
 use splitnas_run::RunOptions;
 
+use crate::commands::scaffold::{self, PluginKind};
 use crate::runtime::PluginArgs;
 
 #[derive(Subcommand)]
@@ -41,6 +42,23 @@ pub enum PluginsCommand {
         /// A component the plugin exports (`my-criterion`), or the library's file name.
         name: String,
     },
+    /// Write a new stand-alone plugin crate (one space, algorithm or criterion) that builds as
+    /// generated and passes its kind's contract suite; then says what to run next.
+    New {
+        /// What the plugin exports.
+        #[arg(long, value_enum)]
+        kind: PluginKind,
+        /// The plugin's name: lowercase letters, digits and '-', starting with a letter. The
+        /// package is splitnas-plugin-NAME, the component NAME.
+        name: String,
+        /// Where to write the crate (a new or empty directory); default ./splitnas-plugin-NAME.
+        #[arg(long, value_name = "DIR")]
+        path: Option<PathBuf>,
+        /// The splitnas checkout its splitnas crates come from (by path, as they are not
+        /// published); default: the one this binary was built from.
+        #[arg(long, value_name = "DIR")]
+        splitnas_source: Option<PathBuf>,
+    },
     /// Run a split criterion on gradient repeats that `bench gm-repeats --recordings DIR` kept,
     /// beside gm on the same repeats: seconds per seed, no training.
     Try {
@@ -67,6 +85,7 @@ pub fn execute(plugins: &PluginArgs, command: PluginsCommand) -> Result<ExitCode
         PluginsCommand::Check { file, verbose } => Ok(check(&file, verbose)),
         PluginsCommand::Install { file } => install(&file),
         PluginsCommand::Remove { name } => remove(&name),
+        PluginsCommand::New { kind, name, path, splitnas_source } => scaffold::execute(kind, &name, path, splitnas_source),
         PluginsCommand::Try { criterion, recordings, config, groups, json } => {
             let request = TryRequest { criterion, config: config.unwrap_or(serde_json::Value::Null), recordings, groups };
             let records = try_criterion(&request, plugins.discover(), &RunOptions::default(), &mut |record| {
