@@ -10,6 +10,7 @@ use abi_stable::std_types::{ROption, RStr, RString, RVec};
 use serde::de::DeserializeOwned;
 use tch::Tensor;
 
+use crate::export::ExportDescription;
 use crate::guard::ffi_guard;
 use crate::module::{ComponentFactory, ComponentInfo};
 use crate::tensor::{NamedTensor, OwnedTensor, TensorRef};
@@ -66,6 +67,11 @@ pub trait SpacePlugin: Component + Sync {
     /// Architecture number `index` (`0..architecture_count`), a bijection onto the valid ones.
     fn architecture_at(&self, _mask: &Mask, _index: u64) -> Result<Architecture, PluginError> {
         Err(PluginError::unsupported(format!("{}: architecture_at is not implemented (the space is not enumerable)", Self::NAME)))
+    }
+    /// ABI 1.2: where the stand-alone network's weights go in its reference implementation.
+    /// The default says there is none; the host then exports under the network's own names.
+    fn export_description(&self, _architecture: &Architecture) -> Result<ExportDescription, PluginError> {
+        Err(PluginError::unsupported(format!("{}: no reference implementation to export to", Self::NAME)))
     }
 }
 
@@ -190,6 +196,14 @@ impl<T: SpacePlugin> SearchSpace for GuardedSpace<T> {
     }
     fn architecture_at(&self, mask: &Mask, index: u64) -> PluginResult<Architecture> {
         ffi_guard(|| self.0.architecture_at(mask, index))
+    }
+    fn export_description(&self, architecture: &Architecture) -> PluginResult<RString> {
+        ffi_guard(|| {
+            let description = self.0.export_description(architecture)?;
+            serde_json::to_string(&description)
+                .map(RString::from)
+                .map_err(|error| PluginError::other(format!("export description: cannot serialise: {error}")))
+        })
     }
 }
 

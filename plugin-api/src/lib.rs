@@ -97,6 +97,7 @@
 //!   default configuration, merges, and hands the result to the factory.
 
 pub mod author;
+mod export;
 mod guard;
 mod module;
 pub mod tensor;
@@ -104,6 +105,7 @@ pub mod tensor;
 pub mod traits;
 mod types;
 
+pub use export::ExportDescription;
 pub use guard::{ffi_guard, panic_message};
 pub use module::*;
 pub use tensor::{BorrowedTensor, NamedTensor, OwnedTensor, TensorRef, TorchTensor};

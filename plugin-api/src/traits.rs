@@ -78,6 +78,16 @@ pub trait SearchSpace: Send + Sync {
     fn architecture_at(&self, _mask: &Mask, _index: u64) -> PluginResult<Architecture> {
         RResult::RErr(PluginError::unsupported("architecture_at: not implemented (plugin built before ABI 1.1)"))
     }
+
+    /// ABI 1.2. How the stand-alone network of `architecture` maps onto its reference
+    /// implementation, so that its trained weights load there: a JSON object (see
+    /// [`crate::ExportDescription`]) with the reference class, its constructor arguments and,
+    /// for every parameter and buffer name of the network, the reference `state_dict` name.
+    /// Plugins built before ABI 1.2 answer [`ErrorKind::Unsupported`]; the host then exports
+    /// under the network's own names.
+    fn export_description(&self, _architecture: &Architecture) -> PluginResult<RString> {
+        RResult::RErr(PluginError::unsupported("export_description: not implemented (plugin built before ABI 1.2)"))
+    }
 }
 
 /// A supernet: every allowed option of every choice point, mixed by weights.

@@ -37,7 +37,10 @@
 //! - `architecture_enumeration`: where `architecture_count` is `Some(n)` on small masks,
 //!   `architecture_at` maps `0..n` (all of it when small, else a random subset) to distinct
 //!   valid architectures within the mask, samples of the mask are among them, and `n` is
-//!   refused. Skipped when the space does not enumerate.
+//!   refused. Skipped when the space does not enumerate;
+//! - `export_names_every_tensor` (ABI 1.2): the export description names every parameter and
+//!   buffer of a stand-alone network, no other, each target once, with a reference class and a
+//!   JSON object of constructor arguments. Skipped when the space has no export description.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -142,10 +145,14 @@ pub fn run_contract_on(component: &ComponentInfo, config: &SpaceSuiteConfig) -> 
         Ok(false) => report.skip("architecture_enumeration", "architecture_count is None on the masks tried: the space does not enumerate"),
         outcome => report.run("architecture_enumeration", || outcome.map(drop)),
     }
+    match suite.export_names_every_tensor() {
+        Ok(false) => report.skip("export_names_every_tensor", "export_description is unsupported: the network exports under its own names"),
+        outcome => report.run("export_names_every_tensor", || outcome.map(drop)),
+    }
     report
 }
 
-const CHECKS_AFTER_CREATION: [&str; 14] = [
+const CHECKS_AFTER_CREATION: [&str; 15] = [
     "info_consistent",
     "supernet_forward_shapes",
     "inactive_options_not_computed",
@@ -160,6 +167,7 @@ const CHECKS_AFTER_CREATION: [&str; 14] = [
     "bad_genotypes_refused",
     "sample_architecture_deterministic",
     "architecture_enumeration",
+    "export_names_every_tensor",
 ];
 
 fn merged_configuration(defaults: &str, overrides: &serde_json::Value) -> String {
@@ -593,6 +601,35 @@ impl Suite {
             return Err("network_stats counts no parameters".into());
         }
         leaves_generator_alone(|| result(self.space.network_stats(&architecture, size), "network_stats").map(drop), "network_stats")
+    }
+
+    /// `Ok(false)` when the space has no export description (ABI 1.2, optional).
+    fn export_names_every_tensor(&self) -> Result<bool, String> {
+        let architecture = self.architectures()?.remove(0);
+        let text = match self.space.export_description(&architecture).into_result() {
+            Ok(text) => text,
+            Err(error) if error.kind == ErrorKind::Unsupported => return Ok(false),
+            Err(error) => return Err(format!("export_description: {error}")),
+        };
+        let description: splitnas_plugin_api::ExportDescription =
+            serde_json::from_str(&text).map_err(|error| format!("export_description is not an ExportDescription: {error}"))?;
+        if description.reference.is_empty() || !description.constructor.is_object() {
+            return Err("export_description: `reference` is empty or `constructor` is not a JSON object of arguments".into());
+        }
+        let network = result(self.space.build_network(&architecture, Device::Cpu), "build_network")?;
+        let mut names: Vec<String> = result(network.parameters(), "network parameters")?.iter().map(|t| t.name.to_string()).collect();
+        names.extend(result(network.buffers(), "network buffers")?.iter().map(|t| t.name.to_string()));
+        let mut targets = HashSet::new();
+        for name in &names {
+            let target = description.names.get(name).ok_or_else(|| format!("export_description has no reference name for `{name}`"))?;
+            if !targets.insert(target.clone()) {
+                return Err(format!("export_description maps two tensors to `{target}`"));
+            }
+        }
+        if let Some(extra) = description.names.keys().find(|name| !names.contains(name)) {
+            return Err(format!("export_description names `{extra}`, which the network does not have"));
+        }
+        Ok(true)
     }
 
     fn bad_masks_refused(&self) -> Result<(), String> {

@@ -262,6 +262,17 @@ pub fn mismatched_plugin(mismatch: ApiMismatch) -> PathBuf {
     profile_dir().join(format!("lib{}.so", package.replace('-', "_")))
 }
 
+/// The Python that `cargo xtask setup` provisioned (torch, safetensors), with the reference
+/// implementations it installs (`reference-packages`: xautodl) on `PYTHONPATH`. Found through
+/// `.libtorch`, which links to that environment's `site-packages/torch`.
+pub fn provisioned_python() -> Command {
+    let torch = std::fs::canonicalize(workspace_root().join(".libtorch")).expect(".libtorch links to the provisioned torch: run `cargo xtask setup`");
+    let environment = torch.ancestors().nth(4).expect("<venv>/lib/pythonX.Y/site-packages/torch").to_path_buf();
+    let mut command = Command::new(environment.join("bin/python"));
+    command.env("PYTHONPATH", environment.join("reference-packages"));
+    command
+}
+
 /// Resident set size of this process, in bytes (Linux).
 pub fn resident_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");

@@ -17,6 +17,10 @@ const CACHE_VARIABLE: &str = "SPLITNAS_CACHE";
 /// Python packages of the provisioned environment: libtorch itself, and what the committed
 /// fixture generators import.
 const PYTHON_PACKAGES: &[&str] = &["torch==2.11.0", "numpy", "safetensors", "scipy"];
+/// Reference implementations the export tests load trained weights into, installed without
+/// their dependencies (xautodl pins a numpy from 2020) into `<venv>/reference-packages`.
+const REFERENCE_PACKAGES: &[&str] = &["xautodl==1.0.0"];
+const REFERENCE_PACKAGES_DIR: &str = "reference-packages";
 
 const USAGE: &str = "usage: cargo xtask <command>
 
@@ -92,6 +96,15 @@ fn setup(root: &Path) -> Result<PathBuf> {
         }
         run(Command::new(&python).args(["-m", "pip", "install", "--disable-pip-version-check", "--quiet"]).args(PYTHON_PACKAGES))?;
         std::fs::write(&marker, format!("torch {TORCH_VERSION}\n"))?;
+    }
+    let reference_dir = venv.join(REFERENCE_PACKAGES_DIR);
+    let reference_marker = reference_dir.join(format!(".splitnas-{}", REFERENCE_PACKAGES.join("+")));
+    if !reference_marker.exists() {
+        run(Command::new(&python)
+            .args(["-m", "pip", "install", "--disable-pip-version-check", "--quiet", "--no-deps", "--upgrade", "--target"])
+            .arg(&reference_dir)
+            .args(REFERENCE_PACKAGES))?;
+        std::fs::write(&reference_marker, "")?;
     }
     let out = python_output(&python, query).context("the provisioned python cannot import torch; delete the cache directory and rerun")?;
     let mut lines = out.lines();

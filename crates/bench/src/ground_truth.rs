@@ -20,7 +20,7 @@ use crate::table::{GroundTruthTable, TableEntry};
 use splitnas_data::SeededRng;
 use splitnas_data::{BatchLoader, LoaderOptions, SplitName};
 use splitnas_engine::plugins::PluginRegistry;
-use splitnas_engine::standalone::train_standalone;
+use splitnas_engine::standalone::{train_standalone, StandaloneHooks};
 use splitnas_run::config::RunConfig;
 use splitnas_run::metrics::progress_bar;
 use splitnas_run::{RunOptions, RunSetup};
@@ -277,7 +277,8 @@ pub fn run_ground_truth(request: GroundTruthRequest, registry: PluginRegistry, o
             )?);
             // Only the test split is evaluated: the table's accuracy is test accuracy, and the
             // valid split (the search's) would cost more than a third of a short training.
-            let result = train_standalone(&network, &train, None, &test, &config.final_training.standalone_settings(), init_seed, &mut |_, _| {})
+            let hooks = StandaloneHooks { on_step: &mut |_, _| {}, on_epoch_end: &mut |_| Ok(()) };
+            let result = train_standalone(&network, &train, None, &test, &config.final_training.standalone_settings(), init_seed, None, hooks)
                 .with_context(|| format!("training {genotype} (seed {seed})"))?;
             let record = TrainingRecord {
                 genotype: genotype.clone(),

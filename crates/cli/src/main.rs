@@ -29,7 +29,9 @@ enum Command {
     Run(commands::run::RunArgs),
     /// Run the same search under several split criteria and tabulate the results.
     Compare(commands::compare::CompareArgs),
-    /// Continue an interrupted run from its last checkpoint.
+    /// Train one architecture stand-alone under `[final]`, and export its weights.
+    Train(commands::train::TrainArgs),
+    /// Continue an interrupted run (search or `train`) from its last checkpoint.
     Resume(commands::run::ResumeArgs),
     /// Print the split tree of a run (text, --dot, or --svg FILE).
     Tree(commands::tree::TreeArgs),
@@ -58,6 +60,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Plugins(command) => commands::plugins::execute(plugins, command),
         Command::Run(args) => commands::run::run(plugins, args),
+        Command::Train(args) => commands::train::execute(plugins, args),
         Command::Resume(args) => commands::run::resume(plugins, args),
         Command::Compare(args) => commands::compare::execute(plugins, args),
         Command::Tree(args) => commands::tree::execute(args),

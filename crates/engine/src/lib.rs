@@ -15,6 +15,7 @@ pub mod context;
 pub mod criterion;
 pub mod device;
 pub mod error;
+pub mod export;
 pub mod gradients;
 pub mod optim;
 pub mod plugins;

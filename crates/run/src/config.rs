@@ -189,6 +189,9 @@ pub struct FinalSection {
     /// over the epochs as DARTS's training script does; 0 disables it (NB201 networks refuse
     /// any other value).
     pub drop_path_prob: f64,
+    /// Export every trained leaf's network as `models/node-N.safetensors` (and `.json`), not
+    /// only the selected one's `model.safetensors`.
+    pub save_leaves: bool,
     pub optimizer: SgdConfig,
 }
 
@@ -215,6 +218,7 @@ impl Default for FinalSection {
             select_by: SelectBy::Standalone,
             halving_first_epochs: 0,
             drop_path_prob: 0.0,
+            save_leaves: false,
             optimizer: SgdConfig { lr: 0.1, lr_min: 0.0, momentum: 0.9, nesterov: true, weight_decay: 5e-4, grad_clip: 5.0 },
         }
     }

@@ -37,6 +37,12 @@ const PROVENANCE: &str = "provenance.json";
 const REPORT_JSON: &str = "report.json";
 const REPORT_MARKDOWN: &str = "report.md";
 const LOCK: &str = "run.lock";
+/// The selected architecture's trained network, as its reference implementation names it.
+const MODEL: &str = "model";
+/// Every leaf's trained network, where `[final] save_leaves` asks for them.
+const MODELS: &str = "models";
+/// Present in the directory of `splitnas train`: the architecture it trains.
+const TRAINING: &str = "training.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunDirectoryError {
@@ -66,6 +72,13 @@ pub struct NodeCheckpoint {
     /// The next epoch to train (epochs before it are done).
     pub epoch: usize,
     pub state: SubSupernetState,
+}
+
+/// What `splitnas train` trains, recorded in its directory so that `resume` knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingRecord {
+    /// The genotype as the user gave it.
+    pub genotype: String,
 }
 
 /// A run directory (which may not exist yet).
@@ -112,6 +125,32 @@ impl RunDirectory {
     pub fn checkpoint_paths(&self, node: usize) -> (PathBuf, PathBuf) {
         let directory = self.root.join(CHECKPOINTS);
         (directory.join(format!("node-{node}.safetensors")), directory.join(format!("node-{node}.json")))
+    }
+
+    /// The checkpoint of a leaf's stand-alone training of `epochs` epochs (its trained network
+    /// once finished): one safetensors file, progress included, written atomically.
+    pub fn standalone_checkpoint_path(&self, node: usize, epochs: usize) -> PathBuf {
+        self.root.join(CHECKPOINTS).join(format!("standalone-node-{node}-epochs-{epochs}.safetensors"))
+    }
+    /// Where a trained network is exported: the selected one (`model.safetensors` and
+    /// `model.json`), or with `node`, a leaf's (`models/node-N.*`).
+    pub fn model_paths(&self, node: Option<usize>) -> (PathBuf, PathBuf) {
+        let stem = match node {
+            None => self.root.join(MODEL),
+            Some(node) => self.root.join(MODELS).join(format!("node-{node}")),
+        };
+        (stem.with_extension("safetensors"), stem.with_extension("json"))
+    }
+    /// `splitnas train`'s record of what it trains; absent in a search's directory.
+    pub fn read_training(&self) -> Result<Option<TrainingRecord>, RunDirectoryError> {
+        let path = self.root.join(TRAINING);
+        if !path.exists() {
+            return Ok(None);
+        }
+        Ok(Some(read_json(&path)?))
+    }
+    pub fn write_training(&self, record: &TrainingRecord) -> Result<(), RunDirectoryError> {
+        Ok(write_json(&self.root.join(TRAINING), record)?)
     }
 
     pub fn exists(&self) -> bool {

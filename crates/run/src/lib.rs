@@ -10,8 +10,10 @@ pub mod provenance;
 pub mod report;
 mod selection;
 pub mod setup;
+pub mod training;
 pub mod tree;
 
 pub use phases::{resume, run};
 pub use report::Report;
 pub use setup::{RunOptions, RunSetup};
+pub use training::train;

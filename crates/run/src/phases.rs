@@ -57,6 +57,9 @@ pub fn resume(directory: &Path, registry: PluginRegistry, options: &RunOptions) 
             run_directory.write_provenance(&setup.builds)?;
         }
     }
+    if let Some(training) = run_directory.read_training()? {
+        return crate::training::execute_training(&setup, &training.genotype, &options, lock);
+    }
     execute(setup, lock, &options)
 }
 
@@ -411,6 +414,7 @@ impl<'a> Search<'a> {
             selected_result: leaf_result(selection.selected),
             halving: selection.halving,
             builds: self.setup.builds.clone(),
+            model: selection.model.map(|path| path.display().to_string()),
         };
         self.directory().write_report(&report, &render_report(&report, tree))?;
         Ok(report)

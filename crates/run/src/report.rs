@@ -30,6 +30,9 @@ pub struct Report {
     /// The plugin builds that made the run (as `provenance.json` records them).
     #[serde(default)]
     pub builds: Vec<ComponentBuild>,
+    /// The selected architecture's trained network (`model.safetensors`), when one was trained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// One leaf's stand-alone training in a round of successive halving.

@@ -1,20 +1,17 @@
 //! Phase 4 of a run: which leaf's architecture is the result. Every leaf trained stand-alone
 //! (best validation accuracy), successive halving over those trainings, or the supernet's word.
 
-use std::cell::RefCell;
-
 use anyhow::{Context, Result};
 use serde_json::json;
-use splitnas_data::SplitName;
-use splitnas_engine::seeds::{stream_seed, Stream};
-use splitnas_engine::standalone::{train_standalone, StandaloneResult};
+use splitnas_engine::standalone::StandaloneResult;
 use splitnas_plugin_api::Architecture;
 
 use crate::config::{FinalSection, RunConfig, SelectBy};
 use crate::directory::RunDirectory;
-use crate::metrics::{progress_bar, MetricsLog};
+use crate::metrics::MetricsLog;
 use crate::report::{HalvingEntry, HalvingRound};
 use crate::setup::{RunOptions, RunSetup};
+use crate::training::{export_trained, train_architecture};
 use crate::tree::{LeafResult, SplitTree};
 
 /// What selection decided.
@@ -23,6 +20,8 @@ pub struct Selection {
     pub selected: usize,
     /// Every round of successive halving, when selection used it.
     pub halving: Vec<HalvingRound>,
+    /// The selected architecture's exported network, when it was trained stand-alone.
+    pub model: Option<std::path::PathBuf>,
 }
 
 /// Selects among the leaves of a derived tree, training stand-alone what the configuration
@@ -36,7 +35,7 @@ pub fn select(setup: &RunSetup, options: &RunOptions, tree: &mut SplitTree, metr
     let by_halving = trains && section.select_by == SelectBy::SuccessiveHalving;
     let train = |node: usize, epochs: usize, genotype: &str, architecture: &Architecture, metrics: &mut MetricsLog| {
         let section = FinalSection { epochs, ..section.clone() };
-        final_training(setup, &section, architecture, genotype, node, options, metrics)
+        train_architecture(setup, &section, architecture, genotype, node, options, metrics)
     };
     let to_train: Vec<usize> = if !trains || by_halving {
         Vec::new()
@@ -63,7 +62,25 @@ pub fn select(setup: &RunSetup, options: &RunOptions, tree: &mut SplitTree, metr
     } else {
         best_by(tree, &leaves, |r| r.architecture_valid_accuracy)
     };
-    Ok(Selection { selected, halving })
+    let model = export_models(setup, tree, selected, &leaves)?;
+    Ok(Selection { selected, halving, model })
+}
+
+/// The selected leaf's trained network as `model.*`, and with `[final] save_leaves` every
+/// trained leaf's as `models/node-N.*`. Nothing where no leaf was trained stand-alone.
+fn export_models(setup: &RunSetup, tree: &SplitTree, selected: usize, leaves: &[usize]) -> Result<Option<std::path::PathBuf>> {
+    let export = |node: usize, leaf: Option<usize>| -> Result<Option<std::path::PathBuf>> {
+        let result = tree.nodes[node].result.as_ref().expect("derived before selection");
+        let Some(standalone) = &result.standalone else { return Ok(None) };
+        let architecture = Architecture { choices: result.choices.clone().into() };
+        Ok(Some(export_trained(setup, &architecture, &result.genotype, node, standalone, leaf)?))
+    };
+    if setup.config.final_training.save_leaves {
+        for &leaf in leaves {
+            export(leaf, Some(leaf))?;
+        }
+    }
+    export(selected, None)
 }
 
 /// The leaf with the highest `score` (the first on ties: never "the last leaf").
@@ -143,42 +160,6 @@ fn successive_halving(
         survivors = kept;
     }
     unreachable!("the survivors halve every round")
-}
-
-#[allow(clippy::too_many_arguments)]
-fn final_training(
-    setup: &RunSetup,
-    section: &FinalSection,
-    architecture: &Architecture,
-    genotype: &str,
-    node: usize,
-    options: &RunOptions,
-    metrics: &mut MetricsLog,
-) -> Result<StandaloneResult> {
-    let (config, data) = (&setup.config, &setup.data);
-    let seed = stream_seed(config.run.seed, Stream::Standalone, &[]);
-    tch::manual_seed(seed as i64);
-    let network =
-        setup.space.build_network(architecture, setup.device).into_result().map_err(|e| anyhow::anyhow!("space `{}`: {e}", config.space.name))?;
-    let train = RefCell::new(data.train_loader()?);
-    let valid = RefCell::new(data.eval_loader(SplitName::Valid)?);
-    let test = RefCell::new(data.eval_loader(SplitName::Test)?);
-    let settings = section.standalone_settings();
-    let steps = splitnas_engine::optim::steps_per_epoch(train.borrow().batches_per_epoch(), settings.max_steps_per_epoch);
-    let bar = progress_bar((steps * settings.epochs) as u64, options.quiet, format!("node {node} stand-alone"));
-    let result = train_standalone(&network, &train, Some(&valid), &test, &settings, seed, &mut |_, _| bar.inc(1))?;
-    bar.finish_and_clear();
-    if !options.quiet {
-        eprintln!(
-            "node {node} stand-alone {genotype}: valid {:.4}, test {:.4} after {} epochs ({:.1} s)",
-            result.valid_accuracy.unwrap_or(f64::NAN),
-            result.test_accuracy,
-            result.epochs,
-            result.seconds
-        );
-    }
-    metrics.write(json!({"event": "final", "node": node, "genotype": genotype, "result": result}))?;
-    Ok(result)
 }
 
 #[cfg(test)]

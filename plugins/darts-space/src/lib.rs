@@ -37,7 +37,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use splitnas_nn_blocks::{ParamInit, SeededRng};
 use splitnas_plugin_api::author::{parse_config, Component, SpacePlugin};
-use splitnas_plugin_api::{Architecture, ChoicePointInfo, Device, Mask, NamedValue, NetworkStats, OptionInfo, PluginError, SpaceInfo, SpaceSetup};
+use splitnas_plugin_api::{
+    Architecture, ChoicePointInfo, Device, ExportDescription, Mask, NamedValue, NetworkStats, OptionInfo, PluginError, SpaceInfo, SpaceSetup,
+};
 use tch::{Kind, Tensor};
 
 use cell::{edge_stride, layout};
@@ -263,6 +265,44 @@ impl SpacePlugin for DartsSpace {
 
     fn format_genotype(&self, architecture: &Architecture) -> Result<String, PluginError> {
         Ok(genotype::format(&DartsArchitecture::from_architecture(architecture)?))
+    }
+
+    /// DARTS's `NetworkCIFAR(C, num_classes, layers, auxiliary, genotype)` (quark0/darts,
+    /// `cnn/model.py`); its stem hard-codes three input channels.
+    fn export_description(&self, architecture: &Architecture) -> Result<ExportDescription, PluginError> {
+        let darts = DartsArchitecture::from_architecture(architecture)?;
+        let shape = self.config.network_shape();
+        let network = DartsNetwork::new(shape, &darts, Device::Cpu, ParamInit::Placeholder)?;
+        let layouts = layout(shape.channels, shape.cells);
+        let mut names = std::collections::BTreeMap::new();
+        for ours in network.tensor_names() {
+            let reference = network::reference_name(&ours, &darts, &layouts)
+                .ok_or_else(|| PluginError::other(format!("darts: no NetworkCIFAR name for the network's tensor `{ours}`")))?;
+            names.insert(ours, reference);
+        }
+        let genotype = genotype::format(&darts);
+        let mut notes = vec!["genotype: DARTS's `Genotype` namedtuple (`eval(genotype, {'Genotype': genotypes.Genotype})`); NetworkCIFAR.forward returns (logits, auxiliary logits); set `model.drop_path_prob` before training".to_string()];
+        if self.config.input_channels != 3 {
+            notes.push(format!(
+                "input_channels is {}: NetworkCIFAR's stem conv takes 3, so set `model.stem[0] = torch.nn.Conv2d({}, {}, 3, padding=1, bias=False)` before loading",
+                self.config.input_channels,
+                self.config.input_channels,
+                3 * shape.channels
+            ));
+        }
+        Ok(ExportDescription {
+            reference: "model.NetworkCIFAR".to_string(),
+            source: "quark0/darts, cnn/model.py and cnn/operations.py (no package: put cnn/ on PYTHONPATH)".to_string(),
+            constructor: serde_json::json!({
+                "C": shape.channels,
+                "num_classes": shape.classes,
+                "layers": shape.cells,
+                "auxiliary": shape.auxiliary,
+                "genotype": genotype,
+            }),
+            names,
+            notes,
+        })
     }
 
     fn parse_genotype(&self, text: &str) -> Result<Architecture, PluginError> {

@@ -107,3 +107,69 @@ impl NetworkPlugin for DartsNetwork {
         Ok(self.variables.buffers.iter().map(|(name, tensor)| NamedTensor::share(name.as_str(), tensor)).collect())
     }
 }
+
+impl DartsNetwork {
+    /// Every parameter and buffer name, in the order the network lists them.
+    pub fn tensor_names(&self) -> Vec<String> {
+        self.variables.parameters.iter().chain(self.variables.buffers.iter()).map(|(name, _)| name.clone()).collect()
+    }
+}
+
+/// The name of one of our network's tensors in DARTS's `NetworkCIFAR` (quark0/darts,
+/// `cnn/model.py` and `cnn/operations.py`): `ReLUConvBN.op = Sequential(ReLU, Conv2d, BN)`,
+/// `SepConv.op = Sequential(ReLU, dw, pw, BN, ReLU, dw, pw, BN)`, `DilConv.op = Sequential(ReLU,
+/// dw, pw, BN)`, a cell's kept ops in `_ops` in the genotype's pair order (our genotype strings
+/// list a node's pairs by input), the auxiliary head's `features` Sequential. `layouts` says
+/// which cells reduce. `None` for a name this network never has.
+pub fn reference_name(ours: &str, architecture: &DartsArchitecture, layouts: &[CellLayout]) -> Option<String> {
+    let sequential = |table: &[(&str, usize)], rest: &str| -> Option<String> {
+        let (layer, tensor) = rest.split_once('.')?;
+        let (_, index) = table.iter().find(|(name, _)| *name == layer)?;
+        Some(format!("op.{index}.{tensor}"))
+    };
+    const RELU_CONV_BN: [(&str, usize); 2] = [("conv", 1), ("bn", 2)];
+    const SEPARABLE: [(&str, usize); 6] = [("dw1", 1), ("pw1", 2), ("bn1", 3), ("dw2", 5), ("pw2", 6), ("bn2", 7)];
+    const DILATED: [(&str, usize); 3] = [("dw", 1), ("pw", 2), ("bn", 3)];
+    const AUXILIARY: [(&str, &str); 5] =
+        [("conv1", "features.2"), ("bn1", "features.3"), ("conv2", "features.5"), ("bn2", "features.6"), ("classifier", "classifier")];
+    if let Some(rest) = ours.strip_prefix("stem.") {
+        let (layer, tensor) = rest.split_once('.')?;
+        let index = [("conv", 0), ("bn", 1)].iter().find(|(name, _)| *name == layer)?.1;
+        return Some(format!("stem.{index}.{tensor}"));
+    }
+    if ours.starts_with("classifier.") {
+        return Some(ours.to_string());
+    }
+    if let Some(rest) = ours.strip_prefix(&format!("{AUXILIARY_PREFIX}.")) {
+        let (layer, tensor) = rest.split_once('.')?;
+        let (_, reference) = AUXILIARY.iter().find(|(name, _)| *name == layer)?;
+        return Some(format!("auxiliary_head.{reference}.{tensor}"));
+    }
+    let rest = ours.strip_prefix("cells.")?;
+    let (cell, rest) = rest.split_once('.')?;
+    let layout = layouts.get(cell.parse::<usize>().ok()?)?;
+    let inner = if let Some((preprocess, rest)) = rest.split_once('.').filter(|(head, _)| head.starts_with("preprocess")) {
+        let (layer, _) = rest.split_once('.')?;
+        if matches!(layer, "conv_1" | "conv_2") || (layer == "bn" && preprocess == "preprocess0" && layout.reduction_prev) {
+            format!("{preprocess}.{rest}") // FactorizedReduce: the same names
+        } else {
+            format!("{preprocess}.{}", sequential(&RELU_CONV_BN, rest)?)
+        }
+    } else {
+        let rest = rest.strip_prefix("edges.")?;
+        let (edge, rest) = rest.split_once('.')?;
+        let (operation, rest) = rest.split_once('.')?;
+        let edge = (0..EDGES_PER_CELL).find(|&index| edge_name(index) == edge)?;
+        let kept = architecture.cell(layout.kind);
+        let position = (0..edge).filter(|&before| kept[before].is_some()).count();
+        let tail = if operation.starts_with("sep_conv") {
+            sequential(&SEPARABLE, rest)?
+        } else if operation.starts_with("dil_conv") {
+            sequential(&DILATED, rest)?
+        } else {
+            rest.to_string() // skip_connect at stride 2: FactorizedReduce (conv_1, conv_2, bn)
+        };
+        format!("_ops.{position}.{tail}")
+    };
+    Some(format!("cells.{cell}.{inner}"))
+}

@@ -28,7 +28,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use splitnas_nn_blocks::{ConvSpec, ParamInit, SeededRng};
 use splitnas_plugin_api::author::{parse_config, Component, SpacePlugin};
-use splitnas_plugin_api::{Architecture, ChoicePointInfo, Device, Mask, NamedValue, NetworkStats, OptionInfo, PluginError, SpaceInfo, SpaceSetup};
+use splitnas_plugin_api::{
+    Architecture, ChoicePointInfo, Device, ExportDescription, Mask, NamedValue, NetworkStats, OptionInfo, PluginError, SpaceInfo, SpaceSetup,
+};
 use tch::{Kind, Tensor};
 
 use network::Nb201Network;
@@ -204,6 +206,40 @@ impl SpacePlugin for Nb201 {
 
     fn format_genotype(&self, architecture: &Architecture) -> Result<String, PluginError> {
         Ok(genotype::format(&operations_of(architecture)?))
+    }
+
+    /// XAutoDL's `TinyNetwork(C, N, genotype, num_classes)` (`pip install xautodl`), the
+    /// network NAS-Bench-201 trains; its stem hard-codes three input channels.
+    fn export_description(&self, architecture: &Architecture) -> Result<ExportDescription, PluginError> {
+        let network = Nb201Network::new(&self.config, &operations_of(architecture)?, Device::Cpu, ParamInit::Placeholder)?;
+        let mut names = std::collections::BTreeMap::new();
+        for ours in network.tensor_names() {
+            let reference = network::reference_name(&ours)
+                .ok_or_else(|| PluginError::other(format!("nb201: no TinyNetwork name for the network's tensor `{ours}`")))?;
+            names.insert(ours, reference);
+        }
+        let genotype = genotype::format(&operations_of(architecture)?);
+        let mut notes = vec![format!(
+            "genotype: pass `xautodl.models.cell_searchs.genotypes.Structure.str2structure(genotype)`; TinyNetwork.forward returns (features, logits)"
+        )];
+        if self.config.input_channels != 3 {
+            notes.push(format!(
+                "input_channels is {}: TinyNetwork's stem conv takes 3, so set `model.stem[0] = torch.nn.Conv2d({}, {}, 3, padding=1, bias=False)` before loading",
+                self.config.input_channels, self.config.input_channels, self.config.channels
+            ));
+        }
+        Ok(ExportDescription {
+            reference: "xautodl.models.cell_infers.tiny_network.TinyNetwork".to_string(),
+            source: "pip install xautodl==1.0.0 (NAS-Bench-201, D-X-Y/AutoDL-Projects)".to_string(),
+            constructor: serde_json::json!({
+                "C": self.config.channels,
+                "N": self.config.cells,
+                "genotype": genotype,
+                "num_classes": self.config.classes,
+            }),
+            names,
+            notes,
+        })
     }
 
     fn parse_genotype(&self, text: &str) -> Result<Architecture, PluginError> {

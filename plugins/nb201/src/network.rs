@@ -80,3 +80,57 @@ impl NetworkPlugin for Nb201Network {
         Ok(self.variables.buffers.iter().map(|(name, tensor)| NamedTensor::share(name.as_str(), tensor)).collect())
     }
 }
+
+/// The name of one of our network's parameters or buffers in NAS-Bench-201's inference network
+/// (XAutoDL's `TinyNetwork` with `ResNetBasicblock`s and `InferCell`s, whose `ReLUConvBN` is
+/// `op = Sequential(ReLU, Conv2d, BatchNorm2d)` and whose cell keeps one layer per edge in the
+/// genotype's order, `layers.{edge index}`). `None` for a name this network never has.
+pub fn reference_name(ours: &str) -> Option<String> {
+    let relu_conv_bn = |rest: &str| -> Option<String> {
+        let (layer, tensor) = rest.split_once('.')?;
+        let index = match layer {
+            "conv" => 1,
+            "bn" => 2,
+            _ => return None,
+        };
+        Some(format!("op.{index}.{tensor}"))
+    };
+    if let Some(rest) = ours.strip_prefix("stem.") {
+        let (layer, tensor) = rest.split_once('.')?;
+        let index = match layer {
+            "conv" => 0,
+            "bn" => 1,
+            _ => return None,
+        };
+        return Some(format!("stem.{index}.{tensor}"));
+    }
+    if let Some(tensor) = ours.strip_prefix("head.bn.") {
+        return Some(format!("lastact.0.{tensor}"));
+    }
+    if ours.starts_with("classifier.") {
+        return Some(ours.to_string());
+    }
+    let rest = ours.strip_prefix("cells.")?;
+    let (cell, rest) = rest.split_once('.')?;
+    let inner = if let Some(tensor) = rest.strip_prefix("downsample.") {
+        format!("downsample.1.{tensor}")
+    } else if let Some(rest) = rest.strip_prefix("conv_a.") {
+        format!("conv_a.{}", relu_conv_bn(rest)?)
+    } else if let Some(rest) = rest.strip_prefix("conv_b.") {
+        format!("conv_b.{}", relu_conv_bn(rest)?)
+    } else {
+        let rest = rest.strip_prefix("edges.")?;
+        let (edge, rest) = rest.split_once('.')?;
+        let (_operation, rest) = rest.split_once('.')?;
+        let index = (0..NUM_EDGES).find(|&index| edge_name(index) == edge)?;
+        format!("layers.{index}.{}", relu_conv_bn(rest)?)
+    };
+    Some(format!("cells.{cell}.{inner}"))
+}
+
+impl Nb201Network {
+    /// Every parameter and buffer name, in the order the network lists them.
+    pub fn tensor_names(&self) -> Vec<String> {
+        self.variables.parameters.iter().chain(self.variables.buffers.iter()).map(|(name, _)| name.clone()).collect()
+    }
+}

@@ -7,6 +7,7 @@ pub mod info;
 pub mod plugins;
 pub mod run;
 pub mod scaffold;
+pub mod train;
 pub mod tree;
 
 /// An error and its causes on one line, each said once: a cause whose text the error above it

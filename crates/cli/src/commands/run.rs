@@ -59,7 +59,7 @@ pub fn resume(plugins: &PluginArgs, args: ResumeArgs) -> Result<ExitCode> {
     print_report(&RunDirectory::new(&args.run_dir))
 }
 
-fn print_report(directory: &RunDirectory) -> Result<ExitCode> {
+pub(crate) fn print_report(directory: &RunDirectory) -> Result<ExitCode> {
     let path = directory.report_markdown_path();
     print!("{}", std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?);
     println!("\nrun directory: {}", directory.path().display());

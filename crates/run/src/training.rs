@@ -1,0 +1,244 @@
+//! One architecture's stand-alone training under `[final]`, checkpointed into the run
+//! directory after every epoch and resumed from there; and its export as the reference
+//! implementation's `state_dict` (safetensors, with a JSON of how to build the class).
+//!
+//! A search trains its leaves through here (selection), and `splitnas train` trains one given
+//! genotype through here, in a directory of its own.
+
+use std::cell::RefCell;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use splitnas_data::SplitName;
+use splitnas_engine::checkpoint::{read_tensors, restore_into, write_json, write_tensors};
+use splitnas_engine::error::SearchError;
+use splitnas_engine::export::export_network;
+use splitnas_engine::seeds::{stream_seed, Stream};
+use splitnas_engine::standalone::{train_standalone, StandaloneHooks, StandaloneProgress, StandaloneResult, StandaloneResume};
+use splitnas_plugin_api::{Architecture, NetworkBox};
+use tch::Tensor;
+
+use crate::config::FinalSection;
+use crate::directory::TrainingRecord;
+use crate::metrics::{progress_bar, MetricsLog};
+use crate::report::Report;
+use crate::setup::{RunOptions, RunSetup};
+
+/// The progress of a stand-alone checkpoint travels inside its safetensors file (one atomic
+/// write): `[epochs done, loader epoch, loader batch, last train loss, seconds]`, all exact in f64.
+const PROGRESS: &str = "progress";
+
+fn encode_progress(progress: &StandaloneProgress) -> Tensor {
+    Tensor::from_slice(&[
+        progress.epochs_done as f64,
+        progress.loader.epoch as f64,
+        progress.loader.batch as f64,
+        progress.last_train_loss,
+        progress.seconds,
+    ])
+}
+
+fn decode_progress(path: &Path, tensors: &[(String, Tensor)]) -> Result<StandaloneProgress> {
+    let (_, values) = tensors.iter().find(|(name, _)| name == PROGRESS).with_context(|| format!("{}: no `{PROGRESS}` entry", path.display()))?;
+    let values = Vec::<f64>::try_from(values).with_context(|| format!("{}: `{PROGRESS}` is not a list of numbers", path.display()))?;
+    let [epochs_done, loader_epoch, loader_batch, last_train_loss, seconds] = values[..] else {
+        anyhow::bail!("{}: `{PROGRESS}` has {} entries, expected 5", path.display(), values.len());
+    };
+    Ok(StandaloneProgress {
+        epochs_done: epochs_done as usize,
+        loader: splitnas_data::LoaderPosition { epoch: loader_epoch as u64, batch: loader_batch as usize },
+        last_train_loss,
+        seconds,
+    })
+}
+
+/// Builds `architecture`'s network, seeded as the run seeds its stand-alone trainings.
+fn build_network(setup: &RunSetup, architecture: &Architecture) -> Result<NetworkBox> {
+    setup.space.build_network(architecture, setup.device).into_result().map_err(|e| anyhow::anyhow!("space `{}`: {e}", setup.config.space.name))
+}
+
+/// Trains `architecture` stand-alone for `section.epochs` (recorded as tree node `node`),
+/// continuing from its checkpoint where a killed run left one: the result equals an
+/// uninterrupted training's. The checkpoint of the last epoch stays: it is the trained network.
+pub(crate) fn train_architecture(
+    setup: &RunSetup,
+    section: &FinalSection,
+    architecture: &Architecture,
+    genotype: &str,
+    node: usize,
+    options: &RunOptions,
+    metrics: &mut MetricsLog,
+) -> Result<StandaloneResult> {
+    let (config, data) = (&setup.config, &setup.data);
+    let seed = stream_seed(config.run.seed, Stream::Standalone, &[]);
+    tch::manual_seed(seed as i64);
+    let network = build_network(setup, architecture)?;
+    let checkpoint = setup.directory.standalone_checkpoint_path(node, section.epochs);
+    let resume = if checkpoint.exists() {
+        let tensors = read_tensors(&checkpoint)?;
+        let progress = decode_progress(&checkpoint, &tensors)?;
+        if !options.quiet {
+            eprintln!("node {node} stand-alone: continuing after epoch {} of {} ({})", progress.epochs_done, section.epochs, checkpoint.display());
+        }
+        Some(StandaloneResume { path: checkpoint.clone(), tensors, progress })
+    } else {
+        None
+    };
+    let train = RefCell::new(data.train_loader()?);
+    let valid = RefCell::new(data.eval_loader(SplitName::Valid)?);
+    let test = RefCell::new(data.eval_loader(SplitName::Test)?);
+    let settings = section.standalone_settings();
+    let steps = splitnas_engine::optim::steps_per_epoch(train.borrow().batches_per_epoch(), settings.max_steps_per_epoch);
+    let done = resume.as_ref().map_or(0, |resume| resume.progress.epochs_done);
+    let bar = progress_bar((steps * settings.epochs.saturating_sub(done)) as u64, options.quiet, format!("node {node} stand-alone"));
+    let mut on_step = |_, _| bar.inc(1);
+    let mut on_epoch_end = |epoch: &splitnas_engine::standalone::StandaloneEpoch| -> Result<(), SearchError> {
+        let mut tensors: Vec<(String, Tensor)> = epoch.tensors.iter().map(|(name, t)| (name.clone(), t.shallow_clone())).collect();
+        tensors.push((PROGRESS.to_string(), encode_progress(&epoch.progress)));
+        write_tensors(&checkpoint, &tensors).map_err(|error| SearchError::Other(error.to_string()))?;
+        metrics
+            .write(json!({
+                "event": "standalone_epoch", "node": node, "genotype": genotype, "epoch": epoch.epoch, "lr": epoch.lr,
+                "train_loss": epoch.train_loss, "train_accuracy": epoch.train_accuracy, "seconds": epoch.progress.seconds,
+            }))
+            .map_err(|error| SearchError::Other(error.to_string()))
+    };
+    let hooks = StandaloneHooks { on_step: &mut on_step, on_epoch_end: &mut on_epoch_end };
+    let result = train_standalone(&network, &train, Some(&valid), &test, &settings, seed, resume, hooks)?;
+    bar.finish_and_clear();
+    if !options.quiet {
+        eprintln!(
+            "node {node} stand-alone {genotype}: valid {:.4}, test {:.4} after {} epochs ({:.1} s)",
+            result.valid_accuracy.unwrap_or(f64::NAN),
+            result.test_accuracy,
+            result.epochs,
+            result.seconds
+        );
+    }
+    metrics.write(json!({"event": "final", "node": node, "genotype": genotype, "result": result}))?;
+    Ok(result)
+}
+
+/// Writes the network a stand-alone training of `epochs` left for `node` (its last
+/// checkpoint) as `model.safetensors`/`model.json`, or with `leaf`, as `models/node-N.*`.
+/// Returns the safetensors path.
+pub(crate) fn export_trained(
+    setup: &RunSetup,
+    architecture: &Architecture,
+    genotype: &str,
+    node: usize,
+    result: &StandaloneResult,
+    leaf: Option<usize>,
+) -> Result<std::path::PathBuf> {
+    let checkpoint = setup.directory.standalone_checkpoint_path(node, result.epochs);
+    let saved = read_tensors(&checkpoint).with_context(|| format!("the trained network of node {node} is gone"))?;
+    let network = build_network(setup, architecture)?;
+    let parameters = splitnas_engine::error::named(network.parameters().into_result().map_err(|e| anyhow::anyhow!("network: {e}"))?);
+    let buffers = splitnas_engine::error::named(network.buffers().into_result().map_err(|e| anyhow::anyhow!("network: {e}"))?);
+    restore_into(&checkpoint, &saved, &parameters, "param.")?;
+    restore_into(&checkpoint, &saved, &buffers, "buffer.")?;
+    let exported = export_network(&setup.space, &network, architecture)?;
+    let (tensors_path, json_path) = setup.directory.model_paths(leaf);
+    write_tensors(&tensors_path, &exported.tensors)?;
+    let space_config = setup.config.space.config_json();
+    let setup_data = crate::setup::space_setup(&setup.data);
+    let mut record = json!({
+        "genotype": genotype,
+        "space": {"name": setup.config.space.name, "config": space_config},
+        "data": {"classes": setup_data.classes, "input_channels": setup_data.input_channels, "image_size": setup_data.image_size},
+        "weights": tensors_path.file_name().map(|name| name.to_string_lossy().into_owned()),
+        "trained": {"epochs": result.epochs, "valid_accuracy": result.valid_accuracy, "test_accuracy": result.test_accuracy},
+        "normalization": {"mean": setup.data.normalization.mean, "std": setup.data.normalization.std},
+    });
+    match &exported.description {
+        Some(description) => {
+            record["names"] = json!("reference");
+            record["reference"] = json!(description.reference);
+            record["source"] = json!(description.source);
+            record["constructor"] = description.constructor.clone();
+            record["notes"] = json!(description.notes);
+        }
+        None => {
+            record["names"] = json!("splitnas");
+            record["notes"] = json!([format!(
+                "the space `{}` names no reference implementation: the tensors keep the splitnas network's names",
+                setup.config.space.name
+            )]);
+        }
+    }
+    write_json(&json_path, &record)?;
+    Ok(tensors_path)
+}
+
+/// `splitnas train`: `genotype` trained stand-alone under `[final]` in a directory of its own,
+/// with metrics, a checkpoint every epoch, and the trained network exported.
+pub fn train(setup: RunSetup, genotype: &str, options: &RunOptions) -> Result<Report> {
+    let lock = setup.directory.create(&setup.config, options.overwrite)?;
+    setup.directory.write_provenance(&setup.builds)?;
+    setup.directory.write_training(&TrainingRecord { genotype: genotype.to_string() })?;
+    execute_training(&setup, genotype, options, lock)
+}
+
+pub(crate) fn execute_training(setup: &RunSetup, genotype: &str, options: &RunOptions, _lock: crate::directory::RunLock) -> Result<Report> {
+    let architecture = setup
+        .space
+        .parse_genotype(genotype.into())
+        .into_result()
+        .map_err(|e| anyhow::anyhow!("space `{}`: genotype `{genotype}`: {e}", setup.config.space.name))?;
+    let genotype = setup.space.format_genotype(&architecture).into_result().map_err(|e| anyhow::anyhow!("space: {e}"))?.to_string();
+    let mut metrics = MetricsLog::open(&setup.directory.metrics_path())?;
+    let section = setup.config.final_training.clone();
+    anyhow::ensure!(section.epochs > 0, "[final] epochs is 0: nothing to train");
+    let result = train_architecture(setup, &section, &architecture, &genotype, 0, options, &mut metrics)?;
+    let model = export_trained(setup, &architecture, &genotype, 0, &result, None)?;
+    let stats = setup
+        .space
+        .network_stats(&architecture, setup.data.splits.train.image_shape()[1] as u32)
+        .into_result()
+        .map_err(|e| anyhow::anyhow!("space: {e}"))?;
+    let leaf = crate::tree::LeafResult {
+        genotype: genotype.clone(),
+        choices: architecture.choices.to_vec(),
+        supernet_valid_accuracy: f64::NAN,
+        architecture_valid_accuracy: f64::NAN,
+        standalone: Some(result.clone()),
+        parameters: stats.parameters,
+        flops: stats.flops,
+    };
+    let config = &setup.config;
+    let report = Report {
+        run: config.run.name.clone(),
+        space: config.space.name.clone(),
+        algorithm: "none (stand-alone training)".to_string(),
+        criterion: "none".to_string(),
+        device: setup.device.to_string(),
+        seed: config.run.seed,
+        search_seconds: 0.0,
+        split_seconds: 0.0,
+        leaves: vec![(0, leaf.clone())],
+        selected: 0,
+        selected_result: leaf,
+        halving: Vec::new(),
+        builds: setup.builds.clone(),
+        model: Some(model.display().to_string()),
+    };
+    let markdown = format!(
+        "# splitnas train `{}`\n\nspace `{}`, genotype `{}`, device {}, seed {}.\n\n{} parameters, {} FLOPs; {} epochs in {:.1} s: train loss {:.4}, valid {}, test {:.4}.\n\nTrained network: `{}` (and `.json` beside it: how to load it in PyTorch).\n",
+        config.run.name,
+        config.space.name,
+        genotype,
+        setup.device,
+        config.run.seed,
+        stats.parameters,
+        stats.flops,
+        result.epochs,
+        result.seconds,
+        result.final_train_loss,
+        result.valid_accuracy.map_or("-".to_string(), |v| format!("{v:.4}")),
+        result.test_accuracy,
+        model.display()
+    );
+    setup.directory.write_report(&report, &markdown)?;
+    Ok(report)
+}
