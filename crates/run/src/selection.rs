@@ -5,7 +5,7 @@ use std::cell::RefCell;
 
 use anyhow::{Context, Result};
 use serde_json::json;
-use splitnas_data::SplitName;
+use splitnas_data::{BatchLoader, Cutout, PreparedData, SplitName};
 use splitnas_engine::seeds::{stream_seed, Stream};
 use splitnas_engine::standalone::{train_standalone, StandaloneResult};
 use splitnas_plugin_api::Architecture;
@@ -160,9 +160,7 @@ fn final_training(
     tch::manual_seed(seed as i64);
     let network =
         setup.space.build_network(architecture, setup.device).into_result().map_err(|e| anyhow::anyhow!("space `{}`: {e}", config.space.name))?;
-    let train = RefCell::new(data.train_loader()?);
-    let valid = RefCell::new(data.eval_loader(SplitName::Valid)?);
-    let test = RefCell::new(data.eval_loader(SplitName::Test)?);
+    let FinalLoaders { train, valid, test } = final_loaders(data, section)?;
     let settings = section.standalone_settings();
     let steps = splitnas_engine::optim::steps_per_epoch(train.borrow().batches_per_epoch(), settings.max_steps_per_epoch);
     let bar = progress_bar((steps * settings.epochs) as u64, options.quiet, format!("node {node} stand-alone"));
@@ -177,13 +175,37 @@ fn final_training(
             result.seconds
         );
     }
-    metrics.write(json!({"event": "final", "node": node, "genotype": genotype, "result": result}))?;
+    metrics.write(json!({"event": "final", "node": node, "genotype": genotype, "trained_on": section.train_on, "result": result}))?;
     Ok(result)
+}
+
+/// What a stand-alone training reads.
+pub struct FinalLoaders {
+    /// Training batches: shuffled, augmented as the search's, cut out where `[final] cutout` says.
+    pub train: RefCell<BatchLoader>,
+    /// The valid split, for the validation accuracy (held out only with `train_on = "train"`).
+    pub valid: RefCell<BatchLoader>,
+    pub test: RefCell<BatchLoader>,
+}
+
+/// The loaders of a stand-alone training under `[final]`: training batches of the train split
+/// or of train+valid (`train_on`), `batch_size` images each (0: `data.batch_size`), with
+/// `cutout`; the valid and test splits whole, in order, for evaluation. With the defaults the
+/// training batches are exactly the search's (same seed, order and augmentation).
+pub fn final_loaders(data: &PreparedData, section: &FinalSection) -> Result<FinalLoaders> {
+    let cutout = (section.cutout > 0).then_some(Cutout { size: section.cutout as i64 });
+    let train = data.standalone_train_loader(section.train_on, section.batch_size, cutout).context("the stand-alone training loader ([final])")?;
+    Ok(FinalLoaders {
+        train: RefCell::new(train),
+        valid: RefCell::new(data.eval_loader(SplitName::Valid)?),
+        test: RefCell::new(data.eval_loader(SplitName::Test)?),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use splitnas_data::{prepare_data, DataConfig, TrainOn};
     use splitnas_plugin_api::{ChoicePointInfo, OptionInfo, SpaceInfo};
 
     use crate::tree::SplitRecord;
@@ -262,5 +284,22 @@ mod tests {
         let none = |_: usize, _: usize, _: &str, _: &Architecture, _: &mut MetricsLog| -> Result<StandaloneResult> { panic!("trained again") };
         let resumed = successive_halving(&config, &mut tree, &leaves, &RunDirectory::new(directory.path()), &options, &mut metrics, &none).unwrap();
         assert_eq!(resumed, rounds);
+    }
+
+    #[test]
+    fn final_loaders_follow_train_on_batch_size_and_cutout() {
+        let config = DataConfig { max_train_images: Some(200), max_test_images: Some(50), batch_size: 32, ..DataConfig::default() };
+        let data = prepare_data(&config, tch::Device::Cpu).unwrap();
+        let defaults = final_loaders(&data, &FinalSection::default()).unwrap();
+        let train = defaults.train.borrow();
+        assert_eq!((train.len(), train.options()), (100, &data.training_options), "the defaults: the search's training batches");
+        assert_eq!((defaults.valid.borrow().len(), defaults.test.borrow().len()), (100, 50));
+        let darts = FinalSection { train_on: TrainOn::TrainValid, batch_size: 96, cutout: 16, ..FinalSection::default() };
+        let loaders = final_loaders(&data, &darts).unwrap();
+        let train = loaders.train.borrow();
+        assert_eq!((train.len(), train.options().batch_size, train.batches_per_epoch()), (200, 96, 3));
+        assert_eq!(train.options().cutout, Some(Cutout { size: 16 }));
+        assert_eq!(train.options().seed, data.training_options.seed);
+        assert_eq!(loaders.valid.borrow().len(), 100, "the valid split is still evaluated");
     }
 }
