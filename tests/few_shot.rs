@@ -2,6 +2,7 @@
 //! last split, leaf selection, and the `tree` command as a user runs it.
 
 use serde_json::Value;
+use splitnas_data::TrainOn;
 use splitnas_e2e::*;
 use splitnas_run::tree::SplitTree;
 use splitnas_run::{run, Report, RunOptions, RunSetup};
@@ -109,6 +110,23 @@ fn gradient_matching_builds_a_tree_whose_children_inherit_everything() {
     assert!(dot.contains("n0 -> n1") && dot.contains(&root_split.choice_point_name), "{dot}");
     let text = stdout(&run_splitnas(&["tree", directory.to_str().unwrap()]));
     assert!(text.contains("node 6") && text.contains("split"), "{text}");
+}
+
+/// `[final] train_on = "train+valid"` with its own batch size and cutout: only the supernet's
+/// choice is trained, and the report, report.md and the final event say what it trained on.
+#[test]
+fn a_train_valid_final_training_is_recorded_as_such() {
+    // [final] is the schedule's last table: these keys join it.
+    let text = format!("{}select_by = \"supernet\"\ntrain_on = \"train+valid\"\nbatch_size = 48\ncutout = 8\n", schedule("random", true, ""));
+    let (_out, directory, report, _tree, events) = search(&text, "train-valid");
+    assert_eq!(report.trained_on, TrainOn::TrainValid);
+    let finals: Vec<&Value> = events.iter().filter(|e| e["event"] == "final").collect();
+    assert_eq!(finals.len(), 1, "only the supernet's choice is trained");
+    assert_eq!((&finals[0]["trained_on"], &finals[0]["node"]), (&Value::from("train+valid"), &Value::from(report.selected)));
+    let standalone = report.selected_result.standalone.as_ref().expect("the selected leaf is trained");
+    assert!(standalone.valid_accuracy.is_some() && (0.0..=1.0).contains(&standalone.test_accuracy));
+    let markdown = std::fs::read_to_string(directory.join("report.md")).unwrap();
+    assert!(markdown.contains("stand-alone valid (trained on)") && markdown.contains("not held out"), "{markdown}");
 }
 
 #[test]

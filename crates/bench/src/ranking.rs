@@ -165,8 +165,14 @@ pub fn rank_run(
 
     let data = &setup.data;
     let valid = RefCell::new(data.eval_loader(SplitName::Valid)?);
-    let calibration_options =
-        LoaderOptions { batch_size: data.training_options.batch_size, shuffle: true, drop_last: true, augmentation: None, seed: 0x0043_414c_4942 };
+    let calibration_options = LoaderOptions {
+        batch_size: data.training_options.batch_size,
+        shuffle: true,
+        drop_last: true,
+        augmentation: None,
+        cutout: None,
+        seed: 0x0043_414c_4942,
+    };
     let calibration = RefCell::new(BatchLoader::new(&data.splits.train, &data.normalization, calibration_options, data.splits.train.device())?);
     let bar = splitnas_run::metrics::progress_bar(evaluated as u64, run_options.quiet, "ranking".to_string());
     let mut scores = Vec::with_capacity(evaluated);

@@ -13,8 +13,8 @@ use super::embedded::load_embedded;
 use super::idx::load_mnist_like;
 use super::imagenet16::{load_imagenet16, IMAGENET16_120_CLASSES};
 use super::loader::{BatchLoader, LoaderOptions};
-use super::split::{split_train_valid, stratified_subset, Splits};
-use super::{Augmentation, DataError, Dataset, Normalization};
+use super::split::{split_by_file, split_train_valid, stratified_subset, Splits};
+use super::{Augmentation, Cutout, DataError, Dataset, Normalization};
 
 /// Which data set a run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -85,8 +85,18 @@ pub struct DataConfig {
     /// CIFAR only: `binary`, `pickle`, or `auto` (default: whichever the directory holds).
     pub format: FileFormat,
     /// Share of each class of the official training set held out as the valid split
-    /// (NB201: 0.5). At least 0 and below 1; with 0 there is no valid split.
+    /// (NB201: 0.5). At least 0 and below 1; with 0 there is no valid split. Ignored when
+    /// `split_file` is set.
     pub valid_fraction: f64,
+    /// A file that fixes the train/valid split instead of `valid_fraction` and the seed:
+    /// NAS-Bench-201's `cifar-split.txt` (XAutoDL's `configs/nas-benchmark/`), a JSON object
+    /// whose `train` and `valid` list indices into the official training set (for CIFAR-10,
+    /// its 50,000 images in file order), as plain integers or in XAutoDL's typed form
+    /// `["int", ["0", "5", ...]]`. The indices must be in range and disjoint; images in neither
+    /// list are not used. Cannot be combined with `max_train_images`. A relative path is taken
+    /// as `path` is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split_file: Option<PathBuf>,
     /// Images per training batch (NB201 search: 64).
     pub batch_size: usize,
     /// Images per evaluation batch; defaults to `batch_size`.
@@ -116,6 +126,7 @@ impl Default for DataConfig {
             path: None,
             format: FileFormat::Auto,
             valid_fraction: 0.5,
+            split_file: None,
             batch_size: 64,
             eval_batch_size: None,
             augment: true,
@@ -143,6 +154,35 @@ pub enum SplitName {
     Test,
 }
 
+/// Which images a training loader serves (the run configuration's `[final] train_on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum TrainOn {
+    /// The train split alone: the valid split stays held out.
+    #[default]
+    #[serde(rename = "train")]
+    Train,
+    /// Both halves of the search split, i.e. every training image the run reads (the whole
+    /// official training set unless `max_train_images` or a split file leaves some out): what
+    /// NB201 and DARTS train on before they report test accuracy. The valid split is trained on.
+    #[serde(rename = "train+valid")]
+    TrainValid,
+}
+
+impl TrainOn {
+    pub fn name(self) -> &'static str {
+        match self {
+            TrainOn::Train => "train",
+            TrainOn::TrainValid => "train+valid",
+        }
+    }
+}
+
+impl fmt::Display for TrainOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Seeds of the data pipeline's random streams, all derived from `data.seed`.
 const TRAIN_SUBSET_STREAM: u64 = 1;
 const TEST_SUBSET_STREAM: u64 = 2;
@@ -152,9 +192,9 @@ const VALID_BATCH_STREAM: u64 = 4;
 impl DataConfig {
     /// Makes a relative `path` relative to `base` (the config file's directory, say).
     pub fn resolve_relative_to(&mut self, base: &Path) {
-        if let Some(path) = &self.path {
+        for path in [&mut self.path, &mut self.split_file].into_iter().flatten() {
             if path.is_relative() {
-                self.path = Some(base.join(path));
+                *path = base.join(&*path);
             }
         }
     }
@@ -178,6 +218,20 @@ impl DataConfig {
         }
         if self.max_test_images == Some(0) {
             return Err(DataError::config("data.max_test_images", "must be at least 1 (or left out for all images)"));
+        }
+        if let Some(split_file) = &self.split_file {
+            if self.max_train_images.is_some() {
+                return Err(DataError::config(
+                    "data.split_file",
+                    "its indices refer to the whole official training set, so data.max_train_images (a subset taken before the split) cannot be combined with it; remove one",
+                ));
+            }
+            if !split_file.is_file() {
+                return Err(DataError::config(
+                    "data.split_file",
+                    format!("{} is not a file (relative paths are taken from {})", split_file.display(), current_dir_text()),
+                ));
+            }
         }
         let is_cifar = matches!(self.dataset, DatasetKind::Cifar10 | DatasetKind::Cifar100);
         if self.format != FileFormat::Auto && !is_cifar {
@@ -245,7 +299,10 @@ pub fn prepare_data(config: &DataConfig, device: Device) -> Result<PreparedData,
     if let Some(cap) = config.max_test_images {
         test = stratified_subset(&test, cap, stream_seed(config.data_seed(), TEST_SUBSET_STREAM));
     }
-    let (train, valid) = split_train_valid(&official_train, config.valid_fraction, config.data_seed())?;
+    let (train, valid) = match &config.split_file {
+        Some(path) => split_by_file(&official_train, path)?,
+        None => split_train_valid(&official_train, config.valid_fraction, config.data_seed())?,
+    };
     let normalization = match config.dataset {
         DatasetKind::Cifar10 => Normalization::nb201_cifar10(),
         DatasetKind::Cifar100 => Normalization::nb201_cifar100(),
@@ -262,6 +319,7 @@ pub fn prepare_data(config: &DataConfig, device: Device) -> Result<PreparedData,
             shuffle: true,
             drop_last: config.drop_last,
             augmentation: config.augment.then(|| config.dataset.default_augmentation()),
+            cutout: None,
             seed: stream_seed(config.data_seed(), TRAIN_BATCH_STREAM),
         },
         eval_batch_size: config.eval_batch_size.unwrap_or(config.batch_size),
@@ -277,6 +335,24 @@ impl PreparedData {
     /// Training batches of the train split: shuffled, augmented, endless via `next_batch`.
     pub fn train_loader(&self) -> Result<BatchLoader, DataError> {
         BatchLoader::new(&self.splits.train, &self.normalization, self.training_options, self.splits.train.device())
+    }
+
+    /// Training batches for a stand-alone network (the run's `[final]` table says how): of
+    /// the train split or of train+valid, `batch_size` images each (0: `data.batch_size`),
+    /// with cutout where `cutout` is set. Otherwise as [`Self::train_loader`]: the same seed,
+    /// order and augmentation, so `(Train, 0, None)` gives exactly its batches.
+    pub fn standalone_train_loader(&self, on: TrainOn, batch_size: usize, cutout: Option<Cutout>) -> Result<BatchLoader, DataError> {
+        let batch_size = if batch_size == 0 { self.training_options.batch_size } else { batch_size };
+        let options = LoaderOptions { batch_size, cutout, ..self.training_options };
+        let device = self.splits.train.device();
+        match on {
+            TrainOn::Train => BatchLoader::new(&self.splits.train, &self.normalization, options, device),
+            TrainOn::TrainValid => {
+                let base = self.splits.train.name.split('/').next().unwrap_or("data");
+                let both = Dataset::concat(format!("{base}/train+valid"), &[&self.splits.train, &self.splits.valid]);
+                BatchLoader::new(&both, &self.normalization, options, device)
+            }
+        }
     }
 
     /// Batches of the valid split made like training batches (shuffled, augmented), with

@@ -85,6 +85,19 @@ impl Dataset {
         }
     }
 
+    /// `parts` one after another, as a new data set called `name`; they must share the image
+    /// shape and the classes (the splits of one data set do).
+    pub fn concat(name: impl Into<String>, parts: &[&Dataset]) -> Dataset {
+        let first = parts.first().expect("at least one data set to concatenate");
+        assert!(
+            parts.iter().all(|part| part.image_shape() == first.image_shape() && part.num_classes == first.num_classes),
+            "concatenated data sets share the image shape and the classes"
+        );
+        let images: Vec<&Tensor> = parts.iter().map(|part| &part.images).collect();
+        let labels: Vec<&Tensor> = parts.iter().map(|part| &part.labels).collect();
+        Dataset { name: name.into(), images: Tensor::cat(&images, 0), labels: Tensor::cat(&labels, 0), num_classes: first.num_classes }
+    }
+
     /// The same data on `device` (storage shared where it is already there).
     pub fn to_device(&self, device: Device) -> Dataset {
         Dataset {

@@ -4,9 +4,11 @@
 //!   (Fashion-)MNIST IDX files, plain or gzipped, each taking the record count from the file
 //!   and naming the file and the problem when it is truncated or corrupt;
 //! - the embedded default data set (a stratified Fashion-MNIST subset built into the binary);
-//! - seeded, stratified train / valid splits (NB201: half of the official training set each);
+//! - seeded, stratified train / valid splits (NB201: half of the official training set each),
+//!   or the split a file fixes (NB201's own `cifar-split.txt`);
 //! - loaders that serve normalised, augmented (zero-padded random crop + flip) batches on the
-//!   run's device, reproducibly from a seed, epoch by epoch or as an endless stream;
+//!   run's device, reproducibly from a seed, epoch by epoch or as an endless stream, with
+//!   cutout for final trainings that ask for it;
 //! - the `[data]` config table and [`prepare_data`], which ties it all together.
 
 mod cifar;
@@ -26,11 +28,11 @@ mod transform;
 mod tests;
 
 pub use cifar::{CifarVariant, FileFormat};
-pub use config::{prepare_data, DataConfig, DatasetKind, PreparedData, SplitName};
+pub use config::{prepare_data, DataConfig, DatasetKind, PreparedData, SplitName, TrainOn};
 pub use dataset::{Dataset, ImageRecords};
 pub use error::DataError;
 pub use idx::IdxArray;
 pub use loader::{Batch, BatchLoader, BatchSource, EpochBatches, LoaderOptions, LoaderPosition, RepeatedBatch};
 pub use split::Splits;
 pub use splitnas_seeded_rng::SeededRng;
-pub use transform::{Augmentation, CropPlacement, Normalization};
+pub use transform::{Augmentation, CropPlacement, Cutout, CutoutSquare, Normalization};

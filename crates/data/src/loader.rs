@@ -2,7 +2,8 @@
 //!
 //! The whole split is moved to the device once (the largest, ImageNet16-120's training set,
 //! is about 120 MB of uint8); each batch is then an index-select, the augmentation gather and
-//! a normalising multiply-add there, with no per-batch host work beyond a few index vectors.
+//! a normalising multiply-add there (then cutout's masked fill, where a loader cuts out), with
+//! no per-batch host work beyond a few index vectors.
 //!
 //! Every random choice comes from `SeededRng::derive(seed, [stream, epoch(, batch)])`, so a
 //! batch depends only on the seed and its position, not on what was drawn before: the same
@@ -16,10 +17,12 @@ use crate::SeededRng;
 
 use super::split::shuffle;
 use super::transform::NormalizeOnDevice;
-use super::{Augmentation, DataError, Dataset, Normalization};
+use super::{Augmentation, Cutout, DataError, Dataset, Normalization};
 
 const ORDER_STREAM: u64 = 0x004f_5244_4552; // "ORDER"
 const AUGMENT_STREAM: u64 = 0x4155_474d; // "AUGM"
+/// Its own stream, so that turning cutout on leaves the crops and flips as they were.
+const CUTOUT_STREAM: u64 = 0x4355_544f_5554; // "CUTOUT"
 
 /// How a loader walks its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,13 +34,15 @@ pub struct LoaderOptions {
     pub drop_last: bool,
     /// Applied to every batch when set (training only).
     pub augmentation: Option<Augmentation>,
+    /// Cutout after normalisation, one square per image, when set (training only).
+    pub cutout: Option<Cutout>,
     pub seed: u64,
 }
 
 impl LoaderOptions {
     /// In order, every image once, no augmentation.
     pub fn evaluation(batch_size: usize) -> Self {
-        LoaderOptions { batch_size, shuffle: false, drop_last: false, augmentation: None, seed: 0 }
+        LoaderOptions { batch_size, shuffle: false, drop_last: false, augmentation: None, cutout: None, seed: 0 }
     }
 }
 
@@ -185,7 +190,12 @@ impl BatchLoader {
             let mut rng = SeededRng::derive(self.options.seed, &[AUGMENT_STREAM, epoch, batch as u64]);
             images = augmentation.apply(&images, &mut rng);
         }
-        let batch_out = Batch { images: self.normalize.apply(&images), labels: self.labels.index_select(0, &index) };
+        let mut images = self.normalize.apply(&images);
+        if let Some(cutout) = &self.options.cutout {
+            let mut rng = SeededRng::derive(self.options.seed, &[CUTOUT_STREAM, epoch, batch as u64]);
+            images = cutout.apply(&images, &mut rng);
+        }
+        let batch_out = Batch { images, labels: self.labels.index_select(0, &index) };
         self.position.batch += 1;
         self.roll_over_finished_epoch();
         batch_out

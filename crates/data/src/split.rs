@@ -4,6 +4,12 @@
 //! official test set stays the test set. Our split is stratified and seeded: every class is
 //! shuffled on its own and contributes the same fraction (to within one image) to valid, so
 //! small subsets keep their class balance. Both halves stay in file order; loaders shuffle.
+//!
+//! A split file (`data.split_file`, NB201's `cifar-split.txt`) fixes the two halves instead.
+
+use std::path::Path;
+
+use serde_json::Value;
 
 use crate::SeededRng;
 
@@ -83,6 +89,79 @@ pub fn split_train_valid(official_train: &Dataset, valid_fraction: f64, seed: u6
     let valid_count = (labels.len() as f64 * valid_fraction).round() as usize;
     let mut rng = SeededRng::derive(seed, &[SPLIT_STREAM]);
     let (valid, train) = stratified_partition(&labels, official_train.num_classes, valid_count, &mut rng);
+    let base = official_train.name.split('/').next().unwrap_or("data");
+    Ok((official_train.subset(format!("{base}/train"), &train), official_train.subset(format!("{base}/valid"), &valid)))
+}
+
+/// The halves a split file names, as `(train, valid)` indices into a training set of `images`
+/// images, each sorted. The file is a JSON object with the keys `train` and `valid` (and no
+/// others), each a list of indices: plain integers, or NB201's `cifar-split.txt` form, the
+/// typed pair of XAutoDL's `load_config` (`["int", ["0", "5", ...]]`, indices as strings).
+/// Every index must be below `images` and appear once in all; errors name the file and the
+/// offending index.
+pub fn read_split_file(path: &Path, images: usize) -> Result<(Vec<i64>, Vec<i64>), DataError> {
+    let text = std::fs::read_to_string(path).map_err(|source| DataError::io(path, source))?;
+    let bad = |problem: String| DataError::bad_file(path, problem);
+    let expected = "a split file is a JSON object {\"train\": [indices], \"valid\": [indices]}, as NB201's cifar-split.txt";
+    let value: Value = serde_json::from_str(&text).map_err(|error| bad(format!("not JSON ({error}); {expected}")))?;
+    let Value::Object(object) = value else {
+        return Err(bad(format!("the top level is not a JSON object; {expected}")));
+    };
+    if let Some(other) = object.keys().find(|key| !["train", "valid"].contains(&key.as_str())) {
+        return Err(bad(format!("unexpected key `{other}`; {expected} (the official test set stays the test set)")));
+    }
+    // Which half holds each index so far: duplicates and overlaps are found in one pass.
+    let mut owner: Vec<Option<&str>> = vec![None; images];
+    let mut halves = Vec::with_capacity(2);
+    for key in ["train", "valid"] {
+        let list = object.get(key).ok_or_else(|| bad(format!("no `{key}` list; {expected}")))?;
+        let entries = match list {
+            // XAutoDL's typed form: ["int", [...]].
+            Value::Array(pair) if pair.len() == 2 && pair[0].is_string() && pair[1].is_array() => {
+                if pair[0] != "int" {
+                    return Err(bad(format!("`{key}` is typed {}, not \"int\"", pair[0])));
+                }
+                pair[1].as_array().expect("checked above")
+            }
+            Value::Array(entries) => entries,
+            other => return Err(bad(format!("`{key}` is {other}, not a list of indices"))),
+        };
+        if entries.is_empty() {
+            return Err(bad(format!("`{key}` lists no image")));
+        }
+        let mut indices = Vec::with_capacity(entries.len());
+        for (position, entry) in entries.iter().enumerate() {
+            let index = match entry {
+                Value::Number(number) => number.as_u64(),
+                Value::String(text) => text.trim().parse::<u64>().ok(),
+                _ => None,
+            }
+            .ok_or_else(|| bad(format!("`{key}` entry {position} is {entry}, not an image index (an integer from 0)")))?;
+            if index >= images as u64 {
+                return Err(bad(format!(
+                    "`{key}` holds index {index} (entry {position}), but the official training set has {images} images (indices 0 to {})",
+                    images.saturating_sub(1)
+                )));
+            }
+            match owner[index as usize] {
+                Some(half) if half == key => return Err(bad(format!("index {index} appears twice in `{key}` (entry {position})"))),
+                Some(half) => return Err(bad(format!("index {index} is in both `{half}` and `{key}`: the halves must be disjoint"))),
+                None => owner[index as usize] = Some(key),
+            }
+            indices.push(index as i64);
+        }
+        indices.sort_unstable();
+        halves.push(indices);
+    }
+    let valid = halves.pop().expect("two halves");
+    let train = halves.pop().expect("two halves");
+    Ok((train, valid))
+}
+
+/// Splits the official training set into `(train, valid)` as the split file at `path` says
+/// (see [`read_split_file`]); images in neither half are left out.
+pub fn split_by_file(official_train: &Dataset, path: &Path) -> Result<(Dataset, Dataset), DataError> {
+    let (train, valid) = read_split_file(path, official_train.len())?;
     let base = official_train.name.split('/').next().unwrap_or("data");
     Ok((official_train.subset(format!("{base}/train"), &train), official_train.subset(format!("{base}/valid"), &valid)))
 }

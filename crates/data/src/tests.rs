@@ -416,6 +416,96 @@ fn flip_mirrors_and_centre_crop_is_identity() {
     assert!(no_flip.draw_placements(100, &mut rng).iter().all(|p| !p.flip && (0..=2).contains(&p.top)));
 }
 
+/// Where a batch is zero, as `[image][channel][row][column]` booleans.
+fn zeros(images: &Tensor) -> Vec<Vec<Vec<Vec<bool>>>> {
+    let size = images.size();
+    let values = Vec::<f32>::try_from(&images.contiguous().view([-1])).unwrap();
+    let (c, h, w) = (size[1] as usize, size[2] as usize, size[3] as usize);
+    (0..size[0] as usize)
+        .map(|b| (0..c).map(|ch| (0..h).map(|y| (0..w).map(|x| values[((b * c + ch) * h + y) * w + x] == 0.0).collect()).collect()).collect())
+        .collect()
+}
+
+#[test]
+fn cutout_squares_are_clipped_at_the_border_and_whole_inside() {
+    // DARTS: y1 = clip(y − L//2, 0, h), y2 = clip(y + L//2, 0, h), likewise x.
+    assert_eq!(CutoutSquare::around(0, 0, 16, 32, 32), CutoutSquare { top: 0, bottom: 8, left: 0, right: 8 });
+    assert_eq!(CutoutSquare::around(31, 31, 16, 32, 32), CutoutSquare { top: 23, bottom: 32, left: 23, right: 32 });
+    assert_eq!(CutoutSquare::around(3, 30, 16, 32, 32), CutoutSquare { top: 0, bottom: 11, left: 22, right: 32 });
+    assert_eq!(CutoutSquare::around(16, 16, 16, 32, 32).area(), 256, "away from the border: side²");
+    assert_eq!(CutoutSquare::around(16, 16, 5, 32, 32).area(), 16, "an odd side cuts (side − 1)², as DARTS's `length // 2`");
+    assert_eq!(CutoutSquare::around(16, 16, 1, 32, 32).area(), 0);
+
+    // On a batch: every channel of an image loses exactly its square, nothing else.
+    let cutout = Cutout { size: 4 };
+    let squares = [
+        CutoutSquare::around(0, 0, 4, 8, 8), // top left corner: rows 0..2, columns 0..2
+        CutoutSquare::around(4, 4, 4, 8, 8), // inside: rows 2..6, columns 2..6, 16 pixels
+        CutoutSquare::around(7, 6, 4, 8, 8), // bottom right: rows 5..8, columns 4..8
+        CutoutSquare::around(4, 7, 4, 8, 8), // right edge: rows 2..6, columns 5..8
+    ];
+    let images = Tensor::ones([4, 3, 8, 8], (Kind::Float, Device::Cpu)) * 2.5;
+    let cut = cutout.apply_squares(&images, &squares);
+    assert_eq!(cut.size(), [4, 3, 8, 8]);
+    let zero = zeros(&cut);
+    for (b, (square, image)) in squares.iter().zip(&zero).enumerate() {
+        for (channel, rows) in image.iter().enumerate() {
+            for (y, row) in rows.iter().enumerate() {
+                for (x, &is_zero) in row.iter().enumerate() {
+                    let inside = (square.top..square.bottom).contains(&(y as i64)) && (square.left..square.right).contains(&(x as i64));
+                    assert_eq!(is_zero, inside, "image {b} channel {channel} pixel ({y}, {x}) of {square:?}");
+                }
+            }
+        }
+    }
+    let counts: Vec<i64> = (0..4).map(|b| cut.get(b).eq(0.0).sum(Kind::Int64).int64_value(&[])).collect();
+    assert_eq!(counts, vec![3 * 4, 3 * 16, 3 * 12, 3 * 12]);
+    assert!(same(&(cut.ne(0.0).to_kind(Kind::Float) * 2.5), &cut), "pixels outside keep their value");
+}
+
+#[test]
+fn cutout_draws_centres_over_the_whole_image_and_repeats_for_a_seed() {
+    let cutout = Cutout { size: 16 };
+    let draw = |seed| cutout.draw_squares(2000, 32, 32, &mut crate::SeededRng::new(seed));
+    let (first, again, other) = (draw(3), draw(3), draw(4));
+    assert_eq!(first, again, "the same seed draws the same squares");
+    assert_ne!(first, other);
+    // Centres cover every row and column: squares touch every border, and most are whole.
+    assert!(first.iter().any(|s| s.top == 0) && first.iter().any(|s| s.bottom == 32));
+    assert!(first.iter().any(|s| s.left == 0) && first.iter().any(|s| s.right == 32));
+    assert!(first.iter().all(|s| s.area() <= 256 && s.area() >= 8 * 8));
+    // A square is whole when its centre is in 8..=24 both ways: 17² of 32² centres, ±20%.
+    let whole = first.iter().filter(|s| s.area() == 256).count();
+    let expected = 2000 * 17 * 17 / (32 * 32);
+    assert!((expected * 8 / 10..=expected * 12 / 10).contains(&whole), "{whole} whole squares, about {expected} expected");
+}
+
+#[test]
+fn cutout_in_a_loader_is_seeded_by_position_and_leaves_crops_alone() {
+    let dataset = synthetic_dataset(30, 3);
+    // Normalised images are 1..: only cutout makes zeros (pixel value i + 1 ≥ 1, padding 0 − (−1)).
+    let normalization = Normalization { mean: vec![-1.0 / 255.0], std: vec![1.0 / 255.0] };
+    let plain = loader_options(7, 9);
+    let with_cutout = LoaderOptions { cutout: Some(Cutout { size: 2 }), ..plain };
+    let reference = collect(&mut BatchLoader::new(&dataset, &normalization, plain, Device::Cpu).unwrap(), 12);
+    let cut = collect(&mut BatchLoader::new(&dataset, &normalization, with_cutout, Device::Cpu).unwrap(), 12);
+    for (plain, cut) in reference.iter().zip(&cut) {
+        assert!(same(&plain.labels, &cut.labels), "the same order");
+        let kept = cut.images.ne(0.0);
+        assert!(same(&plain.images.masked_select(&kept), &cut.images.masked_select(&kept)), "the same crops and flips");
+        let zeros_per_image = cut.images.eq(0.0).sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Int64);
+        let zeros_per_image = Vec::<i64>::try_from(&zeros_per_image).unwrap();
+        assert!(zeros_per_image.iter().all(|&n| (1..=4).contains(&n)), "one clipped 2×2 square per image: {zeros_per_image:?}");
+    }
+    // A resumed loader sees the same masks.
+    let mut resumed = BatchLoader::new(&dataset, &normalization, with_cutout, Device::Cpu).unwrap();
+    resumed.seek(LoaderPosition { epoch: 2, batch: 1 });
+    assert!(same(&resumed.next_batch().images, &cut[11].images));
+    // Another seed, other masks.
+    let other = collect(&mut BatchLoader::new(&dataset, &normalization, LoaderOptions { seed: 10, ..with_cutout }, Device::Cpu).unwrap(), 1);
+    assert!(!same(&other[0].images, &cut[0].images));
+}
+
 #[test]
 fn normalisation_constants_and_statistics() {
     let cifar10 = Normalization::nb201_cifar10();
@@ -437,7 +527,7 @@ fn normalisation_constants_and_statistics() {
 // ---- loaders ----
 
 fn loader_options(batch_size: usize, seed: u64) -> LoaderOptions {
-    LoaderOptions { batch_size, shuffle: true, drop_last: false, augmentation: Some(Augmentation::nb201_imagenet16()), seed }
+    LoaderOptions { batch_size, shuffle: true, drop_last: false, augmentation: Some(Augmentation::nb201_imagenet16()), cutout: None, seed }
 }
 
 fn collect(loader: &mut BatchLoader, batches: usize) -> Vec<Batch> {
@@ -596,6 +686,108 @@ fn embedded_config_prepares_small_splits_and_loaders() {
 
     let no_valid = prepare_data(&DataConfig { valid_fraction: 0.0, ..config }, Device::Cpu).unwrap();
     expect_error(no_valid.valid_search_loader(), &["data.valid_fraction"]);
+}
+
+/// A split file in `dir`, its JSON written as given.
+fn split_file(dir: &Path, json: &str) -> PathBuf {
+    write_file(dir, "cifar-split.txt", json.as_bytes())
+}
+
+#[test]
+fn split_files_in_both_of_nb201s_forms_fix_the_halves() {
+    let dir = tempfile::tempdir().unwrap();
+    // NB201's cifar-split.txt: XAutoDL's typed form, indices as strings, any order.
+    let typed = split_file(dir.path(), r#"{"train": ["int", ["0", "5", "2", "7"]], "valid": ["int", ["1", "3", "9"]]}"#);
+    assert_eq!(read_split_file(&typed, 10).unwrap(), (vec![0, 2, 5, 7], vec![1, 3, 9]));
+    let plain = split_file(dir.path(), r#"{"valid": [1, 3, 9], "train": [7, 0, 5, 2]}"#);
+    assert_eq!(read_split_file(&plain, 10).unwrap(), (vec![0, 2, 5, 7], vec![1, 3, 9]));
+
+    let dataset = synthetic_dataset(10, 2);
+    let (train, valid) = split_by_file(&dataset, &plain).unwrap();
+    let ids = |d: &Dataset| Vec::<u8>::try_from(&d.images.select(2, 0).select(2, 0).view([-1])).unwrap();
+    assert_eq!((ids(&train), ids(&valid)), (vec![0, 2, 5, 7], vec![1, 3, 9]), "image i has pixel value i");
+    assert_eq!((train.name.as_str(), valid.name.as_str()), ("synthetic/train", "synthetic/valid"));
+}
+
+#[test]
+fn split_file_errors_name_the_file_and_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |json: &str, fragments: &[&str]| {
+        let path = split_file(dir.path(), json);
+        let mut with_file = vec!["cifar-split.txt"];
+        with_file.extend_from_slice(fragments);
+        expect_error(read_split_file(&path, 10), &with_file);
+    };
+    check(r#"{"train": [0, 1], "valid": [2, 10]}"#, &["`valid`", "index 10", "entry 1", "10 images"]);
+    check(r#"{"train": ["int", ["0", "4"]], "valid": ["int", ["3", "4"]]}"#, &["index 4", "both `train` and `valid`", "disjoint"]);
+    check(r#"{"train": [0, 6, 6], "valid": [2]}"#, &["index 6", "twice in `train`"]);
+    check(r#"{"train": [0, -1], "valid": [2]}"#, &["`train` entry 1", "-1"]);
+    check(r#"{"train": ["int", ["0", "x"]], "valid": [2]}"#, &["`train` entry 1", "\"x\""]);
+    check(r#"{"train": ["float", ["0"]], "valid": [2]}"#, &["`train`", "\"float\""]);
+    check(r#"{"train": [0]}"#, &["no `valid`"]);
+    check(r#"{"train": [0], "valid": [1], "xtest": [2]}"#, &["unexpected key `xtest`"]);
+    check(r#"{"train": [], "valid": [1]}"#, &["`train` lists no image"]);
+    check(r#"[0, 1]"#, &["not a JSON object"]);
+    check(r#"{"train": [0"#, &["not JSON"]);
+    expect_error(read_split_file(&dir.path().join("missing.txt"), 10), &["missing.txt"]);
+}
+
+#[test]
+fn a_split_file_replaces_the_seeded_split_of_a_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels: Vec<(u8, u8)> = (0..8).map(|i| (0, i % 2)).collect();
+    write_file(dir.path(), "data_batch_1.bin", &cifar_binary_bytes(CifarVariant::Cifar10, &labels, 0));
+    write_file(dir.path(), "test_batch.bin", &cifar_binary_bytes(CifarVariant::Cifar10, &labels[..2], 0));
+    let split = split_file(dir.path(), r#"{"train": ["int", ["0", "1", "2", "3", "4"]], "valid": ["int", ["6", "7"]]}"#);
+    let config = DataConfig {
+        dataset: DatasetKind::Cifar10,
+        path: Some(dir.path().to_path_buf()),
+        split_file: Some(split.clone()),
+        batch_size: 2,
+        ..DataConfig::default()
+    };
+    let data = prepare_data(&config, Device::Cpu).unwrap();
+    assert_eq!((data.splits.train.len(), data.splits.valid.len(), data.splits.test.len()), (5, 2, 2));
+    assert_eq!(data.splits.valid.label_vec(), vec![0, 1], "records 6 and 7");
+    // It replaces the seed's split: another seed, the same halves.
+    let reseeded = prepare_data(&DataConfig { seed: Some(7), ..config.clone() }, Device::Cpu).unwrap();
+    assert!(same(&reseeded.splits.valid.images, &data.splits.valid.images));
+    // Train+valid for a final training: both halves (record 5 is in neither).
+    assert_eq!(data.standalone_train_loader(TrainOn::TrainValid, 0, None).unwrap().len(), 7);
+
+    expect_error(DataConfig { max_train_images: Some(4), ..config.clone() }.validate(), &["data.split_file", "data.max_train_images"]);
+    expect_error(DataConfig { split_file: Some(dir.path().join("nope.txt")), ..config.clone() }.validate(), &["data.split_file", "nope.txt"]);
+    let mut relative = DataConfig { split_file: Some("cifar-split.txt".into()), ..DataConfig::default() };
+    relative.resolve_relative_to(Path::new("/configs"));
+    assert_eq!(relative.split_file, Some(PathBuf::from("/configs/cifar-split.txt")));
+    let round_trip: DataConfig = serde_json::from_value(serde_json::to_value(&config).unwrap()).unwrap();
+    assert_eq!(round_trip.split_file, Some(split));
+}
+
+#[test]
+fn standalone_train_loaders_pick_the_data_batch_size_and_cutout() {
+    let config = DataConfig { max_train_images: Some(200), max_test_images: Some(50), batch_size: 32, ..DataConfig::default() };
+    let data = prepare_data(&config, Device::Cpu).unwrap();
+    // The defaults give the search's training batches exactly.
+    let mut search = data.train_loader().unwrap();
+    let mut standalone = data.standalone_train_loader(TrainOn::Train, 0, None).unwrap();
+    for _ in 0..5 {
+        let (a, b) = (search.next_batch(), standalone.next_batch());
+        assert!(same(&a.images, &b.images) && same(&a.labels, &b.labels));
+    }
+    let both = data.standalone_train_loader(TrainOn::TrainValid, 48, None).unwrap();
+    assert_eq!((both.len(), both.options().batch_size, both.batches_per_epoch()), (200, 48, 5));
+    assert_eq!(both.name(), "embedded/train+valid");
+    let mut labels: Vec<i64> =
+        data.standalone_train_loader(TrainOn::TrainValid, 64, None).unwrap().epoch().flat_map(|b| Vec::<i64>::try_from(&b.labels).unwrap()).collect();
+    labels.sort_unstable();
+    let mut expected: Vec<i64> = data.splits.train.label_vec().into_iter().chain(data.splits.valid.label_vec()).collect();
+    expected.sort_unstable();
+    assert_eq!(labels, expected, "an epoch of train+valid visits both halves once");
+    let cut = data.standalone_train_loader(TrainOn::Train, 0, Some(Cutout { size: 8 })).unwrap();
+    assert_eq!(cut.options().cutout, Some(Cutout { size: 8 }));
+    assert_eq!(serde_json::to_value(TrainOn::TrainValid).unwrap(), "train+valid");
+    assert_eq!(serde_json::from_value::<TrainOn>(serde_json::json!("train")).unwrap(), TrainOn::Train);
 }
 
 #[test]

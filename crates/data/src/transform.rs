@@ -1,9 +1,11 @@
-//! Per-batch preprocessing on the device: augmentation of raw pixels, then normalisation.
+//! Per-batch preprocessing on the device: augmentation of raw pixels, normalisation, then
+//! (final training only, where configured) cutout.
 //!
 //! The order is NB201's (flip, crop with zero padding, to [0, 1], normalise): padding is
 //! added to raw pixels, so a padded border becomes (0 − mean) / std after normalising,
 //! exactly as torchvision's `RandomCrop(padding=p)` followed by `Normalize` gives.
-//! `tch`'s own crop helper pads by reflection, which NB201 does not; it is not used.
+//! `tch`'s own crop helper pads by reflection, which NB201 does not; it is not used. Cutout
+//! comes after `Normalize`, as in DARTS's transform list, so a cut pixel is 0 = the mean colour.
 
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
@@ -174,5 +176,85 @@ impl Augmentation {
         let rows = Tensor::from_slice(&rows).view([batch, 1, height, 1]).to_device(device);
         let columns = Tensor::from_slice(&columns).view([batch, 1, 1, width]).to_device(device);
         padded.index(&[Some(batch_index), Some(channel_index), Some(rows), Some(columns)])
+    }
+}
+
+/// Cutout (DeVries & Taylor, 2017) as DARTS's `utils.Cutout` applies it to training images: one
+/// square per image, its centre drawn uniformly over the image's pixels (so the square is
+/// clipped where it crosses the border), its pixels set to 0 *after* normalisation (the mean
+/// colour), on every image (p = 1). Like DARTS, the square spans `centre − size/2` up to
+/// (excluding) `centre + size/2` in integer halves: an even `size` cuts `size × size` pixels
+/// away from the border, an odd one `(size − 1) × (size − 1)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cutout {
+    /// Side of the square in pixels (DARTS: 16 on CIFAR).
+    pub size: i64,
+}
+
+/// Where one image's cutout square lies after clipping: rows `top..bottom`, columns
+/// `left..right` (empty where the size is below 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CutoutSquare {
+    pub top: i64,
+    pub bottom: i64,
+    pub left: i64,
+    pub right: i64,
+}
+
+impl CutoutSquare {
+    /// The square of side `2 · (size / 2)` centred on pixel (`row`, `column`), clipped to a
+    /// `height × width` image.
+    pub fn around(row: i64, column: i64, size: i64, height: i64, width: i64) -> Self {
+        let half = size.max(0) / 2;
+        CutoutSquare {
+            top: (row - half).clamp(0, height),
+            bottom: (row + half).clamp(0, height),
+            left: (column - half).clamp(0, width),
+            right: (column + half).clamp(0, width),
+        }
+    }
+
+    /// Pixels it covers.
+    pub fn area(&self) -> i64 {
+        (self.bottom - self.top).max(0) * (self.right - self.left).max(0)
+    }
+}
+
+impl Cutout {
+    /// Draws one square per image of a `height × width` batch from `rng`: the centre's row,
+    /// then its column, each uniform (DARTS: `np.random.randint(h)`, then `randint(w)`).
+    pub fn draw_squares(&self, batch: usize, height: i64, width: i64, rng: &mut SeededRng) -> Vec<CutoutSquare> {
+        (0..batch)
+            .map(|_| {
+                let row = rng.below(height.max(1) as u64) as i64;
+                let column = rng.below(width.max(1) as u64) as i64;
+                CutoutSquare::around(row, column, self.size, height, width)
+            })
+            .collect()
+    }
+
+    /// Cuts a square out of every image of a normalised `[B, C, H, W]` float batch, with
+    /// squares drawn from `rng`.
+    pub fn apply(&self, images: &Tensor, rng: &mut SeededRng) -> Tensor {
+        let size = images.size();
+        let squares = self.draw_squares(size[0] as usize, size[2], size[3], rng);
+        self.apply_squares(images, &squares)
+    }
+
+    /// Zeroes the given squares, one per image (every channel), in one masked fill on the
+    /// device: the mask compares each pixel's row and column with its image's square.
+    pub fn apply_squares(&self, images: &Tensor, squares: &[CutoutSquare]) -> Tensor {
+        let size = images.size();
+        let (batch, height, width) = (size[0], size[2], size[3]);
+        assert_eq!(squares.len() as i64, batch, "one square per image");
+        let device = images.device();
+        let per_image = |bound: fn(&CutoutSquare) -> i64| {
+            Tensor::from_slice(&squares.iter().map(bound).collect::<Vec<i64>>()).view([batch, 1, 1, 1]).to_device(device)
+        };
+        let rows = Tensor::arange(height, (Kind::Int64, device)).view([1, 1, height, 1]);
+        let columns = Tensor::arange(width, (Kind::Int64, device)).view([1, 1, 1, width]);
+        let inside_rows = rows.ge_tensor(&per_image(|s| s.top)).logical_and(&rows.lt_tensor(&per_image(|s| s.bottom)));
+        let inside_columns = columns.ge_tensor(&per_image(|s| s.left)).logical_and(&columns.lt_tensor(&per_image(|s| s.right)));
+        images.masked_fill(&inside_rows.logical_and(&inside_columns), 0.0)
     }
 }

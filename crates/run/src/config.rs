@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use splitnas_data::DataConfig;
+use splitnas_data::{DataConfig, TrainOn};
 use splitnas_engine::optim::{AdamConfig, SgdConfig};
 use splitnas_engine::standalone::StandaloneSettings;
 
@@ -177,6 +177,22 @@ pub struct FinalSection {
     pub epochs: usize,
     /// Cap on training steps per epoch; 0 runs whole epochs.
     pub max_steps_per_epoch: usize,
+    /// What stand-alone networks train on: `train` (the train split; the valid split stays
+    /// held out, so its accuracy can choose among leaves) or `train+valid` (both halves of the
+    /// search split: every training image, as NB201 and DARTS train before they report test
+    /// accuracy). With `train+valid` the validation accuracy is still measured, but on images
+    /// the network trained on (report.json's `trained_on` says so), so it cannot choose: only
+    /// `select_by = "supernet"` is accepted with it.
+    pub train_on: TrainOn,
+    /// Images per training batch of stand-alone training; 0 uses `data.batch_size` (DARTS: 96).
+    /// Evaluation batches keep `data.eval_batch_size`.
+    pub batch_size: usize,
+    /// Cutout (DeVries & Taylor) on stand-alone training batches, as DARTS's `Cutout`: the side
+    /// in pixels of one square per image, its centre uniform over the image (clipped at the
+    /// border), zeroed after normalisation; 0 disables it (DARTS: 16). An odd side cuts one
+    /// pixel less, as DARTS's `length // 2` does. Drawn from the data seed and the batch's
+    /// position, so a resumed training sees the same squares.
+    pub cutout: usize,
     /// Weight of the auxiliary head's loss, for networks that have one (DARTS: 0.4).
     pub auxiliary_weight: f64,
     /// `standalone` (train every leaf, pick the best validation accuracy), `supernet` (best
@@ -214,6 +230,9 @@ impl Default for FinalSection {
         FinalSection {
             epochs: 10,
             max_steps_per_epoch: 0,
+            train_on: TrainOn::Train,
+            batch_size: 0,
+            cutout: 0,
             auxiliary_weight: 0.4,
             select_by: SelectBy::Standalone,
             halving_first_epochs: 0,
@@ -293,6 +312,19 @@ impl RunConfig {
             }
         } else if split.criterion == "none" && (!split.epochs.is_empty() || !split.config.is_empty()) {
             return Err("`split.criterion` is \"none\" but other [split] keys are set: name a criterion (gm, exhaustive, random)".to_string());
+        }
+        if self.final_training.train_on == TrainOn::TrainValid && self.final_training.select_by != SelectBy::Supernet {
+            let select_by = match self.final_training.select_by {
+                SelectBy::Standalone => "standalone",
+                SelectBy::Supernet => "supernet",
+                SelectBy::SuccessiveHalving => "successive_halving",
+            };
+            return Err(format!(
+                "`final.train_on = \"train+valid\"` trains stand-alone networks on the valid split too, so their validation accuracy is \
+                 not held out, but `final.select_by = \"{select_by}\"` would choose the leaf by it: by accuracy on images it trained on. \
+                 Set `final.select_by = \"supernet\"` (only the leaf with the best supernet accuracy is trained, as DARTS evaluates its \
+                 one derived cell) or keep `final.train_on = \"train\"` to choose by held-out stand-alone accuracy"
+            ));
         }
         let drop_path = self.final_training.drop_path_prob;
         if !(0.0..1.0).contains(&drop_path) {
@@ -376,6 +408,37 @@ mod tests {
         assert!(error.contains("successive_halving"), "{error}");
         let error = parse(&format!("{MINIMAL}[final]\ndrop_path_prob = 1.0\n")).unwrap_err().to_string();
         assert!(error.contains("final.drop_path_prob"), "{error}");
+    }
+
+    #[test]
+    fn final_training_data_keys_default_to_the_search_batches() {
+        let defaults = parse(MINIMAL).unwrap().final_training;
+        assert_eq!((defaults.train_on, defaults.batch_size, defaults.cutout), (TrainOn::Train, 0, 0));
+        let config =
+            parse(&format!("{MINIMAL}[final]\ntrain_on = \"train+valid\"\nselect_by = \"supernet\"\nbatch_size = 96\ncutout = 16\n")).unwrap();
+        let section = &config.final_training;
+        assert_eq!((section.train_on, section.batch_size, section.cutout), (TrainOn::TrainValid, 96, 16));
+        let round_trip = toml::to_string(&config).unwrap();
+        assert!(round_trip.contains("train_on = \"train+valid\""), "{round_trip}");
+        let error = parse(&format!("{MINIMAL}[final]\ntrain_on = \"all\"\n")).unwrap_err().to_string();
+        assert!(error.contains("train+valid"), "{error}");
+    }
+
+    #[test]
+    fn train_valid_refuses_selection_by_stand_alone_validation_accuracy() {
+        for select_by in ["standalone", "successive_halving"] {
+            let error = parse(&format!("{MINIMAL}[final]\ntrain_on = \"train+valid\"\nselect_by = \"{select_by}\"\n")).unwrap_err().to_string();
+            assert!(
+                error.contains("final.train_on")
+                    && error.contains(select_by)
+                    && error.contains("select_by = \"supernet\"")
+                    && error.contains("not held out"),
+                "{error}"
+            );
+        }
+        let error = parse(&format!("{MINIMAL}[final]\ntrain_on = \"train+valid\"\n")).unwrap_err().to_string();
+        assert!(error.contains("\"standalone\""), "the default selection is refused too: {error}");
+        assert!(parse(&format!("{MINIMAL}[final]\ntrain_on = \"train\"\nselect_by = \"successive_halving\"\n")).is_ok());
     }
 
     #[test]

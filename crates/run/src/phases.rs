@@ -412,6 +412,7 @@ impl<'a> Search<'a> {
             leaves: leaves.iter().map(|&n| (n, leaf_result(n))).collect(),
             selected: selection.selected,
             selected_result: leaf_result(selection.selected),
+            trained_on: config.final_training.train_on,
             halving: selection.halving,
             builds: self.setup.builds.clone(),
             model: selection.model.map(|path| path.display().to_string()),

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde_json::json;
-use splitnas_data::SplitName;
+use splitnas_data::{BatchLoader, Cutout, PreparedData, SplitName};
 use splitnas_engine::checkpoint::{read_tensors, restore_into, write_json, write_tensors};
 use splitnas_engine::error::SearchError;
 use splitnas_engine::export::export_network;
@@ -85,9 +85,7 @@ pub(crate) fn train_architecture(
     } else {
         None
     };
-    let train = RefCell::new(data.train_loader()?);
-    let valid = RefCell::new(data.eval_loader(SplitName::Valid)?);
-    let test = RefCell::new(data.eval_loader(SplitName::Test)?);
+    let FinalLoaders { train, valid, test } = final_loaders(data, section)?;
     let settings = section.standalone_settings();
     let steps = splitnas_engine::optim::steps_per_epoch(train.borrow().batches_per_epoch(), settings.max_steps_per_epoch);
     let done = resume.as_ref().map_or(0, |resume| resume.progress.epochs_done);
@@ -116,8 +114,31 @@ pub(crate) fn train_architecture(
             result.seconds
         );
     }
-    metrics.write(json!({"event": "final", "node": node, "genotype": genotype, "result": result}))?;
+    metrics.write(json!({"event": "final", "node": node, "genotype": genotype, "trained_on": section.train_on, "result": result}))?;
     Ok(result)
+}
+
+/// What a stand-alone training reads.
+pub struct FinalLoaders {
+    /// Training batches: shuffled, augmented as the search's, cut out where `[final] cutout` says.
+    pub train: RefCell<BatchLoader>,
+    /// The valid split, for the validation accuracy (held out only with `train_on = "train"`).
+    pub valid: RefCell<BatchLoader>,
+    pub test: RefCell<BatchLoader>,
+}
+
+/// The loaders of a stand-alone training under `[final]`: training batches of the train split
+/// or of train+valid (`train_on`), `batch_size` images each (0: `data.batch_size`), with
+/// `cutout`; the valid and test splits whole, in order, for evaluation. With the defaults the
+/// training batches are exactly the search's (same seed, order and augmentation).
+pub fn final_loaders(data: &PreparedData, section: &FinalSection) -> Result<FinalLoaders> {
+    let cutout = (section.cutout > 0).then_some(Cutout { size: section.cutout as i64 });
+    let train = data.standalone_train_loader(section.train_on, section.batch_size, cutout).context("the stand-alone training loader ([final])")?;
+    Ok(FinalLoaders {
+        train: RefCell::new(train),
+        valid: RefCell::new(data.eval_loader(SplitName::Valid)?),
+        test: RefCell::new(data.eval_loader(SplitName::Test)?),
+    })
 }
 
 /// Writes the network a stand-alone training of `epochs` left for `node` (its last
@@ -222,6 +243,7 @@ pub(crate) fn execute_training(setup: &RunSetup, genotype: &str, options: &RunOp
         halving: Vec::new(),
         builds: setup.builds.clone(),
         model: Some(model.display().to_string()),
+        trained_on: section.train_on,
     };
     let markdown = format!(
         "# splitnas train `{}`\n\nspace `{}`, genotype `{}`, device {}, seed {}.\n\n{} parameters, {} FLOPs; {} epochs in {:.1} s: train loss {:.4}, valid {}, test {:.4}.\n\nTrained network: `{}` (and `.json` beside it: how to load it in PyTorch).\n",
@@ -241,4 +263,27 @@ pub(crate) fn execute_training(setup: &RunSetup, genotype: &str, options: &RunOp
     );
     setup.directory.write_report(&report, &markdown)?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use splitnas_data::{prepare_data, DataConfig, TrainOn};
+
+    #[test]
+    fn final_loaders_follow_train_on_batch_size_and_cutout() {
+        let config = DataConfig { max_train_images: Some(200), max_test_images: Some(50), batch_size: 32, ..DataConfig::default() };
+        let data = prepare_data(&config, tch::Device::Cpu).unwrap();
+        let defaults = final_loaders(&data, &FinalSection::default()).unwrap();
+        let train = defaults.train.borrow();
+        assert_eq!((train.len(), train.options()), (100, &data.training_options), "the defaults: the search's training batches");
+        assert_eq!((defaults.valid.borrow().len(), defaults.test.borrow().len()), (100, 50));
+        let darts = FinalSection { train_on: TrainOn::TrainValid, batch_size: 96, cutout: 16, ..FinalSection::default() };
+        let loaders = final_loaders(&data, &darts).unwrap();
+        let train = loaders.train.borrow();
+        assert_eq!((train.len(), train.options().batch_size, train.batches_per_epoch()), (200, 96, 3));
+        assert_eq!(train.options().cutout, Some(Cutout { size: 16 }));
+        assert_eq!(train.options().seed, data.training_options.seed);
+        assert_eq!(loaders.valid.borrow().len(), 100, "the valid split is still evaluated");
+    }
 }

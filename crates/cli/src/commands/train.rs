@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use splitnas_bench::compare::DEFAULT_BASE_CONFIG;
 use splitnas_run::config::{ComponentChoice, RunConfig};
@@ -36,16 +36,29 @@ pub struct TrainArgs {
     runtime: RuntimeArgs,
 }
 
+/// `train` selects nothing: `[final] select_by` is set to `supernet`, the one choice that
+/// every `train_on` allows, so that a search configuration with `train_on = "train+valid"`
+/// trains here as it is.
+fn without_selection(text: &str, path: &Path) -> Result<String> {
+    let mut table: toml::Table = text.parse().with_context(|| format!("{}: not valid TOML", path.display()))?;
+    let section = table.entry("final").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let Some(section) = section.as_table_mut() {
+        section.insert("select_by".to_string(), toml::Value::String("supernet".to_string()));
+    }
+    Ok(toml::to_string(&table)?)
+}
+
 /// FNV-1a: a short stable name for a genotype (not a security hash).
 fn genotype_hash(genotype: &str) -> u32 {
     genotype.bytes().fold(0x811c_9dc5u32, |hash, byte| (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193))
 }
 
 pub fn execute(plugins: &PluginArgs, args: TrainArgs) -> Result<ExitCode> {
-    let mut config = match &args.config {
-        Some(path) => RunConfig::from_file(path)?,
-        None => RunConfig::from_toml(DEFAULT_BASE_CONFIG, Path::new("examples/quickstart.toml"))?,
+    let (text, path) = match &args.config {
+        Some(path) => (std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?, path.clone()),
+        None => (DEFAULT_BASE_CONFIG.to_string(), PathBuf::from("examples/quickstart.toml")),
     };
+    let mut config = RunConfig::from_toml(&without_selection(&text, &path)?, &path)?;
     if let Some(space) = &args.space {
         if *space != config.space.name {
             config.space = ComponentChoice { name: space.clone(), config: Default::default() };
