@@ -1,5 +1,5 @@
-//! A plugin built against the plugin-api of ABI 1.0 (before the ABI 1.1 methods were appended)
-//! still loads in this host, and the appended methods answer their defaults for it.
+//! A plugin built against the plugin-api of ABI 1.0 (before the ABI 1.1 and 1.2 methods were
+//! appended) still loads in this host, and the appended methods answer their defaults for it.
 //!
 //! The old sources (plugin-api, build-support and the fixture plugin as of ABI 1.0) are a
 //! snapshot, `fixture-plugins/plugin-api-abi-1.0.tar.gz` (see the README beside it). The
@@ -87,6 +87,9 @@ fn a_plugin_built_against_abi_1_0_loads_and_gets_the_defaults_of_the_appended_me
     assert_eq!(sampled.expect_err("no sampling in ABI 1.0").kind, ErrorKind::Unsupported);
     assert_eq!(space.architecture_count(&mask).into_result().expect("the default count"), RNone);
     assert_eq!(space.architecture_at(&mask, 0).into_result().expect_err("no enumeration").kind, ErrorKind::Unsupported);
+    // ABI 1.2's appended method, too: the host then exports under the network's own names.
+    let architecture = splitnas_plugin_api::Architecture { choices: vec![0; mask.rows.len()].into() };
+    assert_eq!(space.export_description(&architecture).into_result().expect_err("no export in ABI 1.0").kind, ErrorKind::Unsupported);
     // The methods of ABI 1.0 still work.
     assert_eq!(space.info().into_result().expect("info").name.as_str(), "echo");
 }
