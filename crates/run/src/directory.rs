@@ -7,7 +7,8 @@
 //!   metrics.jsonl          one JSON object per epoch and event
 //!   tree.json              the split tree, also the resume record
 //!   checkpoints/node-N.*   supernet, α, optimizer state (safetensors) + scalar state (JSON)
-//!   provenance.json        which plugin builds (file, version, SHA-256) made the run
+//!   provenance.json        which plugin builds (file, version, SHA-256) made the run, and the
+//!                          command line that started it (its --set overrides)
 //!   halving.json           successive-halving rounds, when selection uses them
 //!   report.json            the result, machine-readable
 //!   report.md              the result, for people
@@ -24,7 +25,7 @@ use splitnas_engine::sub_supernet::{SubSupernet, SubSupernetState};
 use tch::Tensor;
 
 use crate::config::RunConfig;
-use crate::provenance::ComponentBuild;
+use crate::provenance::Provenance;
 use crate::report::{HalvingRound, Report};
 use crate::tree::SplitTree;
 
@@ -200,16 +201,17 @@ impl RunDirectory {
         Ok(write_atomic(&self.report_markdown_path(), markdown.as_bytes())?)
     }
 
-    /// The plugin builds the run recorded; `None` for runs made before provenance was kept.
-    pub fn read_provenance(&self) -> Result<Option<Vec<ComponentBuild>>, RunDirectoryError> {
+    /// The plugin builds (and command line) the run recorded; `None` for runs made before
+    /// provenance was kept.
+    pub fn read_provenance(&self) -> Result<Option<Provenance>, RunDirectoryError> {
         let path = self.root.join(PROVENANCE);
         if !path.exists() {
             return Ok(None);
         }
         Ok(Some(read_json(&path)?))
     }
-    pub fn write_provenance(&self, builds: &[ComponentBuild]) -> Result<(), RunDirectoryError> {
-        Ok(write_json(&self.root.join(PROVENANCE), &builds)?)
+    pub fn write_provenance(&self, provenance: &Provenance) -> Result<(), RunDirectoryError> {
+        Ok(write_json(&self.root.join(PROVENANCE), provenance)?)
     }
 
     pub fn read_halving(&self) -> Result<Vec<HalvingRound>, RunDirectoryError> {

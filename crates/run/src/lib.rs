@@ -5,6 +5,7 @@
 pub mod config;
 pub mod directory;
 pub mod metrics;
+pub mod overrides;
 pub mod phases;
 pub mod provenance;
 pub mod report;
