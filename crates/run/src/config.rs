@@ -125,11 +125,20 @@ pub struct RunSection {
     /// CPU threads for libtorch; 0 keeps libtorch's default. `--threads` overrides it, and
     /// the run's `config.toml` records the number used.
     pub threads: usize,
+    /// Also write TensorBoard event files into `<run dir>/tensorboard/`: one TensorBoard run
+    /// per node (`node-N`: per epoch `search/train_loss`, `search/supernet_valid_accuracy`,
+    /// `search/lr`; per split `split/score/<choice point>`) and per stand-alone training
+    /// (`node-N/standalone`: `standalone/train_loss`, `standalone/train_accuracy`,
+    /// `standalone/lr`, and `standalone/valid_accuracy` where measured, per epoch). Steps are
+    /// the `epoch` of metrics.jsonl, whose events they mirror. Written as they are logged, so a
+    /// killed run keeps them; a resumed run adds new files. `tensorboard --logdir
+    /// runs/<name>/tensorboard` shows them.
+    pub tensorboard: bool,
 }
 
 impl Default for RunSection {
     fn default() -> Self {
-        RunSection { name: "run".to_string(), output_dir: PathBuf::from("runs"), seed: 0, device: "auto".to_string(), threads: 0 }
+        RunSection { name: "run".to_string(), output_dir: PathBuf::from("runs"), seed: 0, device: "auto".to_string(), threads: 0, tensorboard: false }
     }
 }
 

@@ -12,6 +12,7 @@
 //!   halving.json           successive-halving rounds, when selection uses them
 //!   report.json            the result, machine-readable
 //!   report.md              the result, for people
+//!   tensorboard/node-N/    TensorBoard event files, when `[run] tensorboard` is on
 //!   run.lock               held while a process works in the directory
 //! ```
 
@@ -38,6 +39,7 @@ const PROVENANCE: &str = "provenance.json";
 const REPORT_JSON: &str = "report.json";
 const REPORT_MARKDOWN: &str = "report.md";
 const LOCK: &str = "run.lock";
+const TENSORBOARD: &str = "tensorboard";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunDirectoryError {
@@ -105,6 +107,10 @@ impl RunDirectory {
     }
     pub fn report_markdown_path(&self) -> PathBuf {
         self.root.join(REPORT_MARKDOWN)
+    }
+    /// TensorBoard's log directory of the run (`tensorboard --logdir` it).
+    pub fn tensorboard_path(&self) -> PathBuf {
+        self.root.join(TENSORBOARD)
     }
     fn halving_path(&self) -> PathBuf {
         self.root.join(HALVING)

@@ -11,6 +11,7 @@ pub mod provenance;
 pub mod report;
 mod selection;
 pub mod setup;
+pub mod tensorboard;
 pub mod tree;
 
 pub use phases::{resume, run};

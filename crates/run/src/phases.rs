@@ -64,7 +64,7 @@ pub fn resume(directory: &Path, registry: PluginRegistry, options: &RunOptions) 
 fn execute(setup: RunSetup, _lock: RunLock, options: &RunOptions) -> Result<Report> {
     let loaders = SearchLoaders::new(&setup.data)?;
     let env = loaders.environment(&setup.space, &setup.info, setup.device, &setup.config);
-    let mut search = Search { setup: &setup, options, metrics: MetricsLog::open(&setup.directory.metrics_path())? };
+    let mut search = Search { setup: &setup, options, metrics: MetricsLog::for_run(&setup.directory, &setup.config)? };
     let mut tree = search.tree(&env)?;
     search.announce();
     search.train_and_split(&env, &mut tree)?;
