@@ -191,7 +191,9 @@ fn compare_reuses_only_runs_made_by_the_same_plugin_builds() {
     };
     compare();
     let provenance_path = runs.join("none-seed0").join("provenance.json");
-    let recorded: Value = serde_json::from_str(&std::fs::read_to_string(&provenance_path).unwrap()).unwrap();
+    let provenance: Value = serde_json::from_str(&std::fs::read_to_string(&provenance_path).unwrap()).unwrap();
+    let recorded = provenance["builds"].clone();
+    assert_eq!(provenance["invocation"]["config_file"].as_str(), base.to_str(), "{provenance}");
     let kinds: Vec<&str> = recorded.as_array().unwrap().iter().map(|build| build["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["space", "algorithm"], "a one-shot run uses a space and an algorithm: {recorded}");
     assert_eq!(recorded[0]["build_sha256"].as_str().map(str::len), Some(64));

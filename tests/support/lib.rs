@@ -335,3 +335,15 @@ static TORCH_GENERATOR: Mutex<()> = Mutex::new(());
 pub fn exclusive_generator() -> std::sync::MutexGuard<'static, ()> {
     TORCH_GENERATOR.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// The Python of the environment `cargo xtask setup` provisions (the venv whose torch
+/// `.libtorch` points into): it has the packages of xtask's `PYTHON_PACKAGES`, TensorBoard
+/// among them.
+pub fn provisioned_python() -> PathBuf {
+    let torch = std::fs::canonicalize(workspace_root().join(".libtorch")).expect("run `cargo xtask setup` first: .libtorch is missing");
+    // <venv>/lib/pythonX.Y/site-packages/torch
+    let venv = torch.ancestors().nth(4).expect(".libtorch points into a virtual environment");
+    let python = venv.join("bin").join("python");
+    assert!(python.exists(), "{} is missing: run `cargo xtask setup`", python.display());
+    python
+}

@@ -14,9 +14,11 @@ use anyhow::{bail, Context, Result};
 const TORCH_VERSION: &str = "2.11.0";
 /// Overrides the cache directory (default `~/.cache/splitnas`).
 const CACHE_VARIABLE: &str = "SPLITNAS_CACHE";
-/// Python packages of the provisioned environment: libtorch itself, and what the committed
-/// fixture generators import.
-const PYTHON_PACKAGES: &[&str] = &["torch==2.11.0", "numpy", "safetensors", "scipy"];
+/// Python packages of the provisioned environment: libtorch itself, what the committed
+/// fixture generators import, and TensorBoard, whose own reader checks the event files runs
+/// write (tests/tensorboard.rs). The venv's marker file lists them: adding one here installs it
+/// into an existing environment on the next `setup`.
+const PYTHON_PACKAGES: &[&str] = &["torch==2.11.0", "numpy", "safetensors", "scipy", "tensorboard==2.21.0"];
 /// Reference implementations the export tests load trained weights into, installed without
 /// their dependencies (xautodl pins a numpy from 2020) into `<venv>/reference-packages`.
 const REFERENCE_PACKAGES: &[&str] = &["xautodl==1.0.0"];
@@ -83,9 +85,15 @@ fn setup(root: &Path) -> Result<PathBuf> {
     let marker = venv.join(".splitnas-complete");
     let query = "import torch, os; print(torch.__version__); print(os.path.dirname(torch.__file__))";
 
-    let ready = marker.exists() && python_output(&python, query).is_some_and(|out| out.lines().next().is_some_and(|v| v.starts_with(TORCH_VERSION)));
+    let packages = PYTHON_PACKAGES.join("\n") + "\n";
+    let complete = std::fs::read_to_string(&marker).is_ok_and(|installed| installed == packages);
+    let ready = complete && python_output(&python, query).is_some_and(|out| out.lines().next().is_some_and(|v| v.starts_with(TORCH_VERSION)));
     if !ready {
-        eprintln!("xtask: provisioning PyTorch {TORCH_VERSION} into {} (about 5 GB, once)", venv.display());
+        if python.exists() {
+            eprintln!("xtask: installing {} into {}", PYTHON_PACKAGES.join(" "), venv.display());
+        } else {
+            eprintln!("xtask: provisioning PyTorch {TORCH_VERSION} into {} (about 5 GB, once)", venv.display());
+        }
         if !python.exists() {
             let system_python = ["python3", "python"]
                 .into_iter()
@@ -95,7 +103,7 @@ fn setup(root: &Path) -> Result<PathBuf> {
             run(Command::new(system_python).args(["-m", "venv"]).arg(&venv))?;
         }
         run(Command::new(&python).args(["-m", "pip", "install", "--disable-pip-version-check", "--quiet"]).args(PYTHON_PACKAGES))?;
-        std::fs::write(&marker, format!("torch {TORCH_VERSION}\n"))?;
+        std::fs::write(&marker, &packages)?;
     }
     let reference_dir = venv.join(REFERENCE_PACKAGES_DIR);
     let reference_marker = reference_dir.join(format!(".splitnas-{}", REFERENCE_PACKAGES.join("+")));

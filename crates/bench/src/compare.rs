@@ -180,7 +180,7 @@ fn run_or_resume(config: RunConfig, directory: &Path, registry: PluginRegistry, 
     if run_directory.is_run() {
         let current = component_builds(&config, &registry)?;
         let differences = match run_directory.read_provenance()? {
-            Some(recorded) => build_differences(&recorded, &current),
+            Some(recorded) => build_differences(&recorded.builds, &current),
             None => vec!["the run recorded no plugin builds".to_string()],
         };
         if differences.is_empty() {

@@ -4,12 +4,18 @@
 //! Every table rejects unknown keys by name. The `[space]` and `[algorithm]` tables name a
 //! component and pass their other keys to it; the host checks those keys against the
 //! component's published defaults.
+//!
+//! Any key can also come from the command line: `--set section.key=value` (repeatable; a TOML
+//! value, a bare word being a string, see [`crate::overrides`]) is merged over the file and
+//! checked like it, and `splitnas run --seed N` is `--set run.seed=N`. The run directory's
+//! `config.toml` holds the result, `provenance.json` the overrides as given.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::overrides::ConfigOverride;
 use splitnas_data::{DataConfig, TrainOn};
 use splitnas_engine::optim::{AdamConfig, SgdConfig};
 use splitnas_engine::standalone::StandaloneSettings;
@@ -22,6 +28,9 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// A `--set` that does not fit the configuration (unknown key, wrong type, bad value).
+    #[error("--set {set}: {message}")]
+    Override { set: String, message: String },
 }
 
 /// A complete run configuration.
@@ -113,13 +122,23 @@ pub struct RunSection {
     pub seed: u64,
     /// `cpu`, `cuda`, `cuda:N` or `auto` (CUDA where available); `--device` overrides it.
     pub device: String,
-    /// CPU threads for libtorch; 0 keeps libtorch's default.
+    /// CPU threads for libtorch; 0 keeps libtorch's default. `--threads` overrides it, and
+    /// the run's `config.toml` records the number used.
     pub threads: usize,
+    /// Also write TensorBoard event files into `<run dir>/tensorboard/`: one TensorBoard run
+    /// per node (`node-N`: per epoch `search/train_loss`, `search/supernet_valid_accuracy`,
+    /// `search/lr`; per split `split/score/<choice point>`) and per stand-alone training
+    /// (`node-N/standalone`: `standalone/train_loss`, `standalone/train_accuracy`,
+    /// `standalone/lr`, and `standalone/valid_accuracy` where measured, per epoch). Steps are
+    /// the `epoch` of metrics.jsonl, whose events they mirror. Written as they are logged, so a
+    /// killed run keeps them; a resumed run adds new files. `tensorboard --logdir
+    /// runs/<name>/tensorboard` shows them.
+    pub tensorboard: bool,
 }
 
 impl Default for RunSection {
     fn default() -> Self {
-        RunSection { name: "run".to_string(), output_dir: PathBuf::from("runs"), seed: 0, device: "auto".to_string(), threads: 0 }
+        RunSection { name: "run".to_string(), output_dir: PathBuf::from("runs"), seed: 0, device: "auto".to_string(), threads: 0, tensorboard: false }
     }
 }
 
@@ -256,6 +275,42 @@ impl RunConfig {
         Ok(config)
     }
 
+    /// [`RunConfig::from_file`] with `--set` overrides merged over the file.
+    pub fn from_file_with_overrides(path: &Path, overrides: &[ConfigOverride]) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::from_toml_with_overrides(&text, path, overrides)
+    }
+
+    /// The configuration in `text` with `overrides` applied in order (see [`crate::overrides`]),
+    /// checked exactly like a file: an unknown key or a value of the wrong type fails naming
+    /// the `--set` that brought it, a value that makes no sense names the key (and the `--set`
+    /// that set it).
+    pub fn from_toml_with_overrides(text: &str, path: &Path, overrides: &[ConfigOverride]) -> Result<Self, ConfigError> {
+        if overrides.is_empty() {
+            return Self::from_toml(text, path);
+        }
+        let mut table: toml::Table = toml::from_str(text)
+            .map_err(|error| ConfigError::Parse { path: path.to_path_buf(), message: error.to_string().trim_end().to_string() })?;
+        let rejected = |set: &ConfigOverride, message: String| ConfigError::Override { set: set.to_string(), message };
+        for set in overrides {
+            // Each override alone, over the smallest valid configuration: an unknown key or a
+            // wrong type is its own fault, whatever the file holds.
+            let mut minimal: toml::Table = toml::from_str(MINIMAL_CONFIG).expect("the minimal configuration parses");
+            set.apply(&mut minimal).map_err(|message| rejected(set, message))?;
+            RunConfig::deserialize(minimal).map_err(|error| rejected(set, one_line(&error)))?;
+            set.apply(&mut table).map_err(|message| rejected(set, message))?;
+        }
+        let config = RunConfig::deserialize(table).map_err(|error| match Self::from_toml(text, path) {
+            Err(file_error) => file_error,
+            Ok(_) => ConfigError::Invalid { path: with_overrides(path, overrides), message: one_line(&error) },
+        })?;
+        config.validate().map_err(|message| match overrides.iter().rev().find(|set| message.contains(&format!("`{}`", set.key()))) {
+            Some(set) => rejected(set, message),
+            None => ConfigError::Invalid { path: with_overrides(path, overrides), message },
+        })?;
+        Ok(config)
+    }
+
     /// Checks values that parse but make no sense, naming the field.
     pub fn validate(&self) -> Result<(), String> {
         let positive = |value: f64, field: &str| {
@@ -341,6 +396,20 @@ impl RunConfig {
     }
 }
 
+/// The smallest configuration that reads: each `--set` is first checked over it alone.
+const MINIMAL_CONFIG: &str = "[space]\nname = \"space\"\n[algorithm]\nname = \"algorithm\"\n";
+
+/// A deserialisation error on one line (toml puts the key's path on a line of its own).
+fn one_line(error: &toml::de::Error) -> String {
+    error.to_string().trim_end().replace('\n', " ")
+}
+
+/// `path` as an error names it when overrides were merged over the file.
+fn with_overrides(path: &Path, overrides: &[ConfigOverride]) -> PathBuf {
+    let sets: Vec<String> = overrides.iter().map(|set| format!("--set {set}")).collect();
+    PathBuf::from(format!("{} with {}", path.display(), sets.join(" ")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,6 +477,70 @@ mod tests {
         assert!(error.contains("successive_halving"), "{error}");
         let error = parse(&format!("{MINIMAL}[final]\ndrop_path_prob = 1.0\n")).unwrap_err().to_string();
         assert!(error.contains("final.drop_path_prob"), "{error}");
+    }
+
+    fn with_sets(text: &str, sets: &[&str]) -> Result<RunConfig, ConfigError> {
+        let overrides: Vec<ConfigOverride> = sets.iter().map(|set| set.parse().unwrap()).collect();
+        RunConfig::from_toml_with_overrides(text, Path::new("test.toml"), &overrides)
+    }
+
+    #[test]
+    fn overrides_reach_every_key() {
+        let config = with_sets(
+            &format!("{MINIMAL}[search]\nepochs = 10\n[split]\ncriterion = \"gm\"\nepochs = [3]\ngroups = [2]\n"),
+            &[
+                "search.epochs=6",
+                "search.weights.lr=0.05",
+                "run.name=\"from-cli\"",
+                "run.output_dir=/tmp/runs",
+                "algorithm.name=gdas",
+                "split.epochs=[2,4]",
+                "split.groups=[2, 0]",
+                "split.repeats=3",
+                "space.channels=8",
+                "space.nested.deep=[1]",
+                "final.select_by=supernet",
+                "data.batch_size=16",
+            ],
+        )
+        .unwrap();
+        assert_eq!((config.search.epochs, config.search.weights.lr), (6, 0.05));
+        assert_eq!((config.run.name.as_str(), config.run.output_dir.as_path()), ("from-cli", Path::new("/tmp/runs")));
+        assert_eq!((config.algorithm.name.as_str(), config.space.name.as_str()), ("gdas", "nb201"));
+        assert_eq!((config.split.epochs.as_slice(), config.split.groups.as_slice()), (&[2, 4][..], &[2, 0][..]));
+        assert_eq!(config.split.config_json()["repeats"], 3);
+        assert_eq!(config.space.config_json()["channels"], 8);
+        assert_eq!(config.space.config_json()["nested"]["deep"][0], 1);
+        assert_eq!(config.final_training.select_by, SelectBy::Supernet);
+        assert_eq!(config.data.batch_size, 16);
+        assert_eq!(with_sets(MINIMAL, &["search.epochs=3", "search.epochs=4"]).unwrap().search.epochs, 4, "the last one wins");
+        let config = with_sets("[algorithm]\nname = \"darts\"\n", &["space.name=nb201"]).unwrap();
+        assert_eq!(config.space.name, "nb201", "an override may supply what the file lacks");
+    }
+
+    #[test]
+    fn a_bad_override_names_its_set() {
+        let error = with_sets(MINIMAL, &["search.epochs=3", "search.epochz=3"]).unwrap_err().to_string();
+        assert!(error.starts_with("--set search.epochz=3:") && error.contains("unknown field `epochz`"), "{error}");
+        let error = with_sets(MINIMAL, &["srch.epochs=3"]).unwrap_err().to_string();
+        assert!(error.starts_with("--set srch.epochs=3:") && error.contains("srch"), "{error}");
+        let error = with_sets(MINIMAL, &["search.weights.learning_rate=0.1"]).unwrap_err().to_string();
+        assert!(error.starts_with("--set search.weights.learning_rate=0.1:") && error.contains("learning_rate"), "{error}");
+        let error = with_sets(MINIMAL, &["search.epochs=ten"]).unwrap_err().to_string();
+        assert!(error.starts_with("--set search.epochs=\"ten\":") && error.contains("search.epochs") && error.contains("string"), "{error}");
+        let error = with_sets(MINIMAL, &["run.seed=-1"]).unwrap_err().to_string();
+        assert!(error.starts_with("--set run.seed=-1:") && error.contains("run.seed"), "{error}");
+        let error = with_sets(MINIMAL, &["search.weights=0.1"]).unwrap_err().to_string();
+        assert!(error.starts_with("--set search.weights=0.1:") && error.contains("expected struct SgdConfig in `search.weights`"), "{error}");
+        let error = with_sets(MINIMAL, &["space=3"]).unwrap_err().to_string();
+        assert!(error.starts_with("--set space=3:") && error.contains("`space` is a table: set its keys"), "{error}");
+        let error = with_sets(MINIMAL, &["search.epochs=0"]).unwrap_err().to_string();
+        assert!(error.starts_with("--set search.epochs=0:") && error.contains("at least 1"), "{error}");
+        let few_shot = format!("{MINIMAL}[search]\nepochs = 4\n[split]\ncriterion = \"gm\"\nepochs = [3]\ngroups = [2]\n");
+        let error = with_sets(&few_shot, &["search.epochs=3"]).unwrap_err().to_string();
+        assert!(error.starts_with("test.toml with --set search.epochs=3: `split.epochs`") && error.contains("search.epochs (3)"), "{error}");
+        let error = with_sets(&format!("{MINIMAL}[search]\nepochz = 4\n"), &["search.epochs=2"]).unwrap_err().to_string();
+        assert!(error.starts_with("test.toml") && error.contains("epochz"), "a mistake in the file is the file's: {error}");
     }
 
     #[test]

@@ -7,10 +7,12 @@
 //!   metrics.jsonl          one JSON object per epoch and event
 //!   tree.json              the split tree, also the resume record
 //!   checkpoints/node-N.*   supernet, α, optimizer state (safetensors) + scalar state (JSON)
-//!   provenance.json        which plugin builds (file, version, SHA-256) made the run
+//!   provenance.json        which plugin builds (file, version, SHA-256) made the run, and the
+//!                          command line that started it (its --set overrides)
 //!   halving.json           successive-halving rounds, when selection uses them
 //!   report.json            the result, machine-readable
 //!   report.md              the result, for people
+//!   tensorboard/node-N/    TensorBoard event files, when `[run] tensorboard` is on
 //!   run.lock               held while a process works in the directory
 //! ```
 
@@ -24,7 +26,7 @@ use splitnas_engine::sub_supernet::{SubSupernet, SubSupernetState};
 use tch::Tensor;
 
 use crate::config::RunConfig;
-use crate::provenance::ComponentBuild;
+use crate::provenance::Provenance;
 use crate::report::{HalvingRound, Report};
 use crate::tree::SplitTree;
 
@@ -43,6 +45,7 @@ const MODEL: &str = "model";
 const MODELS: &str = "models";
 /// Present in the directory of `splitnas train`: the architecture it trains.
 const TRAINING: &str = "training.json";
+const TENSORBOARD: &str = "tensorboard";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunDirectoryError {
@@ -117,6 +120,10 @@ impl RunDirectory {
     }
     pub fn report_markdown_path(&self) -> PathBuf {
         self.root.join(REPORT_MARKDOWN)
+    }
+    /// TensorBoard's log directory of the run (`tensorboard --logdir` it).
+    pub fn tensorboard_path(&self) -> PathBuf {
+        self.root.join(TENSORBOARD)
     }
     fn halving_path(&self) -> PathBuf {
         self.root.join(HALVING)
@@ -239,16 +246,17 @@ impl RunDirectory {
         Ok(write_atomic(&self.report_markdown_path(), markdown.as_bytes())?)
     }
 
-    /// The plugin builds the run recorded; `None` for runs made before provenance was kept.
-    pub fn read_provenance(&self) -> Result<Option<Vec<ComponentBuild>>, RunDirectoryError> {
+    /// The plugin builds (and command line) the run recorded; `None` for runs made before
+    /// provenance was kept.
+    pub fn read_provenance(&self) -> Result<Option<Provenance>, RunDirectoryError> {
         let path = self.root.join(PROVENANCE);
         if !path.exists() {
             return Ok(None);
         }
         Ok(Some(read_json(&path)?))
     }
-    pub fn write_provenance(&self, builds: &[ComponentBuild]) -> Result<(), RunDirectoryError> {
-        Ok(write_json(&self.root.join(PROVENANCE), &builds)?)
+    pub fn write_provenance(&self, provenance: &Provenance) -> Result<(), RunDirectoryError> {
+        Ok(write_json(&self.root.join(PROVENANCE), provenance)?)
     }
 
     pub fn read_halving(&self) -> Result<Vec<HalvingRound>, RunDirectoryError> {

@@ -5,11 +5,13 @@
 pub mod config;
 pub mod directory;
 pub mod metrics;
+pub mod overrides;
 pub mod phases;
 pub mod provenance;
 pub mod report;
 mod selection;
 pub mod setup;
+pub mod tensorboard;
 pub mod training;
 pub mod tree;
 

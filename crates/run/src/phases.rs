@@ -25,7 +25,7 @@ use splitnas_plugin_api::{Mask, SplitRequest};
 use crate::config::RunConfig;
 use crate::directory::{RunDirectory, RunLock};
 use crate::metrics::{progress_bar, MetricsLog};
-use crate::provenance::build_differences;
+use crate::provenance::{build_differences, Provenance};
 use crate::report::{render_report, Report};
 use crate::selection::{select, Selection};
 use crate::setup::{training_settings, AlgorithmFactory, RunOptions, RunSetup, SearchLoaders};
@@ -34,7 +34,7 @@ use crate::tree::{CandidateRecord, LeafResult, SplitRecord, SplitTree};
 /// Starts a new run in a fresh directory.
 pub fn run(setup: RunSetup, options: &RunOptions) -> Result<Report> {
     let lock = setup.directory.create(&setup.config, options.overwrite)?;
-    setup.directory.write_provenance(&setup.builds)?;
+    setup.directory.write_provenance(&Provenance { builds: setup.builds.clone(), invocation: options.invocation.clone() })?;
     execute(setup, lock, options)
 }
 
@@ -47,14 +47,15 @@ pub fn resume(directory: &Path, registry: PluginRegistry, options: &RunOptions) 
     config.run.name = directory.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let options = RunOptions { output_dir: Some(config.run.output_dir.clone()), ..options.clone() };
     let setup = RunSetup::new(config, registry, &options)?;
-    if let Some(recorded) = run_directory.read_provenance()? {
-        let differences = build_differences(&recorded, &setup.builds);
+    if let Some(mut recorded) = run_directory.read_provenance()? {
+        let differences = build_differences(&recorded.builds, &setup.builds);
         if !differences.is_empty() {
             // The run goes on (a rebuilt plugin may be the point), but its record says so.
             eprintln!("warning: {} was started by other plugin builds: {}", directory.display(), differences.join("; "));
             let mut metrics = MetricsLog::open(&run_directory.metrics_path())?;
             metrics.write(json!({"event": "builds_changed", "differences": differences, "builds": setup.builds}))?;
-            run_directory.write_provenance(&setup.builds)?;
+            recorded.builds = setup.builds.clone();
+            run_directory.write_provenance(&recorded)?;
         }
     }
     if let Some(training) = run_directory.read_training()? {
@@ -66,7 +67,7 @@ pub fn resume(directory: &Path, registry: PluginRegistry, options: &RunOptions) 
 fn execute(setup: RunSetup, _lock: RunLock, options: &RunOptions) -> Result<Report> {
     let loaders = SearchLoaders::new(&setup.data)?;
     let env = loaders.environment(&setup.space, &setup.info, setup.device, &setup.config);
-    let mut search = Search { setup: &setup, options, metrics: MetricsLog::open(&setup.directory.metrics_path())? };
+    let mut search = Search { setup: &setup, options, metrics: MetricsLog::for_run(&setup.directory, &setup.config)? };
     let mut tree = search.tree(&env)?;
     search.announce();
     search.train_and_split(&env, &mut tree)?;

@@ -17,7 +17,7 @@ use splitnas_plugin_api::{AlgorithmSetup, ComponentKind, Device, SearchAlgorithm
 
 use crate::config::{ComponentChoice, RunConfig};
 use crate::directory::RunDirectory;
-use crate::provenance::{component_builds, ComponentBuild};
+use crate::provenance::{component_builds, ComponentBuild, Invocation};
 
 /// Options from the command line that are not part of the configuration.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +32,9 @@ pub struct RunOptions {
     pub overwrite: bool,
     /// No progress bars or per-epoch lines.
     pub quiet: bool,
+    /// The command line that asked for the run, recorded in `provenance.json` of the runs it
+    /// starts.
+    pub invocation: Option<Invocation>,
 }
 
 /// Creates a search algorithm for one sub-supernet.

@@ -196,7 +196,7 @@ pub(crate) fn export_trained(
 /// with metrics, a checkpoint every epoch, and the trained network exported.
 pub fn train(setup: RunSetup, genotype: &str, options: &RunOptions) -> Result<Report> {
     let lock = setup.directory.create(&setup.config, options.overwrite)?;
-    setup.directory.write_provenance(&setup.builds)?;
+    setup.directory.write_provenance(&crate::provenance::Provenance { builds: setup.builds.clone(), invocation: options.invocation.clone() })?;
     setup.directory.write_training(&TrainingRecord { genotype: genotype.to_string() })?;
     execute_training(&setup, genotype, options, lock)
 }

@@ -12,10 +12,9 @@ use splitnas_bench::ground_truth::{parse_worker, run_ground_truth, GroundTruthRe
 use splitnas_bench::ranking::{rank_run, render_ranking};
 use splitnas_bench::step::{run_step_benchmark, StepOptions};
 use splitnas_engine::checkpoint::write_json;
-use splitnas_run::config::RunConfig;
 
 use crate::commands::compare::RankingEvaluationArgs;
-use crate::runtime::{command_line, PluginArgs, RuntimeArgs};
+use crate::runtime::{command_line, PluginArgs, RuntimeArgs, SetArgs};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -61,6 +60,8 @@ pub struct GmRepeatsArgs {
     #[arg(long, value_name = "DIR")]
     recordings: Option<PathBuf>,
     #[command(flatten)]
+    set: SetArgs,
+    #[command(flatten)]
     runtime: RuntimeArgs,
 }
 
@@ -83,6 +84,8 @@ pub struct GroundTruthArgs {
     /// the output directory with the other workers; afterwards a run without it assembles the table.
     #[arg(long, value_parser = parse_worker)]
     worker: Option<(usize, usize)>,
+    #[command(flatten)]
+    set: SetArgs,
     #[command(flatten)]
     runtime: RuntimeArgs,
 }
@@ -135,7 +138,7 @@ pub fn execute(plugins: &PluginArgs, command: BenchCommand) -> Result<ExitCode> 
 }
 
 fn ground_truth(plugins: &PluginArgs, args: GroundTruthArgs) -> Result<ExitCode> {
-    let config = RunConfig::from_file(&args.config)?;
+    let config = args.set.load(&args.config, &[])?;
     let options = args.runtime.run_options();
     let request = GroundTruthRequest {
         config,
@@ -145,7 +148,7 @@ fn ground_truth(plugins: &PluginArgs, args: GroundTruthArgs) -> Result<ExitCode>
         command: command_line(),
         worker: args.worker,
     };
-    let table = run_ground_truth(request, plugins.discover(), &options)?;
+    let table = run_ground_truth(request, plugins.discover(), &options).map_err(|error| args.set.blame(&[], error))?;
     if args.worker.is_none() {
         println!("{} architectures in {}", table.architectures.len(), args.output_dir.join("table.json").display());
     }
@@ -173,7 +176,7 @@ fn convert(args: ConvertArgs) -> Result<ExitCode> {
 
 fn gm_repeats(plugins: &PluginArgs, args: GmRepeatsArgs) -> Result<ExitCode> {
     let request = GmRepeatsRequest {
-        config: RunConfig::from_file(&args.config)?,
+        config: args.set.load(&args.config, &[])?,
         config_path: args.config,
         seeds: args.seeds.0,
         reference_repeats: args.reference_repeats,
@@ -182,7 +185,8 @@ fn gm_repeats(plugins: &PluginArgs, args: GmRepeatsArgs) -> Result<ExitCode> {
         recordings: args.recordings,
     };
     let options = args.runtime.run_options();
-    let report = run_gm_repeats(&request, plugins.discover(), &options, &mut |record| println!("{}", render_seed(record)))?;
+    let report = run_gm_repeats(&request, plugins.discover(), &options, &mut |record| println!("{}", render_seed(record)))
+        .map_err(|error| args.set.blame(&[], error))?;
     print!("{}", render_summary(&report));
     if let Some(path) = &args.json {
         write_json(path, &report)?;

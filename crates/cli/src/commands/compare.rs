@@ -7,9 +7,9 @@ use anyhow::Result;
 use clap::Args;
 use splitnas_bench::compare::{compare, render_ranking_table, render_table, CompareRequest, DEFAULT_BASE_CONFIG};
 use splitnas_bench::ranking::RankingOptions;
-use splitnas_run::config::RunConfig;
+use splitnas_run::RunOptions;
 
-use crate::runtime::{PluginArgs, RuntimeArgs};
+use crate::runtime::{PluginArgs, RuntimeArgs, SetArgs};
 
 #[derive(Args)]
 pub struct CompareArgs {
@@ -40,14 +40,18 @@ pub struct CompareArgs {
     table: Option<PathBuf>,
     #[command(flatten)]
     ranking: RankingEvaluationArgs,
+    /// Keys of the base configuration (`--set KEY=VALUE`, as for `run`); the criterion, the
+    /// seed and the run name are then set per run.
+    #[command(flatten)]
+    set: SetArgs,
     #[command(flatten)]
     runtime: RuntimeArgs,
 }
 
 pub fn execute(plugins: &PluginArgs, args: CompareArgs) -> Result<ExitCode> {
     let base = match &args.config {
-        Some(path) => RunConfig::from_file(path)?,
-        None => RunConfig::from_toml(DEFAULT_BASE_CONFIG, std::path::Path::new("examples/quickstart.toml"))?,
+        Some(path) => args.set.load(path, &[])?,
+        None => args.set.load_builtin(DEFAULT_BASE_CONFIG, "examples/quickstart.toml")?,
     };
     let request = CompareRequest {
         criteria: args.criteria,
@@ -58,7 +62,7 @@ pub fn execute(plugins: &PluginArgs, args: CompareArgs) -> Result<ExitCode> {
         table: args.table,
         ranking: args.ranking.options(),
     };
-    let options = args.runtime.run_options();
+    let options = RunOptions { invocation: Some(args.set.invocation(args.config.as_deref(), &[])), ..args.runtime.run_options() };
     let mut first = true;
     let registry = || {
         if std::mem::take(&mut first) {
@@ -67,7 +71,7 @@ pub fn execute(plugins: &PluginArgs, args: CompareArgs) -> Result<ExitCode> {
             plugins.discover_silently()
         }
     };
-    let rows = compare(&base, &request, registry, &options)?;
+    let rows = compare(&base, &request, registry, &options).map_err(|error| args.set.blame(&[], error))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {

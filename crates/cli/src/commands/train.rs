@@ -3,14 +3,15 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use splitnas_bench::compare::DEFAULT_BASE_CONFIG;
 use splitnas_run::config::{ComponentChoice, RunConfig};
+use splitnas_run::overrides::ConfigOverride;
 use splitnas_run::{RunOptions, RunSetup};
 
 use crate::commands::run::print_report;
-use crate::runtime::{PluginArgs, RuntimeArgs};
+use crate::runtime::{PluginArgs, RuntimeArgs, SetArgs};
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -33,19 +34,9 @@ pub struct TrainArgs {
     #[arg(long)]
     overwrite: bool,
     #[command(flatten)]
+    set: SetArgs,
+    #[command(flatten)]
     runtime: RuntimeArgs,
-}
-
-/// `train` selects nothing: `[final] select_by` is set to `supernet`, the one choice that
-/// every `train_on` allows, so that a search configuration with `train_on = "train+valid"`
-/// trains here as it is.
-fn without_selection(text: &str, path: &Path) -> Result<String> {
-    let mut table: toml::Table = text.parse().with_context(|| format!("{}: not valid TOML", path.display()))?;
-    let section = table.entry("final").or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    if let Some(section) = section.as_table_mut() {
-        section.insert("select_by".to_string(), toml::Value::String("supernet".to_string()));
-    }
-    Ok(toml::to_string(&table)?)
 }
 
 /// FNV-1a: a short stable name for a genotype (not a security hash).
@@ -54,19 +45,30 @@ fn genotype_hash(genotype: &str) -> u32 {
 }
 
 pub fn execute(plugins: &PluginArgs, args: TrainArgs) -> Result<ExitCode> {
-    let (text, path) = match &args.config {
-        Some(path) => (std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?, path.clone()),
-        None => (DEFAULT_BASE_CONFIG.to_string(), PathBuf::from("examples/quickstart.toml")),
+    // `train` selects nothing: `select_by = "supernet"`, the one choice every `train_on`
+    // allows, so that a search configuration with `train_on = "train+valid"` trains here as it is.
+    let no_selection: Vec<ConfigOverride> = vec!["final.select_by=supernet".parse().map_err(|error: String| anyhow::anyhow!(error))?];
+    let mut config = match &args.config {
+        Some(path) => args.set.load(path, &no_selection)?,
+        None => {
+            let text = DEFAULT_BASE_CONFIG;
+            let overrides: Vec<ConfigOverride> = args.set.set.iter().chain(&no_selection).cloned().collect();
+            RunConfig::from_toml_with_overrides(text, Path::new("examples/quickstart.toml"), &overrides)?
+        }
     };
-    let mut config = RunConfig::from_toml(&without_selection(&text, &path)?, &path)?;
     if let Some(space) = &args.space {
         if *space != config.space.name {
             config.space = ComponentChoice { name: space.clone(), config: Default::default() };
         }
     }
     config.run.name = args.name.clone().unwrap_or_else(|| format!("train-{}-{:08x}", config.space.name, genotype_hash(&args.genotype)));
-    let options = RunOptions { output_dir: args.output_dir, overwrite: args.overwrite, ..args.runtime.run_options() };
-    let setup = RunSetup::new(config, plugins.discover(), &options)?;
+    let options = RunOptions {
+        output_dir: args.output_dir,
+        overwrite: args.overwrite,
+        invocation: Some(args.set.invocation(args.config.as_deref(), &no_selection)),
+        ..args.runtime.run_options()
+    };
+    let setup = RunSetup::new(config, plugins.discover(), &options).map_err(|error| args.set.blame(&no_selection, error))?;
     let directory = setup.directory.clone();
     splitnas_run::train(setup, &args.genotype, &options)?;
     print_report(&directory)
