@@ -388,7 +388,8 @@ impl<'a> Search<'a> {
         Ok(())
     }
 
-    /// Phase 5: `report.json` and `report.md`.
+    /// Phase 5: `report.json` and `report.md`, then the drawings (`tree.svg`, `curves.svg`,
+    /// `alpha.svg`, `architecture.svg`).
     fn report(&self, tree: &SplitTree, selection: Selection) -> Result<Report> {
         let config = self.config();
         let splits = || tree.nodes.iter().filter_map(|n| n.split.as_ref());
@@ -413,6 +414,7 @@ impl<'a> Search<'a> {
             builds: self.setup.builds.clone(),
         };
         self.directory().write_report(&report, &render_report(&report, tree))?;
+        self.directory().write_drawings(tree, &report)?;
         Ok(report)
     }
 }
