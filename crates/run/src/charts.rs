@@ -152,7 +152,7 @@ pub fn curves_svg(tree: &SplitTree, selected: Option<usize>, events: &[MetricsEv
     let rows = if standalone.is_empty() { 1 } else { 2 };
     let legend_x = left + 2.0 * panel_w + between_x + 24.0;
     let width = legend_x + legend_width(&legend, FONT) + 16.0;
-    let height = top + rows as f64 * (panel_h + between_y) + 8.0;
+    let height = top + rows as f64 * panel_h + (rows - 1) as f64 * between_y + Axes::x_label_space(FONT) + 12.0;
     let mut svg = Svg::new(width, height, FONT);
     svg.text((left, 22.0), "Search: training loss and supernet validation accuracy per node (dashed: split epochs)", "font-weight=\"bold\"");
 
@@ -173,6 +173,19 @@ pub fn curves_svg(tree: &SplitTree, selected: Option<usize>, events: &[MetricsEv
     for (bounds, labels, series, name) in panels {
         let axes = Axes::new(bounds, (0.0, last_epoch), y_range(series));
         draw_panel(&mut svg, &axes, labels, &splits, series, name);
+        // A child continues from its parent's last epoch: a dotted link shows where (and, for
+        // children that restart, how far back they start).
+        for s in series.iter() {
+            let parent = tree.nodes.get(s.index).and_then(|n| n.parent);
+            let from = parent.and_then(|p| series.iter().find(|o| o.index == p)).and_then(|p| p.points.last());
+            if let (Some(&(x0, y0)), Some(&(x1, y1))) = (from, s.points.first()) {
+                svg.line(
+                    axes.map(x0, y0),
+                    axes.map(x1, y1),
+                    &format!("class=\"lineage-link\" stroke=\"{}\" stroke-dasharray=\"1 3\"", color(s.index)),
+                );
+            }
+        }
     }
     if !standalone.is_empty() {
         let last = standalone.values().flat_map(|t| t.iter().map(|e| e.epoch)).max().map_or(1.0, |e| (e + 1) as f64);
@@ -421,6 +434,7 @@ pub(crate) mod tests {
         assert!(curves(&svg, "standalone-loss").is_empty(), "no stand-alone events, no stand-alone panels");
         assert!(svg.contains("node 6 (selected)") && svg.contains("node 3 (leaf)") && svg.contains(">node 0<"));
         assert_eq!(svg.matches("class=\"split-marker\"").count(), 2 * 2, "splits at epochs 2 and 4, in both panels");
+        assert_eq!(svg.matches("class=\"lineage-link\"").count(), 2 * 6, "every child linked to its parent, in both panels");
         assert!(svg.contains(">epoch<") && svg.contains(">loss<") && svg.contains(">accuracy<"), "axes are labelled");
 
         let events = parse_events(&quickstart_log(&tree, true));
