@@ -105,7 +105,8 @@ fn gradient_matching_builds_a_tree_whose_children_inherit_everything() {
     let output = run_splitnas(&["tree", directory.to_str().unwrap(), "--svg", svg.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
     let drawing = std::fs::read_to_string(&svg).unwrap();
-    assert!(drawing.starts_with("<svg") && drawing.matches("<rect x=").count() == 7, "{drawing}");
+    assert!(drawing.starts_with("<svg") && drawing.matches("class=\"node\"").count() == 7, "{drawing}");
+    assert!(drawing.contains(&format!("node {} (selected)", report.selected)), "a finished run's tree marks its selected leaf");
     let dot = stdout(&run_splitnas(&["tree", directory.to_str().unwrap(), "--dot"]));
     assert!(dot.contains("n0 -> n1") && dot.contains(&root_split.choice_point_name), "{dot}");
     let text = stdout(&run_splitnas(&["tree", directory.to_str().unwrap()]));

@@ -62,6 +62,19 @@ fn search_learns(algorithm: &str, differentiable: bool) {
     {
         assert!(directory.join(file).exists(), "{file} missing from the run directory");
     }
+    // What people look at: every run draws its tree, its curves and its (NB201) cell; α only
+    // where the algorithm has it.
+    for file in ["tree.svg", "curves.svg", "architecture.svg"] {
+        let drawing = std::fs::read_to_string(directory.join(file)).unwrap_or_else(|_| panic!("{file} missing from the run directory"));
+        assert!(drawing.starts_with("<svg"), "{file}");
+    }
+    let curves = std::fs::read_to_string(directory.join("curves.svg")).unwrap();
+    assert_eq!(curves.matches("data-panel=\"search-loss\" data-series=\"0\"").count(), 1, "one loss curve for the root");
+    assert_eq!(directory.join("alpha.svg").exists(), differentiable, "{algorithm}: alpha.svg where the algorithm has α");
+    if differentiable {
+        let alpha = std::fs::read_to_string(directory.join("alpha.svg")).unwrap();
+        assert_eq!(alpha.matches("class=\"panel\"").count(), 6, "a panel per NB201 edge");
+    }
     let report_json: Value = serde_json::from_str(&std::fs::read_to_string(directory.join("report.json")).unwrap()).unwrap();
     assert_eq!(report_json["selected_result"]["genotype"], Value::String(leaf.genotype.clone()));
 }

@@ -6,6 +6,8 @@ use std::path::Path;
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 
+use splitnas_run::svg::PALETTE;
+
 use crate::ranking::{RankingReport, METHODS};
 
 /// One bar group: a criterion and, per BN method, the mean and std of Kendall τ over seeds.
@@ -14,7 +16,11 @@ pub(crate) struct TauBar {
     pub per_method: Vec<(f64, f64)>,
 }
 
-const COLORS: [RGBColor; 4] = [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(214, 39, 40)];
+/// The `index`-th series' colour: the palette of every splitnas drawing.
+fn color(index: usize) -> RGBColor {
+    let (r, g, b) = PALETTE[index % PALETTE.len()];
+    RGBColor(r, g, b)
+}
 
 fn plot_error(error: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("cannot draw the plot: {error}")
@@ -53,7 +59,7 @@ pub(crate) fn tau_bars(bars: &[TauBar], path: &Path) -> Result<()> {
     let methods = METHODS.len() as f64;
     let width = 0.8 / methods;
     for (m, (name, _)) in METHODS.iter().enumerate() {
-        let color = COLORS[m % COLORS.len()];
+        let color = color(m);
         let rectangles = bars.iter().enumerate().map(|(g, bar)| {
             let left = g as f64 + 0.1 + m as f64 * width;
             Rectangle::new([(left, 0.0), (left + width * 0.9, bar.per_method[m].0)], color.filled())
@@ -97,7 +103,7 @@ pub(crate) fn prediction_scatter(reports: &[(String, &RankingReport)], method: u
         .map_err(plot_error)?;
     chart.configure_mesh().x_desc("stand-alone test accuracy (table)").y_desc("supernet valid accuracy").draw().map_err(plot_error)?;
     for (index, (label, report)) in reports.iter().enumerate() {
-        let color = COLORS[index % COLORS.len()];
+        let color = color(index);
         let series = report.scores.iter().map(|s| Circle::new((s.truth, s.predicted[method]), 3, color.mix(0.7).filled()));
         let tau = report.methods[method].kendall_tau;
         chart

@@ -13,6 +13,13 @@
 //!   report.json            the result, machine-readable
 //!   report.md              the result, for people
 //!   tensorboard/node-N/    TensorBoard event files, when `[run] tensorboard` is on
+//!   tree.svg               the split tree, the selected leaf marked
+//!   curves.svg             search loss and supernet accuracy per node over the epochs (and
+//!                          stand-alone training when logged)
+//!   alpha.svg              the selected leaf's lineage's architecture weights over the epochs
+//!                          (when the algorithm has them)
+//!   architecture.svg       the selected architecture as a cell graph (when the space's choice
+//!                          points are named as cell edges, `[cell ]to<-from`)
 //!   run.lock               held while a process works in the directory
 //! ```
 
@@ -25,7 +32,10 @@ use splitnas_engine::checkpoint::{read_json, read_tensors, write_atomic, write_j
 use splitnas_engine::sub_supernet::{SubSupernet, SubSupernetState};
 use tch::Tensor;
 
+use crate::cell_graph::cell_graph_svg;
+use crate::charts::{alpha_svg, curves_svg};
 use crate::config::RunConfig;
+use crate::metrics::read_events;
 use crate::provenance::Provenance;
 use crate::report::{HalvingRound, Report};
 use crate::tree::SplitTree;
@@ -46,6 +56,10 @@ const MODELS: &str = "models";
 /// Present in the directory of `splitnas train`: the architecture it trains.
 const TRAINING: &str = "training.json";
 const TENSORBOARD: &str = "tensorboard";
+const TREE_SVG: &str = "tree.svg";
+const CURVES_SVG: &str = "curves.svg";
+const ALPHA_SVG: &str = "alpha.svg";
+const ARCHITECTURE_SVG: &str = "architecture.svg";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunDirectoryError {
@@ -124,6 +138,18 @@ impl RunDirectory {
     /// TensorBoard's log directory of the run (`tensorboard --logdir` it).
     pub fn tensorboard_path(&self) -> PathBuf {
         self.root.join(TENSORBOARD)
+    }
+    pub fn tree_svg_path(&self) -> PathBuf {
+        self.root.join(TREE_SVG)
+    }
+    pub fn curves_svg_path(&self) -> PathBuf {
+        self.root.join(CURVES_SVG)
+    }
+    pub fn alpha_svg_path(&self) -> PathBuf {
+        self.root.join(ALPHA_SVG)
+    }
+    pub fn architecture_svg_path(&self) -> PathBuf {
+        self.root.join(ARCHITECTURE_SVG)
     }
     fn halving_path(&self) -> PathBuf {
         self.root.join(HALVING)
@@ -244,6 +270,30 @@ impl RunDirectory {
     pub fn write_report(&self, report: &Report, markdown: &str) -> Result<(), RunDirectoryError> {
         write_json(&self.report_path(), report)?;
         Ok(write_atomic(&self.report_markdown_path(), markdown.as_bytes())?)
+    }
+
+    /// The drawings of a finished run, from its tree, its report and `metrics.jsonl`:
+    /// `tree.svg`, `curves.svg`, and `alpha.svg` and `architecture.svg` where the algorithm
+    /// has α and the space's choice points are cell edges (a stale one is removed).
+    pub fn write_drawings(&self, tree: &SplitTree, report: &Report) -> Result<(), RunDirectoryError> {
+        let events = read_events(&self.metrics_path())
+            .map_err(|error| RunDirectoryError::Io { path: self.metrics_path(), source: std::io::Error::other(format!("{error:#}")) })?;
+        let selected = report.selected;
+        let choices = &report.selected_result.choices;
+        write_atomic(&self.tree_svg_path(), tree.render_svg(Some(selected)).as_bytes())?;
+        write_atomic(&self.curves_svg_path(), curves_svg(tree, Some(selected), &events).as_bytes())?;
+        let title = format!("Selected architecture (node {selected})");
+        for (path, drawing) in [
+            (self.alpha_svg_path(), alpha_svg(tree, selected, choices, &events)),
+            (self.architecture_svg_path(), cell_graph_svg(&tree.choice_points, &tree.option_names, choices, &title)),
+        ] {
+            match drawing {
+                Some(svg) => write_atomic(&path, svg.as_bytes())?,
+                None if path.exists() => std::fs::remove_file(&path).map_err(|source| RunDirectoryError::Io { path: path.clone(), source })?,
+                None => {}
+            }
+        }
+        Ok(())
     }
 
     /// The plugin builds (and command line) the run recorded; `None` for runs made before

@@ -392,7 +392,8 @@ impl<'a> Search<'a> {
         Ok(())
     }
 
-    /// Phase 5: `report.json` and `report.md`.
+    /// Phase 5: `report.json` and `report.md`, then the drawings (`tree.svg`, `curves.svg`,
+    /// `alpha.svg`, `architecture.svg`).
     fn report(&self, tree: &SplitTree, selection: Selection) -> Result<Report> {
         let config = self.config();
         let splits = || tree.nodes.iter().filter_map(|n| n.split.as_ref());
@@ -419,6 +420,7 @@ impl<'a> Search<'a> {
             model: selection.model.map(|path| path.display().to_string()),
         };
         self.directory().write_report(&report, &render_report(&report, tree))?;
+        self.directory().write_drawings(tree, &report)?;
         Ok(report)
     }
 }

@@ -7,6 +7,8 @@ use splitnas_plugin_api::{Mask, SpaceInfo};
 
 use splitnas_engine::standalone::StandaloneResult;
 
+use crate::svg::{text_width, wrap, Bounds, Svg, LINE_HEIGHT_EM};
+
 /// One candidate's score in a split.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CandidateRecord {
@@ -221,80 +223,162 @@ impl SplitTree {
         out + "}\n"
     }
 
-    /// A self-contained SVG drawing: one box per node, levels top to bottom.
-    pub fn render_svg(&self) -> String {
-        let (box_width, box_height, gap_x, gap_y) = (300.0, 92.0, 24.0, 70.0);
-        // Leaves get consecutive slots; parents sit centred over their children.
-        let mut x_slot = vec![0.0f64; self.nodes.len()];
-        let mut next = 0.0;
-        fn place(tree: &SplitTree, id: usize, next: &mut f64, x: &mut Vec<f64>) {
-            let node = &tree.nodes[id];
-            if node.children.is_empty() {
-                x[id] = *next;
-                *next += 1.0;
-            } else {
-                for &child in &node.children {
-                    place(tree, child, next, x);
-                }
-                x[id] = (x[node.children[0]] + x[*node.children.last().expect("non-empty")]) / 2.0;
+    /// The lines of text a node's box shows (long ones wrapped).
+    fn box_lines(&self, id: usize, selected: Option<usize>) -> Vec<String> {
+        let node = &self.nodes[id];
+        let mut lines = vec![if selected == Some(id) { format!("node {id} (selected)") } else { format!("node {id}") }];
+        lines.extend(wrap(&self.mask_summary(id), TREE_WRAP));
+        if let Some(split) = &node.split {
+            let best = split.candidates.iter().find(|c| c.choice_point == split.choice_point).map(|c| c.score).unwrap_or(0.0);
+            lines.extend(wrap(&format!("split {} @ epoch {}, score {best:.4}", split.choice_point_name, split.epoch), TREE_WRAP));
+        }
+        if let Some(result) = &node.result {
+            lines.extend(wrap(&result.genotype, TREE_WRAP));
+            let standalone = result.standalone.as_ref().and_then(|s| s.valid_accuracy).map_or(String::new(), |v| format!(", stand-alone {v:.4}"));
+            lines.extend(wrap(&format!("supernet acc {:.4}{standalone}", result.supernet_valid_accuracy), TREE_WRAP));
+        }
+        lines
+    }
+
+    /// The nodes from the root down to `node`.
+    pub fn lineage(&self, node: usize) -> Vec<usize> {
+        let mut path = vec![node];
+        while let Some(parent) = self.nodes[*path.last().expect("non-empty")].parent {
+            path.push(parent);
+        }
+        path.reverse();
+        path
+    }
+
+    /// A self-contained SVG drawing: one box per node sized to its text, levels top to
+    /// bottom, each edge labelled with the options its child kept; `selected` (the run's
+    /// selected leaf) and its lineage stand out.
+    ///
+    /// Layout: every node gets a horizontal slot as wide as its box and the label of the
+    /// edge into it; a subtree is as wide as its slot or its children's subtrees side by side,
+    /// and a node is centred over its subtree. Edges run down from the parent to a bus, across
+    /// and down to the child; the child's label sits on its own vertical drop, inside the
+    /// child's slot, so no two labels and no label and box can meet.
+    pub fn render_svg(&self, selected: Option<usize>) -> String {
+        let font = TREE_FONT;
+        let line = (font * LINE_HEIGHT_EM).ceil();
+        let (pad, gap_x, margin) = (8.0, 24.0, 16.0);
+        let lines: Vec<Vec<String>> = self.nodes.iter().map(|n| self.box_lines(n.id, selected)).collect();
+        let box_size: Vec<(f64, f64)> = lines
+            .iter()
+            .map(|l| (l.iter().map(|t| text_width(t, font)).fold(0.0, f64::max) + 2.0 * pad, l.len() as f64 * line + 2.0 * pad))
+            .collect();
+        let labels: Vec<Option<String>> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let parent = &self.nodes[n.parent?];
+                let split = parent.split.as_ref()?;
+                let index = parent.children.iter().position(|c| *c == n.id)?;
+                Some(split.group_names.get(index)?.join(","))
+            })
+            .collect();
+        let label_size = |text: &str| (text_width(text, font) + 2.0 * 5.0, line + 4.0);
+        let slot: Vec<f64> =
+            self.nodes.iter().map(|n| box_size[n.id].0.max(labels[n.id].as_deref().map_or(0.0, |l| label_size(l).0 + 2.0 * 6.0))).collect();
+
+        fn subtree_width(tree: &SplitTree, id: usize, slot: &[f64], gap: f64, out: &mut Vec<f64>) -> f64 {
+            let children = &tree.nodes[id].children;
+            let mut sum = 0.0;
+            for &child in children {
+                sum += subtree_width(tree, child, slot, gap, out);
+            }
+            sum += gap * children.len().saturating_sub(1) as f64;
+            out[id] = slot[id].max(sum);
+            out[id]
+        }
+        fn place(tree: &SplitTree, id: usize, left: f64, widths: &[f64], gap: f64, centre: &mut Vec<f64>) {
+            centre[id] = left + widths[id] / 2.0;
+            let children = &tree.nodes[id].children;
+            let block: f64 = children.iter().map(|c| widths[*c]).sum::<f64>() + gap * children.len().saturating_sub(1) as f64;
+            let mut x = left + (widths[id] - block) / 2.0;
+            for &child in children {
+                place(tree, child, x, widths, gap, centre);
+                x += widths[child] + gap;
             }
         }
-        place(self, 0, &mut next, &mut x_slot);
-        let depth = self.nodes.iter().map(|n| n.depth).max().unwrap_or(0) as f64;
-        let width = next.max(1.0) * (box_width + gap_x) + gap_x;
-        let height = (depth + 1.0) * (box_height + gap_y) + gap_y;
-        let position = |id: usize| (gap_x + x_slot[id] * (box_width + gap_x), gap_y / 2.0 + self.nodes[id].depth as f64 * (box_height + gap_y));
-        let mut out = format!(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" font-family=\"monospace\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-        );
-        for node in &self.nodes {
-            let (x, y) = position(node.id);
-            if let Some(split) = &node.split {
-                for (child, names) in node.children.iter().zip(&split.group_names) {
-                    let (cx, cy) = position(*child);
-                    out += &format!(
-                        "<line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{cy:.1}\" stroke=\"#555\"/>\n<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#335\">{}</text>\n",
-                        x + box_width / 2.0,
-                        y + box_height,
-                        cx + box_width / 2.0,
-                        (x + cx + box_width) / 2.0 + 4.0,
-                        (y + box_height + cy) / 2.0,
-                        xml(&names.join(","))
-                    );
+        let mut widths = vec![0.0; self.nodes.len()];
+        let total_width = subtree_width(self, 0, &slot, gap_x, &mut widths);
+        let mut centre = vec![0.0; self.nodes.len()];
+        place(self, 0, margin, &widths, gap_x, &mut centre);
+
+        // Rows: as tall as their tallest box; between rows a stub, the bus, the labels.
+        let depth = self.nodes.iter().map(|n| n.depth).max().unwrap_or(0);
+        let row_height: Vec<f64> =
+            (0..=depth).map(|d| self.nodes.iter().filter(|n| n.depth == d).map(|n| box_size[n.id].1).fold(0.0, f64::max)).collect();
+        let (stub, label_band) = (14.0, line + 4.0 + 2.0 * 10.0);
+        let mut row_top = vec![margin];
+        for d in 1..=depth {
+            row_top.push(row_top[d - 1] + row_height[d - 1] + stub + label_band);
+        }
+        let height = row_top[depth] + row_height[depth] + margin;
+        let bounds = |id: usize| {
+            let (w, h) = box_size[id];
+            Bounds::new(centre[id] - w / 2.0, row_top[self.nodes[id].depth], w, h)
+        };
+        let on_lineage: Vec<bool> = {
+            let mut marks = vec![false; self.nodes.len()];
+            if let Some(leaf) = selected.filter(|s| *s < self.nodes.len()) {
+                for id in self.lineage(leaf) {
+                    marks[id] = true;
                 }
             }
-        }
+            marks
+        };
+
+        let mut svg = Svg::new(total_width + 2.0 * margin, height, font);
         for node in &self.nodes {
-            let (x, y) = position(node.id);
-            let fill = if node.is_leaf() { "#eef6ee" } else { "#eef0f8" };
-            out += &format!(
-                "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{box_width}\" height=\"{box_height}\" rx=\"6\" fill=\"{fill}\" stroke=\"#333\"/>\n"
+            let Some(parent) = node.parent else { continue };
+            let parent_box = bounds(parent);
+            let child_box = bounds(node.id);
+            let bus = row_top[self.nodes[parent].depth] + row_height[self.nodes[parent].depth] + stub;
+            let (px, cx) = (centre[parent], centre[node.id]);
+            let style = if on_lineage[node.id] { "stroke=\"#c0392b\" stroke-width=\"2.5\"" } else { "stroke=\"#555\" stroke-width=\"1.2\"" };
+            svg.polyline(
+                &[(px, parent_box.bottom()), (px, bus), (cx, bus), (cx, child_box.y)],
+                &format!("id=\"edge-{parent}-{}\" class=\"edge\" {style}", node.id),
             );
-            let mut lines = vec![format!("node {}", node.id), self.mask_summary(node.id)];
-            if let Some(split) = &node.split {
-                let best = split.candidates.iter().find(|c| c.choice_point == split.choice_point).map(|c| c.score).unwrap_or(0.0);
-                lines.push(format!("split {} @ epoch {}, score {best:.4}", split.choice_point_name, split.epoch));
-            }
-            if let Some(result) = &node.result {
-                lines.push(result.genotype.clone());
-                let standalone = result.standalone.as_ref().and_then(|s| s.valid_accuracy).map_or(String::new(), |v| format!(", stand-alone {v:.4}"));
-                lines.push(format!("supernet acc {:.4}{standalone}", result.supernet_valid_accuracy));
-            }
-            for (i, line) in lines.iter().enumerate() {
-                let clipped: String = line.chars().take(48).collect();
-                out += &format!("<text x=\"{:.1}\" y=\"{:.1}\">{}</text>\n", x + 6.0, y + 16.0 + i as f64 * 15.0, xml(&clipped));
+            if let Some(label) = &labels[node.id] {
+                let (w, h) = label_size(label);
+                let label_box = Bounds::centred(cx, bus + label_band / 2.0, w, h);
+                svg.rect(label_box, &format!("id=\"edge-{parent}-{}-box\" class=\"edge-label\" rx=\"3\" fill=\"#f7f7fb\" stroke=\"#99a\"", node.id));
+                svg.text(
+                    (cx, Svg::baseline_centred(&label_box, font)),
+                    label,
+                    &format!("id=\"edge-{parent}-{}-label\" text-anchor=\"middle\" fill=\"#335\"", node.id),
+                );
             }
         }
-        out + "</svg>\n"
+        for node in &self.nodes {
+            let b = bounds(node.id);
+            let (fill, stroke) = if selected == Some(node.id) {
+                ("#fdeee6", "stroke=\"#c0392b\" stroke-width=\"3\"")
+            } else if on_lineage[node.id] {
+                (if node.is_leaf() { "#eef6ee" } else { "#eef0f8" }, "stroke=\"#c0392b\" stroke-width=\"1.5\"")
+            } else {
+                (if node.is_leaf() { "#eef6ee" } else { "#eef0f8" }, "stroke=\"#333\"")
+            };
+            svg.rect(b, &format!("id=\"node-{}\" class=\"node\" rx=\"6\" fill=\"{fill}\" {stroke}", node.id));
+            for (i, text) in lines[node.id].iter().enumerate() {
+                let weight = if i == 0 { " font-weight=\"bold\"" } else { "" };
+                svg.text((b.x + pad, b.y + pad + font + i as f64 * line), text, &format!("id=\"node-{}-text-{i}\"{weight}", node.id));
+            }
+        }
+        svg.finish()
     }
 }
 
+/// Font size of `tree.svg`, and the characters after which its lines wrap.
+const TREE_FONT: f64 = 11.0;
+const TREE_WRAP: usize = 56;
+
 fn escape(text: &str) -> String {
     text.replace('\\', "\\\\").replace('"', "\\\"")
-}
-
-fn xml(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 #[cfg(test)]
@@ -345,8 +429,11 @@ mod tests {
         assert!(text.contains("split e1 at epoch 3") && text.contains("└─ node 2"), "{text}");
         let dot = tree.render_dot();
         assert!(dot.contains("n0 -> n1") && dot.contains("n2 -> n4"));
-        let svg = tree.render_svg();
-        assert!(svg.starts_with("<svg") && svg.matches("<rect x=").count() == 5);
+        let svg = tree.render_svg(Some(3));
+        assert!(svg.starts_with("<svg") && svg.matches("class=\"node\"").count() == 5);
+        assert_eq!(svg.matches("class=\"edge-label\"").count(), 4);
+        assert!(svg.contains("node 3 (selected)"));
+        assert_eq!(tree.lineage(3), vec![0, 2, 3]);
         let json = serde_json::to_string(&tree).unwrap();
         assert_eq!(serde_json::from_str::<SplitTree>(&json).unwrap(), tree);
     }

@@ -1,12 +1,16 @@
-//! `splitnas arch --space S GENOTYPE`: the size of one architecture's stand-alone network.
+//! `splitnas arch --space S GENOTYPE`: the size of one architecture's stand-alone network,
+//! and with `--svg FILE` its cell graph.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
 use serde_json::json;
+use splitnas_engine::checkpoint::write_atomic;
 use splitnas_engine::components::create_space;
 use splitnas_plugin_api::SpaceSetup;
+use splitnas_run::cell_graph::cell_graph_svg;
 
 use crate::runtime::PluginArgs;
 
@@ -35,6 +39,10 @@ pub struct ArchArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Also draw the architecture's cells (nodes, edges labelled by operation) into this SVG
+    /// file; for spaces whose choice points are named as cell edges (`[cell ]to<-from`).
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
 }
 
 pub fn execute(plugins: &PluginArgs, args: ArchArgs) -> Result<ExitCode> {
@@ -52,6 +60,17 @@ pub fn execute(plugins: &PluginArgs, args: ArchArgs) -> Result<ExitCode> {
     let space_error = |e| anyhow::anyhow!("space `{}`: {e}", args.space);
     let architecture = space.parse_genotype(abi_stable::std_types::RStr::from_str(&args.genotype)).into_result().map_err(space_error)?;
     let stats = space.network_stats(&architecture, args.image).into_result().map_err(space_error)?;
+    if let Some(path) = &args.svg {
+        let info = space.info().into_result().map_err(space_error)?;
+        let choice_points: Vec<String> = info.choice_points.iter().map(|p| p.name.to_string()).collect();
+        let options: Vec<Vec<String>> = info.choice_points.iter().map(|p| p.options.iter().map(|o| o.name.to_string()).collect()).collect();
+        let title = if args.genotype.chars().count() <= 100 { format!("{}: {}", args.space, args.genotype) } else { args.space.clone() };
+        let drawing = cell_graph_svg(&choice_points, &options, &architecture.choices, &title).ok_or_else(|| {
+            anyhow::anyhow!("space `{}` does not name its choice points as cell edges (`[cell ]to<-from`): no cell graph to draw", args.space)
+        })?;
+        write_atomic(path, drawing.as_bytes())?;
+        eprintln!("wrote {}", path.display());
+    }
     if args.json {
         println!(
             "{}",

@@ -1,4 +1,5 @@
-//! `splitnas tree RUN_DIR`: the split tree as text, DOT or SVG.
+//! `splitnas tree RUN_DIR`: the split tree as text, DOT or SVG (the selected leaf marked once
+//! the run has finished).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,9 +22,11 @@ pub struct TreeArgs {
 }
 
 pub fn execute(args: TreeArgs) -> Result<ExitCode> {
-    let tree = RunDirectory::open(&args.run_dir)?.read_tree()?;
+    let directory = RunDirectory::open(&args.run_dir)?;
+    let tree = directory.read_tree()?;
     if let Some(svg) = &args.svg {
-        write_atomic(svg, tree.render_svg().as_bytes())?;
+        let selected = if directory.is_finished() { Some(directory.read_report()?.selected) } else { None };
+        write_atomic(svg, tree.render_svg(selected).as_bytes())?;
         eprintln!("wrote {}", svg.display());
     }
     if args.dot {
