@@ -3,7 +3,6 @@
 //! metrics.jsonl: same runs, tags, steps and values (as float32, TensorBoard's `simple_value`).
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use serde_json::Value;
 use splitnas_e2e::*;
@@ -88,7 +87,6 @@ fn expected_from_metrics(metrics: &str) -> Runs {
 
 #[test]
 fn tensorboard_reads_back_the_scalars_of_metrics_jsonl() {
-    let python = provisioned_python();
     let out = tempfile::tempdir().unwrap();
     let config = tiny_config("darts", &out.path().join("runs"), SCHEDULE);
     let path = out.path().join("tensorboard.toml");
@@ -110,7 +108,7 @@ fn tensorboard_reads_back_the_scalars_of_metrics_jsonl() {
         assert!(parts[3].parse::<u64>().is_ok_and(|seconds| seconds > 1_600_000_000) && !parts[4].is_empty(), "<unix seconds>.<host>: {}", names[0]);
     }
 
-    let output = Command::new(&python).arg("-c").arg(READER).arg(&logdir).output().unwrap();
+    let output = provisioned_python().arg("-c").arg(READER).arg(&logdir).output().unwrap();
     assert!(output.status.success(), "TensorBoard's reader failed (is tensorboard installed? `cargo xtask setup`):\n{}", stderr(&output));
     let read: BTreeMap<String, BTreeMap<String, Vec<(i64, f64)>>> = serde_json::from_str(&stdout(&output)).unwrap();
 

@@ -262,13 +262,17 @@ pub fn mismatched_plugin(mismatch: ApiMismatch) -> PathBuf {
     profile_dir().join(format!("lib{}.so", package.replace('-', "_")))
 }
 
-/// The Python that `cargo xtask setup` provisioned (torch, safetensors), with the reference
-/// implementations it installs (`reference-packages`: xautodl) on `PYTHONPATH`. Found through
-/// `.libtorch`, which links to that environment's `site-packages/torch`.
+/// The Python that `cargo xtask setup` provisioned (the packages of xtask's `PYTHON_PACKAGES`:
+/// torch, safetensors, TensorBoard), with the reference implementations it installs
+/// (`reference-packages`: xautodl) on `PYTHONPATH`. Found through `.libtorch`, which links to
+/// that environment's `site-packages/torch`.
 pub fn provisioned_python() -> Command {
     let torch = std::fs::canonicalize(workspace_root().join(".libtorch")).expect(".libtorch links to the provisioned torch: run `cargo xtask setup`");
+    // <venv>/lib/pythonX.Y/site-packages/torch
     let environment = torch.ancestors().nth(4).expect("<venv>/lib/pythonX.Y/site-packages/torch").to_path_buf();
-    let mut command = Command::new(environment.join("bin/python"));
+    let python = environment.join("bin/python");
+    assert!(python.exists(), "{} is missing: run `cargo xtask setup`", python.display());
+    let mut command = Command::new(python);
     command.env("PYTHONPATH", environment.join("reference-packages"));
     command
 }
@@ -334,16 +338,4 @@ static TORCH_GENERATOR: Mutex<()> = Mutex::new(());
 /// Holds libtorch's global generator for one in-process training test.
 pub fn exclusive_generator() -> std::sync::MutexGuard<'static, ()> {
     TORCH_GENERATOR.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// The Python of the environment `cargo xtask setup` provisions (the venv whose torch
-/// `.libtorch` points into): it has the packages of xtask's `PYTHON_PACKAGES`, TensorBoard
-/// among them.
-pub fn provisioned_python() -> PathBuf {
-    let torch = std::fs::canonicalize(workspace_root().join(".libtorch")).expect("run `cargo xtask setup` first: .libtorch is missing");
-    // <venv>/lib/pythonX.Y/site-packages/torch
-    let venv = torch.ancestors().nth(4).expect(".libtorch points into a virtual environment");
-    let python = venv.join("bin").join("python");
-    assert!(python.exists(), "{} is missing: run `cargo xtask setup`", python.display());
-    python
 }
