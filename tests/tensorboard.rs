@@ -100,8 +100,12 @@ fn tensorboard_reads_back_the_scalars_of_metrics_jsonl() {
 
     let logdir = directory.join("tensorboard");
     for run in ["node-0", "node-1", "node-2"] {
-        let names: Vec<String> =
-            std::fs::read_dir(logdir.join(run)).unwrap().map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        // Event files only; the leaves' stand-alone trainings are TensorBoard runs of their own.
+        let names: Vec<String> = std::fs::read_dir(logdir.join(run))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name != "standalone")
+            .collect();
         assert_eq!(names.len(), 1, "{run}: {names:?}");
         let parts: Vec<&str> = names[0].splitn(5, '.').collect();
         assert_eq!(&parts[..3], ["events", "out", "tfevents"], "{}", names[0]);

@@ -174,6 +174,11 @@ impl RunDirectory {
         };
         (stem.with_extension("safetensors"), stem.with_extension("json"))
     }
+    /// `path` relative to the run directory (as reports name files, so that a run directory
+    /// can move), or whole where it lies elsewhere.
+    pub fn relative(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root).unwrap_or(path).display().to_string()
+    }
     /// `splitnas train`'s record of what it trains; absent in a search's directory.
     pub fn read_training(&self) -> Result<Option<TrainingRecord>, RunDirectoryError> {
         let path = self.root.join(TRAINING);

@@ -417,7 +417,7 @@ impl<'a> Search<'a> {
             trained_on: config.final_training.train_on,
             halving: selection.halving,
             builds: self.setup.builds.clone(),
-            model: selection.model.map(|path| path.display().to_string()),
+            model: selection.model.map(|path| self.directory().relative(&path)),
         };
         self.directory().write_report(&report, &render_report(&report, tree))?;
         self.directory().write_drawings(tree, &report)?;

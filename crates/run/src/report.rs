@@ -35,7 +35,8 @@ pub struct Report {
     /// The plugin builds that made the run (as `provenance.json` records them).
     #[serde(default)]
     pub builds: Vec<ComponentBuild>,
-    /// The selected architecture's trained network (`model.safetensors`), when one was trained.
+    /// The selected architecture's trained network (`model.safetensors`, relative to the run
+    /// directory), when one was trained.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
 }

@@ -242,7 +242,7 @@ pub(crate) fn execute_training(setup: &RunSetup, genotype: &str, options: &RunOp
         selected_result: leaf,
         halving: Vec::new(),
         builds: setup.builds.clone(),
-        model: Some(model.display().to_string()),
+        model: Some(setup.directory.relative(&model)),
         trained_on: section.train_on,
     };
     let markdown = format!(
