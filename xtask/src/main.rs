@@ -197,6 +197,7 @@ const AUTHOR_CRATES: &[&str] = &["splitnas-build-support", "splitnas-seeded-rng"
 
 fn package(root: &Path) -> Result<()> {
     setup(root)?;
+    forget_packaged_sources()?;
     let mut command = cargo(root);
     command.args(["package", "--allow-dirty"]);
     for name in AUTHOR_CRATES {
@@ -204,6 +205,36 @@ fn package(root: &Path) -> Result<()> {
     }
     run(&mut command)?;
     eprintln!("xtask: packaged {} into {}", AUTHOR_CRATES.join(", "), root.join("target/package").display());
+    Ok(())
+}
+
+/// Removes cargo's extracted copies of earlier packagings of the author crates. `cargo package`
+/// verifies each crate against the others through a local registry, and cargo keeps what it
+/// extracted from such a registry under `$CARGO_HOME/registry/src/-<hash>/<name>-<version>`,
+/// keyed by the registry's path: a crate packaged again at the same version (every change
+/// between releases) would be verified against the stale copy. crates.io's copies are not touched.
+fn forget_packaged_sources() -> Result<()> {
+    let cargo_home = match std::env::var_os("CARGO_HOME") {
+        Some(home) => PathBuf::from(home),
+        None => PathBuf::from(std::env::var_os("HOME").context("neither CARGO_HOME nor HOME is set")?).join(".cargo"),
+    };
+    for area in ["src", "cache"] {
+        let Ok(registries) = std::fs::read_dir(cargo_home.join("registry").join(area)) else { continue };
+        for registry in registries.flatten() {
+            // Local registries have no name: `-<hash>`; crates.io's is `index.crates.io-<hash>`.
+            if !registry.file_name().to_string_lossy().starts_with('-') {
+                continue;
+            }
+            for entry in std::fs::read_dir(registry.path())?.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if AUTHOR_CRATES.iter().any(|krate| name.starts_with(&format!("{krate}-"))) {
+                    let path = entry.path();
+                    if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) }
+                        .with_context(|| format!("cannot remove the stale packaged copy {}", path.display()))?;
+                }
+            }
+        }
+    }
     Ok(())
 }
 
