@@ -52,8 +52,11 @@ fn ground_truth_samples_by_size_and_continues_where_it_stopped() {
     // Killed after five trainings, mid-write of the sixth: only the missing ones are redone,
     // and (one thread, seeded) they come out the same.
     let records = directory.join("results.jsonl");
-    let all = lines(&records);
+    let mut all = lines(&records);
     assert_eq!(all.len(), 8);
+    assert!(all.iter().all(|line| line.contains("\"threads\":1")), "each record keeps the thread count [run] pinned: {all:?}");
+    // A record written before the thread count was kept still reads.
+    all[0] = all[0].replace(",\"threads\":1", "");
     std::fs::write(&records, format!("{}\n{{\"genotype\":\"|nor_co", all[..5].join("\n"))).unwrap();
     let resumed = ground_truth(root.path(), "gt", &[0, 1], None).unwrap();
     assert_eq!(

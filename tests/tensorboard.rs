@@ -61,6 +61,7 @@ fn expected_from_metrics(metrics: &str) -> Runs {
                 for key in ["train_loss", "supernet_valid_accuracy", "lr"] {
                     add(format!("node-{node}"), format!("search/{key}"), event["epoch"].as_i64().unwrap(), event[key].as_f64().unwrap());
                 }
+                add_step_lrs(&mut add, format!("node-{node}"), "search/step_lr", &event);
             }
             "split" => {
                 let split = &event["split"];
@@ -78,11 +79,21 @@ fn expected_from_metrics(metrics: &str) -> Runs {
                         add(format!("node-{node}/standalone"), format!("standalone/{key}"), event["epoch"].as_i64().unwrap(), value);
                     }
                 }
+                add_step_lrs(&mut add, format!("node-{node}/standalone"), "standalone/step_lr", &event);
             }
             _ => {}
         }
     }
     runs
+}
+
+/// The learning rate of every step of an epoch, at training step `epoch · steps + step`.
+fn add_step_lrs(add: &mut impl FnMut(String, String, i64, f64), run: String, tag: &str, event: &Value) {
+    let lrs = event["step_lrs"].as_array().expect("every epoch lists its steps' learning rates");
+    let epoch = event["epoch"].as_i64().unwrap();
+    for (step, lr) in lrs.iter().enumerate() {
+        add(run.clone(), tag.to_string(), epoch * lrs.len() as i64 + step as i64, lr.as_f64().unwrap());
+    }
 }
 
 #[test]

@@ -138,6 +138,10 @@ pub struct BatchNorm2d {
     pub bias: Option<Tensor>,
     pub running_mean: Option<Tensor>,
     pub running_var: Option<Tensor>,
+    /// [`BATCH_NORM_EPS`] unless set with [`BatchNorm2d::with_numerics`].
+    pub eps: f64,
+    /// [`BATCH_NORM_MOMENTUM`] unless set with [`BatchNorm2d::with_numerics`].
+    pub momentum: f64,
 }
 
 impl BatchNorm2d {
@@ -152,7 +156,13 @@ impl BatchNorm2d {
         } else {
             (None, None)
         };
-        Ok(BatchNorm2d { spec, weight, bias, running_mean, running_var })
+        Ok(BatchNorm2d { spec, weight, bias, running_mean, running_var, eps: BATCH_NORM_EPS, momentum: BATCH_NORM_MOMENTUM })
+    }
+
+    /// Another epsilon and running-statistics momentum than PyTorch's defaults (the mobile
+    /// spaces: ProxylessNAS and OFA set eps 1e-3, momentum 0.1 on every batch norm).
+    pub fn with_numerics(self, eps: f64, momentum: f64) -> Self {
+        BatchNorm2d { eps, momentum, ..self }
     }
 
     /// Training mode normalises with the batch's statistics and updates the running ones;
@@ -166,8 +176,8 @@ impl BatchNorm2d {
             self.running_mean.as_ref(),
             self.running_var.as_ref(),
             use_batch_stats,
-            BATCH_NORM_MOMENTUM,
-            BATCH_NORM_EPS,
+            self.momentum,
+            self.eps,
             true,
         )
     }

@@ -1,7 +1,7 @@
 //! Building blocks shared by splitnas's search-space plugins, on `tch`.
 //!
-//! Plugins link this rlib statically, so one copy of each block serves every space (NB201 and the
-//! DARTS space) and none is copied between plugins.
+//! Plugins link this rlib statically, so one copy of each block serves every space (NB201, the
+//! DARTS space, ProxylessNAS) and none is copied between plugins.
 //!
 //! Conventions:
 //! - Every block creates its tensors through a [`tch::nn::Path`], so parameters and buffers get
@@ -15,11 +15,13 @@
 
 pub mod darts;
 pub mod layers;
+pub mod mobile;
 pub mod naming;
 pub mod pooling;
 
 pub use darts::{avg_pool_3x3_strided, drop_path, max_pool_3x3, pool_3x3_output_size, DilConv, FactorizedReduce, SepConv};
 pub use layers::{avg_pool_3x3, global_avg_pool, BatchNorm2d, BatchNormSpec, Conv2d, ConvSpec, Linear, ParamInit, ReluConvBn, ResNetBasicBlock};
+pub use mobile::{make_divisible, relu6, BatchNormNumerics, ConvBn, MbConv, MbConvSpec};
 pub use naming::{is_under, natural_cmp, NamedVariables};
 /// The seeded generator spaces draw architecture samples from (never libtorch's).
 pub use splitnas_seeded_rng::SeededRng;

@@ -73,6 +73,83 @@ pub trait SpacePlugin: Component + Sync {
     fn export_description(&self, _architecture: &Architecture) -> Result<ExportDescription, PluginError> {
         Err(PluginError::unsupported(format!("{}: no reference implementation to export to", Self::NAME)))
     }
+    /// ABI 1.3: the FLOPs each option adds to the stand-alone network at the configured image
+    /// size, `[choice point][option]` (see [`SearchSpace::option_flops`]). The default says the
+    /// space cannot count them; cost-aware search by FLOPs then refuses this space.
+    fn option_flops(&self) -> Result<Vec<Vec<f64>>, PluginError> {
+        Err(PluginError::unsupported(format!("{}: option_flops is not implemented", Self::NAME)))
+    }
+    /// ABI 1.3: one option in its context as runnable modules, for `splitnas bench latency`
+    /// (see [`SearchSpace::option_networks`]); empty where the option computes nothing.
+    fn option_networks(&self, _choice_point: u32, _option: u32, _device: Device) -> Result<Vec<OptionModule>, PluginError> {
+        Err(PluginError::unsupported(format!("{}: option_networks is not implemented", Self::NAME)))
+    }
+}
+
+/// ABI 1.3: one option of a choice point as a runnable module at one place of the network
+/// (see [`SearchSpace::option_networks`]).
+pub struct OptionModule {
+    /// Runs the option alone: `forward` takes `[B, C, H, W]` inputs of `input_shape` and
+    /// returns the option's output as its first element.
+    pub network: Box<dyn NetworkPlugin>,
+    /// `[C, H, W]` of one input.
+    pub input_shape: [i64; 3],
+    /// How many times the option runs at this place in one forward pass of the network.
+    pub occurrences: u32,
+}
+
+impl OptionModule {
+    /// A module whose tensors live in `var_store` and whose forward pass is `forward(input,
+    /// train)`: the usual way to wrap one op built with the space's own blocks.
+    pub fn from_var_store(
+        var_store: tch::nn::VarStore,
+        input_shape: [i64; 3],
+        occurrences: u32,
+        forward: impl Fn(&Tensor, bool) -> Result<Tensor, tch::TchError> + Send + 'static,
+    ) -> Self {
+        OptionModule { network: Box::new(VarStoreNetwork { var_store, forward: Box::new(forward) }), input_shape, occurrences }
+    }
+}
+
+type ForwardFn = Box<dyn Fn(&Tensor, bool) -> Result<Tensor, tch::TchError> + Send>;
+
+/// A network made of a var store and a forward closure (see [`OptionModule::from_var_store`]).
+struct VarStoreNetwork {
+    var_store: tch::nn::VarStore,
+    forward: ForwardFn,
+}
+
+impl VarStoreNetwork {
+    fn variables(&self, trainable: bool) -> Vec<NamedTensor> {
+        let mut variables: Vec<(String, Tensor)> =
+            self.var_store.variables().into_iter().filter(|(_, tensor)| tensor.requires_grad() == trainable).collect();
+        variables.sort_by(|a, b| a.0.cmp(&b.0));
+        variables.iter().map(|(name, tensor)| NamedTensor::share(name.as_str(), tensor)).collect()
+    }
+}
+
+impl NetworkPlugin for VarStoreNetwork {
+    fn forward(&self, input: &Tensor, mode: ForwardMode) -> Result<(Tensor, Option<Tensor>), PluginError> {
+        Ok(((self.forward)(input, mode.train)?, None))
+    }
+    fn parameters(&self) -> Result<Vec<NamedTensor>, PluginError> {
+        Ok(self.variables(true))
+    }
+    fn buffers(&self) -> Result<Vec<NamedTensor>, PluginError> {
+        Ok(self.variables(false))
+    }
+}
+
+impl<T: NetworkPlugin + ?Sized> NetworkPlugin for Box<T> {
+    fn forward(&self, input: &Tensor, mode: ForwardMode) -> Result<(Tensor, Option<Tensor>), PluginError> {
+        (**self).forward(input, mode)
+    }
+    fn parameters(&self) -> Result<Vec<NamedTensor>, PluginError> {
+        (**self).parameters()
+    }
+    fn buffers(&self) -> Result<Vec<NamedTensor>, PluginError> {
+        (**self).buffers()
+    }
 }
 
 /// A supernet built by a [`SpacePlugin`].
@@ -203,6 +280,22 @@ impl<T: SpacePlugin> SearchSpace for GuardedSpace<T> {
             serde_json::to_string(&description)
                 .map(RString::from)
                 .map_err(|error| PluginError::other(format!("export description: cannot serialise: {error}")))
+        })
+    }
+    fn option_flops(&self) -> PluginResult<RVec<RVec<f64>>> {
+        ffi_guard(|| Ok(self.0.option_flops()?.into_iter().map(RVec::from).collect()))
+    }
+    fn option_networks(&self, choice_point: u32, option: u32, device: Device) -> PluginResult<RVec<OptionNetwork>> {
+        ffi_guard(|| {
+            let modules = self.0.option_networks(choice_point, option, device)?;
+            Ok(modules
+                .into_iter()
+                .map(|module| OptionNetwork {
+                    network: Network_TO::from_value(GuardedNetwork(module.network), TD_Opaque),
+                    input_shape: module.input_shape.to_vec().into(),
+                    occurrences: module.occurrences,
+                })
+                .collect())
         })
     }
 }

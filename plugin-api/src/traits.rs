@@ -20,6 +20,7 @@
 use abi_stable::sabi_trait;
 use abi_stable::sabi_types::RRef;
 use abi_stable::std_types::{RBox, RNone, ROption, RResult, RStr, RString, RVec};
+use abi_stable::StableAbi;
 
 use crate::tensor::{NamedTensor, OwnedTensor, TensorRef};
 use crate::types::*;
@@ -88,6 +89,40 @@ pub trait SearchSpace: Send + Sync {
     fn export_description(&self, _architecture: &Architecture) -> PluginResult<RString> {
         RResult::RErr(PluginError::unsupported("export_description: not implemented (plugin built before ABI 1.2)"))
     }
+
+    /// ABI 1.3. The FLOPs (multiply-accumulates, as [`NetworkStats::flops`]) that choosing each
+    /// option adds to the stand-alone network at the configured image size:
+    /// `result[choice_point][option]`, one entry per option of the choice point. Where one
+    /// choice point stands for several places (NB201's edges, shared by every cell), its cost
+    /// sums them; an option that computes nothing (`none`, identity, pooling) costs 0.
+    /// Plugins built before ABI 1.3 answer [`ErrorKind::Unsupported`].
+    fn option_flops(&self) -> PluginResult<RVec<RVec<f64>>> {
+        RResult::RErr(PluginError::unsupported("option_flops: not implemented (plugin built before ABI 1.3)"))
+    }
+
+    /// ABI 1.3. Runnable modules of one option in its context in the stand-alone network, for
+    /// timing it on the user's device (`splitnas bench latency`): one [`OptionNetwork`] per
+    /// distinct place the option runs at (input shape, stride), each with how often it occurs.
+    /// The option's latency is `Σ occurrences · time(module)`; an empty list means the option
+    /// computes nothing (latency 0). Plugins built before ABI 1.3 answer
+    /// [`ErrorKind::Unsupported`].
+    fn option_networks(&self, _choice_point: u32, _option: u32, _device: Device) -> PluginResult<RVec<OptionNetwork>> {
+        RResult::RErr(PluginError::unsupported("option_networks: not implemented (plugin built before ABI 1.3)"))
+    }
+}
+
+/// ABI 1.3. One option of a choice point as a runnable module in its context (see
+/// [`SearchSpace::option_networks`]). Its `forward` takes `[B, C, H, W]` inputs of
+/// `input_shape` and returns the option's output as the `logits` (never auxiliary logits).
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct OptionNetwork {
+    pub network: NetworkBox,
+    /// `[C, H, W]` of one input.
+    pub input_shape: RVec<i64>,
+    /// How many times the option runs at this place in one forward pass of the network
+    /// (NB201: the cells of a stage).
+    pub occurrences: u32,
 }
 
 /// A supernet: every allowed option of every choice point, mixed by weights.
@@ -186,6 +221,20 @@ pub trait HostContext {
     fn next_random(&self) -> PluginResult<u64>;
     #[sabi(last_prefix_field)]
     fn log_metric(&self, name: RStr<'_>, value: f64) -> PluginResult<()>;
+
+    /// ABI 1.3. The cost of every option the run chose to search under (`[search] option_cost`):
+    /// FLOPs from the space, or latencies from a table measured on the user's device; `None`
+    /// when the run names no cost. A host built before ABI 1.3 answers [`ErrorKind::Unsupported`].
+    fn option_costs(&self) -> PluginResult<ROption<OptionCosts>> {
+        RResult::RErr(PluginError::unsupported("option_costs: this host was built before ABI 1.3 and offers no option costs"))
+    }
+
+    /// ABI 1.3. The label smoothing ε of training losses (`[search] label_smoothing`): weight
+    /// steps use cross-entropy against `(1 − ε)·onehot + ε/K`, as PyTorch's
+    /// `CrossEntropyLoss(label_smoothing=ε)`. A host built before ABI 1.3 has none: 0.
+    fn label_smoothing(&self) -> PluginResult<f64> {
+        RResult::ROk(0.0)
+    }
 }
 
 /// What the host offers a split criterion. Gradient services are a capability the host

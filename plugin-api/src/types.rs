@@ -387,3 +387,13 @@ pub struct SplitDecision {
     /// Every candidate's score, for the split tree's record.
     pub scores: RVec<CandidateScore>,
 }
+
+/// ABI 1.3. Per-option costs a host offers a search algorithm (`HostContext::option_costs`):
+/// `values[choice_point][option]`, one entry per option of the choice point.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, PartialEq)]
+pub struct OptionCosts {
+    /// What the numbers are: `flops` (multiply-accumulates) or `latency_ms` (milliseconds).
+    pub metric: RString,
+    pub values: RVec<RVec<f64>>,
+}

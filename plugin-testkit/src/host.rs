@@ -17,11 +17,11 @@ use std::cell::{Cell, RefCell};
 
 use crate::{NormalTensor, SeededRng};
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RResult, RStr, RVec};
+use abi_stable::std_types::{ROption, RResult, RStr, RVec};
 use splitnas_plugin_api::author::AlgorithmPlugin;
 use splitnas_plugin_api::{
     AlgorithmSetup, Architecture, ArchitectureStep, Batch, ChoicePointInfo, Device, HostContext, HostContextRef, HostContext_TO, Mask, NamedTensor,
-    OptionInfo, OwnedTensor, PluginError, PluginResult, SpaceInfo, TensorRef, TrainingProgress,
+    OptionCosts, OptionInfo, OwnedTensor, PluginError, PluginResult, SpaceInfo, TensorRef, TrainingProgress,
 };
 use tch::{Kind, Tensor};
 
@@ -116,6 +116,10 @@ pub struct FakeHost {
     keep_strongest: Option<usize>,
     /// `[FEATURES, CLASSES]`: the labels are the argmax of `images @ teacher`.
     teacher: Tensor,
+    /// What `option_costs` offers (ABI 1.3); `None` as a run that names no cost.
+    option_costs: Option<OptionCosts>,
+    /// What `label_smoothing` answers (ABI 1.3).
+    label_smoothing: f64,
 }
 
 impl FakeHost {
@@ -157,6 +161,8 @@ impl FakeHost {
             scorer: Box::new(|_| 0.5),
             keep_strongest: None,
             teacher,
+            option_costs: None,
+            label_smoothing: 0.0,
         }
     }
 
@@ -207,6 +213,18 @@ impl FakeHost {
     /// Makes `evaluate` report `scorer(architecture)`.
     pub fn with_scorer(mut self, scorer: impl Fn(&Architecture) -> f64 + 'static) -> Self {
         self.scorer = Box::new(scorer);
+        self
+    }
+
+    /// Makes `option_costs` offer `values[choice point][option]` under the name `metric`.
+    pub fn with_option_costs(mut self, metric: &str, values: Vec<Vec<f64>>) -> Self {
+        self.option_costs = Some(OptionCosts { metric: metric.into(), values: values.into_iter().map(RVec::from).collect() });
+        self
+    }
+
+    /// Makes `label_smoothing` answer `epsilon`.
+    pub fn with_label_smoothing(mut self, epsilon: f64) -> Self {
+        self.label_smoothing = epsilon;
         self
     }
 
@@ -356,6 +374,14 @@ impl HostContext for FakeHost {
     fn log_metric(&self, name: RStr<'_>, value: f64) -> PluginResult<()> {
         self.metrics.borrow_mut().push((name.to_string(), value));
         RResult::ROk(())
+    }
+
+    fn option_costs(&self) -> PluginResult<ROption<OptionCosts>> {
+        RResult::ROk(self.option_costs.clone().into())
+    }
+
+    fn label_smoothing(&self) -> PluginResult<f64> {
+        RResult::ROk(self.label_smoothing)
     }
 }
 

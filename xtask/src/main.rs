@@ -15,13 +15,16 @@ const TORCH_VERSION: &str = "2.11.0";
 /// Overrides the cache directory (default `~/.cache/splitnas`).
 const CACHE_VARIABLE: &str = "SPLITNAS_CACHE";
 /// Python packages of the provisioned environment: libtorch itself, what the committed
-/// fixture generators import, and TensorBoard, whose own reader checks the event files runs
-/// write (tests/tensorboard.rs). The venv's marker file lists them: adding one here installs it
+/// fixture generators import, TensorBoard, whose own reader checks the event files runs
+/// write (tests/tensorboard.rs), and torchvision (with Pillow), the reference the image
+/// transforms and the data benchmark are checked against. The venv's marker file lists them: adding one here installs it
 /// into an existing environment on the next `setup`.
-const PYTHON_PACKAGES: &[&str] = &["torch==2.11.0", "numpy", "safetensors", "scipy", "tensorboard==2.21.0"];
-/// Reference implementations the export tests load trained weights into, installed without
-/// their dependencies (xautodl pins a numpy from 2020) into `<venv>/reference-packages`.
-const REFERENCE_PACKAGES: &[&str] = &["xautodl==1.0.0"];
+const PYTHON_PACKAGES: &[&str] = &["torch==2.11.0", "numpy", "safetensors", "scipy", "tensorboard==2.21.0", "torchvision==0.26.0"];
+/// Reference implementations the export tests load trained weights into and the conformance
+/// generators build networks with, installed without their dependencies (xautodl pins a numpy
+/// from 2020; ofa, MIT Han Lab's package holding ProxylessNAS's networks, would pull in
+/// torchvision and more) into `<venv>/reference-packages`.
+const REFERENCE_PACKAGES: &[&str] = &["xautodl==1.0.0", "ofa==0.1.0.post202307202001"];
 const REFERENCE_PACKAGES_DIR: &str = "reference-packages";
 
 const USAGE: &str = "usage: cargo xtask <command>

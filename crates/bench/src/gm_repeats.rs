@@ -325,9 +325,10 @@ pub fn run_gm_repeats(
 
     let split_epoch = split.epochs[0];
     let groups = split.groups[0];
-    let RunSetup { config, registry, device, data, space, info, create_algorithm, .. } = RunSetup::new(config.clone(), registry, options)?;
+    let RunSetup { config, registry, device, data, space, info, create_algorithm, option_costs, .. } =
+        RunSetup::new(config.clone(), registry, options)?;
     let loaders = SearchLoaders::new(&data)?;
-    let env = loaders.environment(&space, &info, device, &config);
+    let env = loaders.environment(&space, &info, device, &config, option_costs.as_ref());
     // The root a run trains: same seeds, same data order, same code (splitnas_run::phases).
     let mut root = new_root(&env, &config, &create_algorithm)?;
     // What a kept recording must match: the configuration and R.

@@ -18,7 +18,7 @@ use splitnas_plugin_api::{Architecture, Mask, SearchSpaceBox, SpaceInfo};
 
 use crate::table::{GroundTruthTable, TableEntry};
 use splitnas_data::SeededRng;
-use splitnas_data::{BatchLoader, LoaderOptions, SplitName};
+use splitnas_data::{LoaderOptions, SplitName};
 use splitnas_engine::plugins::PluginRegistry;
 use splitnas_engine::standalone::{train_standalone, StandaloneHooks};
 use splitnas_run::config::RunConfig;
@@ -75,6 +75,10 @@ pub struct TrainingRecord {
     pub test_accuracy: f64,
     pub final_train_loss: f64,
     pub seconds: f64,
+    /// The libtorch threads of its last epoch (chosen from the free CPUs unless `[run]
+    /// threads` pins them); absent in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
 }
 
 pub struct GroundTruthRequest {
@@ -269,12 +273,7 @@ pub fn run_ground_truth(request: GroundTruthRequest, registry: PluginRegistry, o
             // The same batches for every architecture of a seed: differences between
             // architectures are not drowned by differences in data order.
             let loader_seed = SeededRng::derive(seed, &[0x004f_5244_4552]).next_u64();
-            let train = RefCell::new(BatchLoader::new(
-                &data.splits.train,
-                &data.normalization,
-                LoaderOptions { seed: loader_seed, ..data.training_options },
-                data.splits.train.device(),
-            )?);
+            let train = RefCell::new(data.loader(&data.splits.train, LoaderOptions { seed: loader_seed, ..data.training_options })?);
             // Only the test split is evaluated: the table's accuracy is test accuracy, and the
             // valid split (the search's) would cost more than a third of a short training.
             let hooks = StandaloneHooks { on_step: &mut |_, _| {}, on_epoch_end: &mut |_| Ok(()) };
@@ -287,6 +286,7 @@ pub fn run_ground_truth(request: GroundTruthRequest, registry: PluginRegistry, o
                 test_accuracy: result.test_accuracy,
                 final_train_loss: result.final_train_loss,
                 seconds: result.seconds,
+                threads: Some(splitnas_engine::threads::current().threads),
             };
             log.write_all(format!("{}\n", serde_json::to_string(&record)?).as_bytes())?;
             log.flush()?;

@@ -173,7 +173,7 @@ pub fn rank_run(
         cutout: None,
         seed: 0x0043_414c_4942,
     };
-    let calibration = RefCell::new(BatchLoader::new(&data.splits.train, &data.normalization, calibration_options, data.splits.train.device())?);
+    let calibration = RefCell::new(data.loader(&data.splits.train, calibration_options)?);
     let bar = splitnas_run::metrics::progress_bar(evaluated as u64, run_options.quiet, "ranking".to_string());
     let mut scores = Vec::with_capacity(evaluated);
     let mut cache = PredictionCache::open(run_dir, options);
@@ -358,7 +358,7 @@ impl LeafSupernet {
             let mut hits = Tensor::zeros([], (Kind::Int64, weights.device()));
             let mut seen = 0i64;
             for _ in 0..limit {
-                let batch = loader.next_batch();
+                let batch = loader.next_batch()?;
                 let logits = self.forward(&batch.images, weights, active, false)?;
                 hits += logits.argmax(-1, false).eq_tensor(&batch.labels).sum(Kind::Int64);
                 seen += batch.labels.size()[0];
@@ -383,7 +383,7 @@ impl LeafSupernet {
         let batch = {
             let mut loader = calibration.borrow_mut();
             loader.seek(LoaderPosition::default());
-            loader.next_batch()
+            loader.next_batch()?
         };
         let momentum = tch::no_grad(|| -> Result<f64> {
             self.zero_statistics();
@@ -424,7 +424,7 @@ impl LeafSupernet {
             loader.seek(LoaderPosition::default());
             let mut sums: Vec<Tensor> = self.statistics.iter().map(Tensor::zeros_like).collect();
             for _ in 0..batches {
-                let batch = loader.next_batch();
+                let batch = loader.next_batch()?;
                 self.zero_statistics();
                 let _ = self.forward(&batch.images, weights, active, true)?;
                 for (sum, live) in sums.iter_mut().zip(&self.statistics) {

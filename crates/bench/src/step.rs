@@ -201,7 +201,7 @@ fn timed(steps: usize, warmup: usize, mut step: impl FnMut() -> Result<()>, sync
 /// 5; Adam(3e-4, betas (0.5, 0.999), wd 1e-3).
 fn reference_settings() -> TrainingSettings {
     TrainingSettings {
-        weights: SgdConfig { lr: 0.025, lr_min: 0.025, momentum: 0.9, nesterov: false, weight_decay: 5e-4, grad_clip: 5.0 },
+        weights: SgdConfig { lr: 0.025, lr_min: 0.025, momentum: 0.9, nesterov: false, weight_decay: 5e-4, grad_clip: 5.0, ..SgdConfig::default() },
         architecture: AdamConfig { lr: 3e-4, beta1: 0.5, beta2: 0.999, weight_decay: 1e-3, eps: 1e-8 },
         schedule_start: 0,
         schedule_end: 1,
@@ -221,7 +221,13 @@ pub struct Nb201Bench {
 
 impl Nb201Bench {
     pub fn new(registry: &PluginRegistry, channels: u32, cells: u32, device: Device) -> Result<Self> {
-        let space = create_space(registry, "nb201", &json!({"channels": channels, "cells": cells}), &REFERENCE_DATA)?;
+        Self::for_data(registry, channels, cells, REFERENCE_DATA.classes, device)
+    }
+
+    /// The space for 3-channel images of `classes` classes.
+    pub fn for_data(registry: &PluginRegistry, channels: u32, cells: u32, classes: u32, device: Device) -> Result<Self> {
+        let setup = SpaceSetup { classes, ..REFERENCE_DATA };
+        let space = create_space(registry, "nb201", &json!({"channels": channels, "cells": cells}), &setup)?;
         let info = space.info().into_result().context("space nb201")?;
         let cpu = tch::Device::Cpu;
         let placeholder =
@@ -241,6 +247,8 @@ impl Nb201Bench {
             valid_eval: loader,
             eval_batches: 1,
             total_epochs: 1,
+            option_costs: None,
+            label_smoothing: 0.0,
         }
     }
 
@@ -254,7 +262,7 @@ impl Nb201Bench {
 /// Runs every requested mode and hands each result line to `emit` as it is measured.
 pub fn run_step_benchmark(registry: &PluginRegistry, options: &StepOptions, emit: &mut dyn FnMut(String)) -> Result<()> {
     if options.threads > 0 {
-        tch::set_num_threads(options.threads);
+        splitnas_engine::threads::pin(options.threads as usize, "--threads");
     }
     if options.batch == 0 || options.image < 4 {
         bail!("--batch must be at least 1 and --image at least 4");

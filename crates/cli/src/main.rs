@@ -40,12 +40,18 @@ enum Command {
     /// Measure search quality and speed: ground-truth tables, ranking, step timing, gm repeats.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
+    /// Image folders: generate an ImageNet-like set, check one for unreadable files.
+    #[command(subcommand)]
+    Data(commands::data::DataCommand),
     /// What this process can run on (CUDA, threads) and the libtorch it was built for.
     Info(commands::info::InfoArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any tensor work: as many libtorch threads as there are free CPUs (see
+    // splitnas_engine::threads); `run.threads` / `--threads` replace the choice later.
+    splitnas_engine::threads::apply_automatic();
     match dispatch(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -66,6 +72,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Tree(args) => commands::tree::execute(args),
         Command::Arch(args) => commands::arch::execute(plugins, args),
         Command::Bench(command) => commands::bench::execute(plugins, command),
+        Command::Data(command) => commands::data::execute(command),
         Command::Info(args) => commands::info::execute(args),
     }
 }

@@ -43,7 +43,8 @@ pub struct RuntimeArgs {
     /// `cpu`, `cuda`, `cuda:N` or `auto`; overrides `run.device`.
     #[arg(long)]
     pub device: Option<String>,
-    /// CPU threads for libtorch; overrides `run.threads`.
+    /// CPU threads for libtorch; overrides `run.threads` (without either, splitnas chooses
+    /// from the free CPUs, again at every epoch).
     #[arg(long)]
     pub threads: Option<usize>,
     /// No progress output.

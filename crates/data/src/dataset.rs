@@ -4,6 +4,7 @@ use std::path::Path;
 
 use tch::{Device, Kind, Tensor};
 
+use super::image_folder::ImageFiles;
 use super::DataError;
 
 /// Labelled images: uint8 `[N, C, H, W]` and int64 `[N]` targets in `0..num_classes`.
@@ -158,5 +159,162 @@ impl ImageRecords {
         assert_eq!(self.pixels.len(), self.labels.len() * self.image_size(), "readers keep pixels and labels in step");
         let images = Tensor::from_slice(&self.pixels).view([count, channels, height, width]);
         Dataset::new(name, images, Tensor::from_slice(&self.labels), num_classes)
+    }
+}
+
+/// One split of a run's data: in memory, or image files streamed batch by batch.
+#[derive(Debug, Clone)]
+pub enum SplitData {
+    Tensors(Dataset),
+    Files(ImageFiles),
+}
+
+impl SplitData {
+    pub fn name(&self) -> &str {
+        match self {
+            SplitData::Tensors(dataset) => &dataset.name,
+            SplitData::Files(files) => &files.name,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            SplitData::Tensors(dataset) => dataset.len(),
+            SplitData::Files(files) => files.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn num_classes(&self) -> usize {
+        match self {
+            SplitData::Tensors(dataset) => dataset.num_classes,
+            SplitData::Files(files) => files.num_classes(),
+        }
+    }
+
+    /// `[C, H, W]` of the network input: the stored images, or the transforms' output size.
+    pub fn image_shape(&self) -> [i64; 3] {
+        match self {
+            SplitData::Tensors(dataset) => dataset.image_shape(),
+            SplitData::Files(files) => {
+                let size = i64::from(files.transforms.image_size);
+                [3, size, size]
+            }
+        }
+    }
+
+    /// Where batches are served.
+    pub fn device(&self) -> Device {
+        match self {
+            SplitData::Tensors(dataset) => dataset.device(),
+            SplitData::Files(files) => files.device,
+        }
+    }
+
+    pub fn label_vec(&self) -> Vec<i64> {
+        match self {
+            SplitData::Tensors(dataset) => dataset.label_vec(),
+            SplitData::Files(files) => files.label_vec(),
+        }
+    }
+
+    /// How many images each class has.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.num_classes()];
+        for label in self.label_vec() {
+            counts[label as usize] += 1;
+        }
+        counts
+    }
+
+    /// The data set in memory; `None` for image files.
+    pub fn tensors(&self) -> Option<&Dataset> {
+        match self {
+            SplitData::Tensors(dataset) => Some(dataset),
+            SplitData::Files(_) => None,
+        }
+    }
+
+    /// `parts` one after another (the splits of one data set).
+    pub fn concat(name: impl Into<String>, parts: &[&SplitData]) -> SplitData {
+        let name = name.into();
+        let datasets: Option<Vec<&Dataset>> = parts.iter().map(|part| part.tensors()).collect();
+        if let Some(datasets) = datasets {
+            return SplitData::Tensors(Dataset::concat(name, &datasets));
+        }
+        let files: Vec<&ImageFiles> = parts
+            .iter()
+            .map(|part| match part {
+                SplitData::Files(files) => files,
+                SplitData::Tensors(_) => panic!("the splits of one data set are all in memory or all files"),
+            })
+            .collect();
+        SplitData::Files(ImageFiles::concat(name, &files))
+    }
+}
+
+impl Clone for Dataset {
+    /// Shares the tensors' storage (loaders never write to it).
+    fn clone(&self) -> Self {
+        Dataset { name: self.name.clone(), images: self.images.shallow_clone(), labels: self.labels.shallow_clone(), num_classes: self.num_classes }
+    }
+}
+
+/// What the seeded splits and subsets need of a data set, in memory or as files.
+pub trait LabelledImages: Sized {
+    fn name(&self) -> &str;
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn num_classes(&self) -> usize;
+    fn label_vec(&self) -> Vec<i64>;
+    fn subset(&self, name: String, indices: &[i64]) -> Self;
+    /// The same images (storage shared), for "no subset needed".
+    fn shared(&self) -> Self;
+}
+
+impl LabelledImages for Dataset {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn len(&self) -> usize {
+        Dataset::len(self)
+    }
+    fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+    fn label_vec(&self) -> Vec<i64> {
+        Dataset::label_vec(self)
+    }
+    fn subset(&self, name: String, indices: &[i64]) -> Self {
+        Dataset::subset(self, name, indices)
+    }
+    fn shared(&self) -> Self {
+        self.clone()
+    }
+}
+
+impl LabelledImages for ImageFiles {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn len(&self) -> usize {
+        ImageFiles::len(self)
+    }
+    fn num_classes(&self) -> usize {
+        ImageFiles::num_classes(self)
+    }
+    fn label_vec(&self) -> Vec<i64> {
+        ImageFiles::label_vec(self)
+    }
+    fn subset(&self, name: String, indices: &[i64]) -> Self {
+        ImageFiles::subset(self, name, indices)
+    }
+    fn shared(&self) -> Self {
+        self.clone()
     }
 }

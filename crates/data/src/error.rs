@@ -21,6 +21,13 @@ pub enum DataError {
     #[error("data set `{name}`: {problem}")]
     BadDataset { name: String, problem: String },
 
+    /// More of a split's images failed to decode than `data.max_unreadable_fraction` allows.
+    #[error(
+        "{count} of the {total} images of `{name}` cannot be read, more than data.max_unreadable_fraction = {limit} allows; fix or remove them (`splitnas data check DIR` lists every one), or raise the limit:\n  {}",
+        list.join("\n  ")
+    )]
+    TooManyUnreadableImages { name: String, count: usize, total: usize, limit: f64, list: Vec<String> },
+
     #[error("libtorch failed while {doing}: {source}")]
     Torch { doing: String, source: tch::TchError },
 }

@@ -5,22 +5,26 @@
 //! a normalising multiply-add there (then cutout's masked fill, where a loader cuts out), with
 //! no per-batch host work beyond a few index vectors.
 //!
+//! Image folders are streamed instead ([`crate::stream`]): worker threads decode and transform
+//! batches ahead of the consumer; the batch order, seeking and the seed work the same way.
+//!
 //! Every random choice comes from `SeededRng::derive(seed, [stream, epoch(, batch)])`, so a
 //! batch depends only on the seed and its position, not on what was drawn before: the same
 //! seed gives the same batches, and a resumed run that seeks to a position continues the
 //! same sequence.
 
 use serde::{Deserialize, Serialize};
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::SeededRng;
 
+use super::image_folder::ImageFiles;
 use super::split::shuffle;
+use super::stream::{BatchPlan, BatchStream, StreamOptions, AUGMENT_STREAM};
 use super::transform::NormalizeOnDevice;
-use super::{Augmentation, Cutout, DataError, Dataset, Normalization};
+use super::{Augmentation, Cutout, DataError, Dataset, Normalization, SplitData};
 
 const ORDER_STREAM: u64 = 0x004f_5244_4552; // "ORDER"
-const AUGMENT_STREAM: u64 = 0x4155_474d; // "AUGM"
 /// Its own stream, so that turning cutout on leaves the crops and flips as they were.
 const CUTOUT_STREAM: u64 = 0x4355_544f_5554; // "CUTOUT"
 
@@ -66,11 +70,11 @@ pub struct LoaderPosition {
 /// Something that hands out training batches one at a time (gradient matching draws its
 /// repeats' batches through this).
 pub trait BatchSource {
-    fn next_batch(&mut self) -> Batch;
+    fn next_batch(&mut self) -> Result<Batch, DataError>;
 }
 
 impl BatchSource for BatchLoader {
-    fn next_batch(&mut self) -> Batch {
+    fn next_batch(&mut self) -> Result<Batch, DataError> {
         BatchLoader::next_batch(self)
     }
 }
@@ -80,57 +84,135 @@ impl BatchSource for BatchLoader {
 pub struct RepeatedBatch(pub Batch);
 
 impl BatchSource for RepeatedBatch {
-    fn next_batch(&mut self) -> Batch {
-        Batch { images: self.0.images.shallow_clone(), labels: self.0.labels.shallow_clone() }
+    fn next_batch(&mut self) -> Result<Batch, DataError> {
+        Ok(Batch { images: self.0.images.shallow_clone(), labels: self.0.labels.shallow_clone() })
+    }
+}
+
+/// Where a loader's images come from.
+#[derive(Debug)]
+enum Source {
+    /// The whole split on the device: a batch is an index-select.
+    Tensors { images: Tensor, labels: Tensor },
+    /// Image files decoded by worker threads, batch by batch (boxed: the stream's state is
+    /// far larger than two tensor handles).
+    Files(Box<BatchStream>),
+}
+
+/// The seeded order of each epoch's images, and which of them a batch takes.
+#[derive(Debug)]
+struct EpochOrder {
+    len: usize,
+    options: LoaderOptions,
+    /// The orders of the epochs asked for last (the streaming loader prefetches into the
+    /// next epoch while the current one is served).
+    cached: Vec<(u64, Vec<i64>)>,
+}
+
+impl EpochOrder {
+    fn order(&mut self, epoch: u64) -> &[i64] {
+        if let Some(found) = self.cached.iter().position(|(cached, _)| *cached == epoch) {
+            return &self.cached[found].1;
+        }
+        let mut order: Vec<i64> = (0..self.len as i64).collect();
+        if self.options.shuffle {
+            shuffle(&mut order, &mut SeededRng::derive(self.options.seed, &[ORDER_STREAM, epoch]));
+        }
+        if self.cached.len() >= 2 {
+            self.cached.remove(0);
+        }
+        self.cached.push((epoch, order));
+        &self.cached.last().expect("pushed above").1
+    }
+}
+
+impl BatchPlan for EpochOrder {
+    fn batches_per_epoch(&self) -> usize {
+        let (images, size) = (self.len, self.options.batch_size);
+        if self.options.drop_last {
+            images / size
+        } else {
+            images.div_ceil(size)
+        }
+    }
+
+    fn batch_indices(&mut self, position: LoaderPosition) -> Vec<i64> {
+        let size = self.options.batch_size;
+        let start = position.batch * size;
+        let end = (start + size).min(self.len);
+        self.order(position.epoch)[start..end].to_vec()
     }
 }
 
 #[derive(Debug)]
 pub struct BatchLoader {
     name: String,
-    images: Tensor,
-    labels: Tensor,
+    source: Source,
+    device: Device,
     normalize: NormalizeOnDevice,
-    options: LoaderOptions,
     position: LoaderPosition,
-    /// The current epoch's image order.
-    order: Vec<i64>,
+    plan: EpochOrder,
 }
 
 impl BatchLoader {
     /// Moves `dataset` to `device` (shared if it is there already). Fails if the data set
     /// would give no batch at all, since `next_batch` promises one forever.
     pub fn new(dataset: &Dataset, normalization: &Normalization, options: LoaderOptions, device: Device) -> Result<Self, DataError> {
-        let bad = |problem: String| DataError::BadDataset { name: dataset.name.clone(), problem };
+        check_normalization(&dataset.name, dataset.image_shape()[0] as usize, normalization)?;
+        let source = Source::Tensors { images: dataset.images.to_device(device), labels: dataset.labels.to_device(device) };
+        Self::with_source(dataset.name.clone(), dataset.len(), source, normalization, options, device)
+    }
+
+    /// Batches of image files, decoded and transformed by `stream.workers` threads (ImageNet's
+    /// training transforms where `options.augmentation` is set, its evaluation transforms
+    /// otherwise), served on `files.device`.
+    pub fn streaming(files: &ImageFiles, normalization: &Normalization, options: LoaderOptions, stream: StreamOptions) -> Result<Self, DataError> {
+        check_normalization(&files.name, 3, normalization)?;
+        if options.cutout.is_some() {
+            return Err(DataError::config("final.cutout", "is not offered for image folders (it is a CIFAR protocol); remove it"));
+        }
+        let batch_stream = BatchStream::new(files.clone(), options.augmentation.is_some(), options.seed, stream);
+        Self::with_source(files.name.clone(), files.len(), Source::Files(Box::new(batch_stream)), normalization, options, files.device)
+    }
+
+    /// The loader `split` needs: in memory, or streamed from its files.
+    pub fn for_split(split: &SplitData, normalization: &Normalization, options: LoaderOptions, stream: StreamOptions) -> Result<Self, DataError> {
+        match split {
+            SplitData::Tensors(dataset) => Self::new(dataset, normalization, options, dataset.device()),
+            SplitData::Files(files) => Self::streaming(files, normalization, options, stream),
+        }
+    }
+
+    fn with_source(
+        name: String,
+        len: usize,
+        source: Source,
+        normalization: &Normalization,
+        options: LoaderOptions,
+        device: Device,
+    ) -> Result<Self, DataError> {
         if options.batch_size == 0 {
             return Err(DataError::config("data.batch_size", "must be at least 1"));
         }
-        if normalization.channels() != dataset.image_shape()[0] as usize || normalization.std.len() != normalization.channels() {
-            return Err(bad(format!(
-                "its images have {} channel(s) but the normalisation has {} means and {} stds",
-                dataset.image_shape()[0],
-                normalization.mean.len(),
-                normalization.std.len()
-            )));
-        }
-        let mut loader = BatchLoader {
-            name: dataset.name.clone(),
-            images: dataset.images.to_device(device),
-            labels: dataset.labels.to_device(device),
+        let loader = BatchLoader {
+            name,
+            source,
+            device,
             normalize: NormalizeOnDevice::new(normalization, device),
-            options,
             position: LoaderPosition::default(),
-            order: Vec::new(),
+            plan: EpochOrder { len, options, cached: Vec::new() },
         };
         if loader.batches_per_epoch() == 0 {
-            return Err(bad(format!(
-                "{} image(s) make no batch of {}{}; lower data.batch_size or use more data",
-                loader.len(),
-                options.batch_size,
-                if options.drop_last { " with drop_last" } else { "" }
-            )));
+            return Err(DataError::BadDataset {
+                name: loader.name.clone(),
+                problem: format!(
+                    "{} image(s) make no batch of {}{}; lower data.batch_size or use more data",
+                    len,
+                    options.batch_size,
+                    if options.drop_last { " with drop_last" } else { "" }
+                ),
+            });
         }
-        loader.order = loader.epoch_order(0);
         Ok(loader)
     }
 
@@ -140,7 +222,7 @@ impl BatchLoader {
 
     /// Images in the data set.
     pub fn len(&self) -> usize {
-        self.labels.size()[0] as usize
+        self.plan.len
     }
 
     pub fn is_empty(&self) -> bool {
@@ -148,57 +230,79 @@ impl BatchLoader {
     }
 
     pub fn options(&self) -> &LoaderOptions {
-        &self.options
+        &self.plan.options
     }
 
     pub fn device(&self) -> Device {
-        self.images.device()
+        self.device
     }
 
     pub fn batches_per_epoch(&self) -> usize {
-        let (images, size) = (self.len(), self.options.batch_size);
-        if self.options.drop_last {
-            images / size
-        } else {
-            images.div_ceil(size)
-        }
+        self.plan.batches_per_epoch()
     }
 
     pub fn position(&self) -> LoaderPosition {
         self.position
     }
 
+    /// Image files that could not be read so far, with the reason (streamed loaders only).
+    pub fn unreadable_images(&self) -> Vec<(std::path::PathBuf, String)> {
+        match &self.source {
+            Source::Files(stream) => stream.unreadable().iter().map(|(path, reason)| (path.clone(), reason.clone())).collect(),
+            Source::Tensors { .. } => Vec::new(),
+        }
+    }
+
     /// Continues from `position` (as `position()` reported it earlier, possibly in another process).
     pub fn seek(&mut self, position: LoaderPosition) {
-        let position = LoaderPosition { epoch: position.epoch, batch: position.batch.min(self.batches_per_epoch()) };
-        if position.epoch != self.position.epoch {
-            self.order = self.epoch_order(position.epoch);
-        }
-        self.position = position;
+        self.position = LoaderPosition { epoch: position.epoch, batch: position.batch.min(self.batches_per_epoch()) };
         self.roll_over_finished_epoch();
     }
 
     /// The next batch, endlessly: after an epoch's last batch comes the first of the next
-    /// (reshuffled) epoch. For "one more training batch" calls.
-    pub fn next_batch(&mut self) -> Batch {
-        let LoaderPosition { epoch, batch } = self.position;
-        let start = batch * self.options.batch_size;
-        let end = (start + self.options.batch_size).min(self.len());
-        let index = Tensor::from_slice(&self.order[start..end]).to_device(self.device());
-        let mut images = self.images.index_select(0, &index);
-        if let Some(augmentation) = &self.options.augmentation {
-            let mut rng = SeededRng::derive(self.options.seed, &[AUGMENT_STREAM, epoch, batch as u64]);
-            images = augmentation.apply(&images, &mut rng);
+    /// (reshuffled) epoch. For "one more training batch" calls. Fails only for image files,
+    /// when more of them cannot be read than `data.max_unreadable_fraction` allows.
+    pub fn next_batch(&mut self) -> Result<Batch, DataError> {
+        // A batch of files that all failed to decode is skipped; an epoch of them is an error.
+        for _ in 0..=self.batches_per_epoch() {
+            let position = self.position;
+            let (images, labels) = match &mut self.source {
+                Source::Tensors { images, labels } => {
+                    let index = Tensor::from_slice(&self.plan.batch_indices(position)).to_device(self.device);
+                    let mut batch_images = images.index_select(0, &index);
+                    if let Some(augmentation) = &self.plan.options.augmentation {
+                        let mut rng = SeededRng::derive(self.plan.options.seed, &[AUGMENT_STREAM, position.epoch, position.batch as u64]);
+                        batch_images = augmentation.apply(&batch_images, &mut rng);
+                    }
+                    (batch_images, labels.index_select(0, &index))
+                }
+                Source::Files(stream) => {
+                    let decoded = stream.take(position, &mut self.plan)?;
+                    let size = stream.files().transforms.image_size as i64;
+                    let count = decoded.labels.len() as i64;
+                    let images = Tensor::from_slice(&decoded.pixels).view([count, 3, size, size]);
+                    let images = if self.device.is_cuda() {
+                        // Pinned host memory lets the copy overlap the previous step's kernels.
+                        images.pin_memory(self.device).to_device_(self.device, Kind::Uint8, true, false)
+                    } else {
+                        images
+                    };
+                    (images, Tensor::from_slice(&decoded.labels).to_device(self.device))
+                }
+            };
+            self.position.batch += 1;
+            self.roll_over_finished_epoch();
+            if labels.size()[0] == 0 {
+                continue;
+            }
+            let mut images = self.normalize.apply(&images);
+            if let Some(cutout) = &self.plan.options.cutout {
+                let mut rng = SeededRng::derive(self.plan.options.seed, &[CUTOUT_STREAM, position.epoch, position.batch as u64]);
+                images = cutout.apply(&images, &mut rng);
+            }
+            return Ok(Batch { images, labels });
         }
-        let mut images = self.normalize.apply(&images);
-        if let Some(cutout) = &self.options.cutout {
-            let mut rng = SeededRng::derive(self.options.seed, &[CUTOUT_STREAM, epoch, batch as u64]);
-            images = cutout.apply(&images, &mut rng);
-        }
-        let batch_out = Batch { images, labels: self.labels.index_select(0, &index) };
-        self.position.batch += 1;
-        self.roll_over_finished_epoch();
-        batch_out
+        Err(DataError::BadDataset { name: self.name.clone(), problem: "no image of a whole epoch could be read".to_string() })
     }
 
     /// The rest of the current epoch (all of it when called at an epoch's start, which is
@@ -211,17 +315,23 @@ impl BatchLoader {
     fn roll_over_finished_epoch(&mut self) {
         if self.position.batch >= self.batches_per_epoch() {
             self.position = LoaderPosition { epoch: self.position.epoch + 1, batch: 0 };
-            self.order = self.epoch_order(self.position.epoch);
         }
     }
+}
 
-    fn epoch_order(&self, epoch: u64) -> Vec<i64> {
-        let mut order: Vec<i64> = (0..self.len() as i64).collect();
-        if self.options.shuffle {
-            shuffle(&mut order, &mut SeededRng::derive(self.options.seed, &[ORDER_STREAM, epoch]));
-        }
-        order
+fn check_normalization(name: &str, channels: usize, normalization: &Normalization) -> Result<(), DataError> {
+    if normalization.channels() != channels || normalization.std.len() != normalization.channels() {
+        return Err(DataError::BadDataset {
+            name: name.to_string(),
+            problem: format!(
+                "its images have {} channel(s) but the normalisation has {} means and {} stds",
+                channels,
+                normalization.mean.len(),
+                normalization.std.len()
+            ),
+        });
     }
+    Ok(())
 }
 
 /// Iterator over the remaining batches of one epoch; see [`BatchLoader::epoch`].
@@ -231,9 +341,9 @@ pub struct EpochBatches<'a> {
 }
 
 impl Iterator for EpochBatches<'_> {
-    type Item = Batch;
+    type Item = Result<Batch, DataError>;
 
-    fn next(&mut self) -> Option<Batch> {
+    fn next(&mut self) -> Option<Self::Item> {
         (self.loader.position.epoch == self.epoch).then(|| self.loader.next_batch())
     }
 

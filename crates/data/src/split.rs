@@ -13,7 +13,8 @@ use serde_json::Value;
 
 use crate::SeededRng;
 
-use super::{DataError, Dataset};
+use super::dataset::LabelledImages;
+use super::{DataError, SplitData};
 
 /// Tags that keep the generators of different uses apart under one seed.
 const SPLIT_STREAM: u64 = 0x0053_504c_4954; // "SPLIT"
@@ -23,17 +24,11 @@ const SUBSET_STREAM: u64 = 0x5355_4253_4554; // "SUBSET"
 #[derive(Debug)]
 pub struct Splits {
     /// Network weights are trained on this.
-    pub train: Dataset,
+    pub train: SplitData,
     /// Architecture parameters, split decisions and rankings are judged on this.
-    pub valid: Dataset,
+    pub valid: SplitData,
     /// The official test set, for final numbers only.
-    pub test: Dataset,
-}
-
-impl Splits {
-    pub fn to_device(&self, device: tch::Device) -> Splits {
-        Splits { train: self.train.to_device(device), valid: self.valid.to_device(device), test: self.test.to_device(device) }
-    }
+    pub test: SplitData,
 }
 
 /// Fisher–Yates.
@@ -81,15 +76,15 @@ fn stratified_partition(labels: &[i64], num_classes: usize, take: usize, rng: &m
 
 /// Splits the official training set into `(train, valid)`, `valid_fraction` of each class to
 /// valid (0.5 in NB201). Same data, fraction and seed give the same split.
-pub fn split_train_valid(official_train: &Dataset, valid_fraction: f64, seed: u64) -> Result<(Dataset, Dataset), DataError> {
+pub fn split_train_valid<D: LabelledImages>(official_train: &D, valid_fraction: f64, seed: u64) -> Result<(D, D), DataError> {
     if !(0.0..1.0).contains(&valid_fraction) {
         return Err(DataError::config("data.valid_fraction", format!("must be at least 0 and below 1, got {valid_fraction}")));
     }
     let labels = official_train.label_vec();
     let valid_count = (labels.len() as f64 * valid_fraction).round() as usize;
     let mut rng = SeededRng::derive(seed, &[SPLIT_STREAM]);
-    let (valid, train) = stratified_partition(&labels, official_train.num_classes, valid_count, &mut rng);
-    let base = official_train.name.split('/').next().unwrap_or("data");
+    let (valid, train) = stratified_partition(&labels, official_train.num_classes(), valid_count, &mut rng);
+    let base = official_train.name().split('/').next().unwrap_or("data");
     Ok((official_train.subset(format!("{base}/train"), &train), official_train.subset(format!("{base}/valid"), &valid)))
 }
 
@@ -160,26 +155,21 @@ pub fn read_split_file(path: &Path, images: usize) -> Result<(Vec<i64>, Vec<i64>
 
 /// Splits the official training set into `(train, valid)` as the split file at `path` says
 /// (see [`read_split_file`]); images in neither half are left out.
-pub fn split_by_file(official_train: &Dataset, path: &Path) -> Result<(Dataset, Dataset), DataError> {
+pub fn split_by_file<D: LabelledImages>(official_train: &D, path: &Path) -> Result<(D, D), DataError> {
     let (train, valid) = read_split_file(path, official_train.len())?;
-    let base = official_train.name.split('/').next().unwrap_or("data");
+    let base = official_train.name().split('/').next().unwrap_or("data");
     Ok((official_train.subset(format!("{base}/train"), &train), official_train.subset(format!("{base}/valid"), &valid)))
 }
 
 /// At most `count` images of `dataset`, stratified by class and chosen with `seed`; the data
 /// set itself (shared) when it has no more than that. For tiny configurations and tests.
-pub fn stratified_subset(dataset: &Dataset, count: usize, seed: u64) -> Dataset {
+pub fn stratified_subset<D: LabelledImages>(dataset: &D, count: usize, seed: u64) -> D {
     if count >= dataset.len() {
-        return Dataset {
-            name: dataset.name.clone(),
-            images: dataset.images.shallow_clone(),
-            labels: dataset.labels.shallow_clone(),
-            num_classes: dataset.num_classes,
-        };
+        return dataset.shared();
     }
     let mut rng = SeededRng::derive(seed, &[SUBSET_STREAM]);
-    let (chosen, _) = stratified_partition(&dataset.label_vec(), dataset.num_classes, count, &mut rng);
-    dataset.subset(dataset.name.clone(), &chosen)
+    let (chosen, _) = stratified_partition(&dataset.label_vec(), dataset.num_classes(), count, &mut rng);
+    dataset.subset(dataset.name().to_string(), &chosen)
 }
 
 #[cfg(test)]

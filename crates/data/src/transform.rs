@@ -42,6 +42,11 @@ impl Normalization {
         Self::from_pixel_scale([122.68, 116.66, 104.01], [63.22, 61.26, 65.09])
     }
 
+    /// ImageNet's constants (torchvision's), for image folders.
+    pub fn imagenet() -> Self {
+        Normalization { mean: vec![0.485, 0.456, 0.406], std: vec![0.229, 0.224, 0.225] }
+    }
+
     /// The statistics of `dataset` itself (use the training split: never look at test data).
     /// A channel with no spread gets std 1, so constant images do not divide by zero.
     pub fn from_dataset(dataset: &Dataset) -> Result<Self, DataError> {

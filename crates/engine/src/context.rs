@@ -4,11 +4,11 @@
 
 use std::cell::RefCell;
 
-use abi_stable::std_types::{RStr, RVec};
+use abi_stable::std_types::{ROption, RStr, RVec};
 use splitnas_data::{Batch, BatchLoader, LoaderPosition};
 use splitnas_plugin_api::{
-    ffi_guard, Architecture, Batch as AbiBatch, Device, HostContext, Mask, NamedTensor, OwnedTensor, PluginError, PluginResult, SearchSpaceBox,
-    SpaceInfo, SupernetBox, TensorRef, TrainingProgress,
+    ffi_guard, Architecture, Batch as AbiBatch, Device, HostContext, Mask, NamedTensor, OptionCosts, OwnedTensor, PluginError, PluginResult,
+    SearchSpaceBox, SpaceInfo, SupernetBox, TensorRef, TrainingProgress,
 };
 use tch::Tensor;
 
@@ -24,6 +24,10 @@ pub struct TrainingEnvironment<'a> {
     pub valid_eval: &'a RefCell<BatchLoader>,
     pub eval_batches: usize,
     pub total_epochs: usize,
+    /// The per-option costs algorithms are offered (`[search] option_cost`), if any.
+    pub option_costs: Option<&'a OptionCosts>,
+    /// Label smoothing ε of training losses (`[search] label_smoothing`).
+    pub label_smoothing: f64,
 }
 
 pub(crate) fn abi_batch(batch: &Batch) -> AbiBatch {
@@ -92,7 +96,7 @@ impl SupernetEvaluator<'_> {
             let mut hits = Tensor::zeros([], (tch::Kind::Int64, weights.device()));
             let mut seen = 0i64;
             for _ in 0..limit {
-                let batch = loader.next_batch();
+                let batch = loader.next_batch().map_err(PluginError::other)?;
                 let logits = self.supernet.forward(TensorRef::new(&batch.images), TensorRef::new(weights), active, true).into_result()?.into_tensor();
                 hits += correct(&logits, &batch.labels);
                 seen += batch.labels.size()[0];
@@ -114,6 +118,8 @@ pub struct TrainingContext<'a> {
     pub progress: TrainingProgress,
     pub evaluator: SupernetEvaluator<'a>,
     pub services: &'a PluginServices,
+    pub option_costs: Option<&'a OptionCosts>,
+    pub label_smoothing: f64,
 }
 
 impl<'a> TrainingContext<'a> {
@@ -135,6 +141,8 @@ impl<'a> TrainingContext<'a> {
             progress: TrainingProgress { epoch: epoch as u32, total_epochs: env.total_epochs as u32 },
             evaluator,
             services,
+            option_costs: env.option_costs,
+            label_smoothing: env.label_smoothing,
         }
     }
 }
@@ -175,5 +183,11 @@ impl HostContext for TrainingContext<'_> {
     }
     fn log_metric(&self, name: RStr<'_>, value: f64) -> PluginResult<()> {
         self.services.log_metric(name.as_str(), value)
+    }
+    fn option_costs(&self) -> PluginResult<ROption<OptionCosts>> {
+        ffi_guard(|| Ok(self.option_costs.cloned().into()))
+    }
+    fn label_smoothing(&self) -> PluginResult<f64> {
+        ffi_guard(|| Ok(self.label_smoothing))
     }
 }

@@ -56,6 +56,8 @@ pub struct DeviceReport {
     /// The tch and libtorch release tag a plugin must carry (`TORCH_ABI`).
     pub torch_abi: &'static str,
     pub cpu_threads: i32,
+    /// Why that many: chosen from the free CPUs (see [`crate::threads`]) or set by the user.
+    pub cpu_threads_reason: String,
     /// The splitnas-plugin-api version a plugin must be built against (same major.minor).
     pub plugin_api_version: &'static str,
     /// The plugin ABI version (`ABI_VERSION`).
@@ -76,6 +78,7 @@ pub fn device_report() -> DeviceReport {
         cudnn_available: tch::Cuda::cudnn_is_available(),
         torch_abi: splitnas_plugin_api::TORCH_ABI,
         cpu_threads: tch::get_num_threads(),
+        cpu_threads_reason: crate::threads::current().reason,
         plugin_api_version: splitnas_plugin_api::PLUGIN_API_VERSION,
         abi_version: splitnas_plugin_api::ABI_VERSION,
         libtorch: std::path::Path::new(&libtorch_lib).parent().map(|root| root.display().to_string()).unwrap_or_default(),

@@ -12,6 +12,9 @@ pub enum SearchError {
         "the training loss became {value} at epoch {epoch}, step {step}: lower the learning rate (search.weights.lr) or enable gradient clipping"
     )]
     NonFiniteLoss { epoch: usize, step: usize, value: f64 },
+    /// A batch could not be made (image folders: too many unreadable images).
+    #[error(transparent)]
+    Data(#[from] splitnas_data::DataError),
     #[error("{0}")]
     Other(String),
 }

@@ -2,10 +2,11 @@
 //!
 //! For a candidate choice point, one *repeat* is: one training batch and one context sample
 //! from the search algorithm, shared by every allowed option; for each option k the choice
-//! point is forced to k (weight 1, the only active option), forward, cross-entropy, and the
-//! gradient of the space's shared set alone (`run_backward` on exactly those tensors: no
-//! other gradient is computed). The K×K Gram matrix is one product of the per-option gradients
-//! of the tensors some option reaches, flattened side by side, and is read back once per repeat.
+//! point is forced to k (weight 1, the only active option), forward, the training loss
+//! (cross-entropy with `[search] label_smoothing`), and the gradient of the space's shared set
+//! alone (`run_backward` on exactly those tensors: no other gradient is computed). The K×K
+//! Gram matrix is one product of the per-option gradients of the tensors some option reaches,
+//! flattened side by side, and is read back once per repeat.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -15,6 +16,7 @@ use tch::Tensor;
 
 use crate::context::TrainingContext;
 use crate::criterion::GradientSource;
+use crate::standalone::training_cross_entropy;
 use splitnas_data::BatchSource;
 
 /// Serves per-option shared-set gradients of one sub-supernet to a split criterion.
@@ -78,7 +80,7 @@ impl<'a> GradientProvider<'a> {
         if options.is_empty() {
             return Err(PluginError::invalid_input(format!("choice point {choice_point} has no allowed option")));
         }
-        let batch = self.batches.borrow_mut().next_batch();
+        let batch = self.batches.borrow_mut().next_batch().map_err(PluginError::other)?;
         let sample = (self.contexts.borrow_mut())()?;
         let context_weights = sample.weights.into_tensor().detach();
         let point = choice_point as i64;
@@ -93,7 +95,9 @@ impl<'a> GradientProvider<'a> {
             }
             let logits =
                 self.context.supernet.forward(TensorRef::new(&batch.images), TensorRef::new(&weights), &active, true).into_result()?.into_tensor();
-            let loss = logits.cross_entropy_for_logits(&batch.labels);
+            // The training loss, label smoothing included (ProxylessNAS-GM scores its blocks
+            // with the label-smoothed cross-entropy it trains with).
+            let loss = training_cross_entropy(&logits, &batch.labels, self.context.label_smoothing);
             let gradients = Tensor::f_run_backward(&[&loss], &shared, false, false)?;
             *self.passes.borrow_mut() += 1;
             per_option.push(gradients.into_iter().map(|g| g.defined().then_some(g)).collect());

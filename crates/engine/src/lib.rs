@@ -7,11 +7,13 @@
 //! - [`context`], [`sub_supernet`]: the host side of the algorithm contract, one training step
 //!   ([`sub_supernet::Trainer`]) shared by every caller;
 //! - [`gradients`], [`criterion`]: what split criteria are served, and the check of their verdict;
+//! - [`costs`]: per-option costs (FLOPs, latency tables) offered to algorithms;
 //! - [`optim`], [`standalone`], [`checkpoint`], [`seeds`], [`device`], [`services`].
 
 pub mod checkpoint;
 pub mod components;
 pub mod context;
+pub mod costs;
 pub mod criterion;
 pub mod device;
 pub mod error;
@@ -23,5 +25,6 @@ pub mod seeds;
 pub mod services;
 pub mod standalone;
 pub mod sub_supernet;
+pub mod threads;
 
 pub use splitnas_data::SeededRng;

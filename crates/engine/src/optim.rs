@@ -21,12 +21,87 @@ pub struct SgdConfig {
     pub weight_decay: f64,
     /// Largest total gradient norm; 0 disables clipping.
     pub grad_clip: f64,
+    /// When the cosine schedule from `lr` to `lr_min` moves: `"iteration"` (every training
+    /// step, as PyTorch's `CosineAnnealingLR` with `T_max` = epochs × steps per epoch, stepped
+    /// after every batch) or `"epoch"` (constant within an epoch, `T_max` = epochs, stepped
+    /// after every epoch, as DARTS's `train.py` and `train_search.py` do). Default
+    /// `"iteration"`: a short protocol stepped per epoch hardly anneals (a one-epoch training
+    /// runs at `lr` throughout). [`LrScheduleStep`] says what each reference does.
+    pub lr_schedule_step: LrScheduleStep,
 }
 
 impl Default for SgdConfig {
     /// NB201's search settings (REFERENCE.md section 2).
     fn default() -> Self {
-        SgdConfig { lr: 0.025, lr_min: 0.001, momentum: 0.9, nesterov: false, weight_decay: 3e-4, grad_clip: 5.0 }
+        SgdConfig {
+            lr: 0.025,
+            lr_min: 0.001,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 3e-4,
+            grad_clip: 5.0,
+            lr_schedule_step: LrScheduleStep::Iteration,
+        }
+    }
+}
+
+/// When a cosine learning-rate schedule moves (`lr_schedule_step` of `[search.weights]` and
+/// `[final.optimizer]`).
+///
+/// The references differ. DARTS (and GM-NAS's DARTS-space scripts) call
+/// `CosineAnnealingLR.step()` once per epoch. OFA and ProxylessNAS compute the cosine of
+/// `epoch · batches + batch` every iteration. NB201's XAutoDL calls
+/// `scheduler.update(None, i / len(loader))` every iteration, but its `CosineAnnealingLR`
+/// reads the iteration only during warm-up (0 epochs in NB201's configurations): after it,
+/// the rate is a function of the epoch alone. Over NB201's 200 epochs the two differ by
+/// under one epoch's step; over the few epochs of a ground-truth protocol, per epoch means
+/// little or no annealing, and noisy, poorly trained networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrScheduleStep {
+    /// Every training step: step `s` of epoch `e` uses the cosine at
+    /// `(e · steps + s) / (epochs · steps)`.
+    #[default]
+    Iteration,
+    /// Once per epoch: every step of epoch `e` uses the cosine at `e / epochs`.
+    Epoch,
+}
+
+/// A cosine learning-rate schedule over whole epochs of a fixed number of steps. The rate is
+/// a function of (epoch, step) alone, with no state: a training resumed at an epoch boundary
+/// continues the schedule exactly.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CosineSchedule {
+    pub lr: f64,
+    pub lr_min: f64,
+    /// Epochs the schedule spans (`T_max` in epochs).
+    pub epochs: usize,
+    /// Training steps in each of them.
+    pub steps_per_epoch: usize,
+    pub step_by: LrScheduleStep,
+}
+
+impl CosineSchedule {
+    /// The schedule of `config` over `epochs` epochs of `steps_per_epoch` steps.
+    pub fn new(config: &SgdConfig, epochs: usize, steps_per_epoch: usize) -> Self {
+        CosineSchedule { lr: config.lr, lr_min: config.lr_min, epochs, steps_per_epoch, step_by: config.lr_schedule_step }
+    }
+
+    /// The learning rate of step `step` of epoch `epoch` (both counted from 0 at the schedule's
+    /// start): PyTorch's `CosineAnnealingLR` closed form, `lr_min + (lr − lr_min)(1 +
+    /// cos(π·t/T))/2`, at `t/T` = `(epoch·steps + step)/(epochs·steps)` per iteration or
+    /// `epoch/epochs` per epoch; past the end it stays at `lr_min`.
+    pub fn lr(&self, epoch: usize, step: usize) -> f64 {
+        if self.epochs == 0 {
+            return self.lr;
+        }
+        let progress = match self.step_by {
+            LrScheduleStep::Iteration if self.steps_per_epoch > 0 => {
+                (epoch * self.steps_per_epoch + step) as f64 / (self.epochs * self.steps_per_epoch) as f64
+            }
+            _ => epoch as f64 / self.epochs as f64,
+        };
+        self.lr_min + (self.lr - self.lr_min) * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos()) / 2.0
     }
 }
 
@@ -46,15 +121,6 @@ impl Default for AdamConfig {
     fn default() -> Self {
         AdamConfig { lr: 3e-4, beta1: 0.5, beta2: 0.999, weight_decay: 1e-3, eps: 1e-8 }
     }
-}
-
-/// Cosine annealing per epoch from `lr` to `lr_min` over `epochs` (PyTorch's CosineAnnealingLR).
-pub(crate) fn cosine_lr(lr: f64, lr_min: f64, epoch: usize, epochs: usize) -> f64 {
-    if epochs == 0 {
-        return lr;
-    }
-    let progress = epoch.min(epochs) as f64 / epochs as f64;
-    lr_min + (lr - lr_min) * (1.0 + (std::f64::consts::PI * progress).cos()) / 2.0
 }
 
 /// Training steps of one epoch: every batch of the loader, or at most `cap` (0: no cap).
@@ -202,14 +268,16 @@ mod tests {
         // step2 d=0.5+0.094=0.594, buf=0.9*0.6+0.594=1.134, p=0.94-0.1134=0.8266
         let p = parameter(&[1.0]);
         let params = vec![("w".to_string(), p.shallow_clone())];
-        let mut sgd = Sgd::new(SgdConfig { lr: 0.1, lr_min: 0.0, momentum: 0.9, nesterov: false, weight_decay: 0.1, grad_clip: 0.0 });
+        let mut sgd =
+            Sgd::new(SgdConfig { lr: 0.1, lr_min: 0.0, momentum: 0.9, nesterov: false, weight_decay: 0.1, grad_clip: 0.0, ..SgdConfig::default() });
         for _ in 0..2 {
             sgd.step(&params, &[Some(Tensor::from_slice(&[0.5f32]))], 0.1);
         }
         assert!((p.double_value(&[0]) - 0.8266).abs() < 1e-6, "{}", p.double_value(&[0]));
         // Nesterov, no decay: step1 buf=g=1, d=1+0.9=1.9, p=1-0.19=0.81
         let q = parameter(&[1.0]);
-        let mut nesterov = Sgd::new(SgdConfig { lr: 0.1, lr_min: 0.0, momentum: 0.9, nesterov: true, weight_decay: 0.0, grad_clip: 0.0 });
+        let mut nesterov =
+            Sgd::new(SgdConfig { lr: 0.1, lr_min: 0.0, momentum: 0.9, nesterov: true, weight_decay: 0.0, grad_clip: 0.0, ..SgdConfig::default() });
         nesterov.step(&[("q".to_string(), q.shallow_clone())], &[Some(Tensor::from_slice(&[1.0f32]))], 0.1);
         assert!((q.double_value(&[0]) - 0.81).abs() < 1e-6);
     }
@@ -252,10 +320,33 @@ mod tests {
         assert!((small[0].as_ref().unwrap().norm().double_value(&[]) - 0.5).abs() < 1e-6);
     }
 
+    fn schedule(step_by: LrScheduleStep, lr_min: f64, epochs: usize, steps_per_epoch: usize) -> CosineSchedule {
+        CosineSchedule { lr: 0.1, lr_min, epochs, steps_per_epoch, step_by }
+    }
+
     #[test]
-    fn cosine_goes_from_lr_to_lr_min() {
-        assert_eq!(cosine_lr(0.1, 0.0, 0, 10), 0.1);
-        assert!((cosine_lr(0.1, 0.0, 5, 10) - 0.05).abs() < 1e-12);
-        assert!(cosine_lr(0.1, 0.001, 10, 10) - 0.001 < 1e-12);
+    fn cosine_goes_from_lr_to_lr_min_per_epoch() {
+        let per_epoch = schedule(LrScheduleStep::Epoch, 0.0, 10, 7);
+        assert_eq!(per_epoch.lr(0, 0), 0.1);
+        assert_eq!(per_epoch.lr(0, 6), 0.1, "constant within an epoch");
+        assert!((per_epoch.lr(5, 3) - 0.05).abs() < 1e-12);
+        assert!((schedule(LrScheduleStep::Epoch, 0.001, 10, 7).lr(10, 0) - 0.001).abs() < 1e-12);
+    }
+
+    #[test]
+    fn cosine_per_iteration_anneals_inside_an_epoch() {
+        // One epoch of 4 steps: t/T = 0, 1/4, 2/4, 3/4.
+        let one_epoch = schedule(LrScheduleStep::Iteration, 0.0, 1, 4);
+        let lrs: Vec<f64> = (0..4).map(|step| one_epoch.lr(0, step)).collect();
+        let expected = [0.1, 0.05 * (1.0 + (std::f64::consts::PI / 4.0).cos()), 0.05, 0.05 * (1.0 - (std::f64::consts::PI / 4.0).cos())];
+        for (lr, expected) in lrs.iter().zip(expected) {
+            assert!((lr - expected).abs() < 1e-15, "{lrs:?}");
+        }
+        // The middle of a 10-epoch schedule, and the rate a resumed training recomputes.
+        let long = schedule(LrScheduleStep::Iteration, 0.0, 10, 8);
+        assert!((long.lr(5, 0) - 0.05).abs() < 1e-12);
+        assert_eq!(long.lr(3, 5), schedule(LrScheduleStep::Iteration, 0.0, 10, 8).lr(3, 5));
+        assert!(long.lr(3, 5) < long.lr(3, 4), "every step moves");
+        assert_eq!(schedule(LrScheduleStep::Iteration, 0.0, 0, 8).lr(0, 0), 0.1, "no epochs: the initial rate");
     }
 }

@@ -9,7 +9,7 @@ use tch::Tensor;
 use splitnas_data::{BatchLoader, LoaderPosition};
 
 use crate::error::{PluginResultExt, SearchError};
-use crate::optim::{clip_gradients, cosine_lr, steps_per_epoch, Sgd, SgdConfig};
+use crate::optim::{clip_gradients, steps_per_epoch, CosineSchedule, Sgd, SgdConfig};
 
 /// How a stand-alone network is trained (the run configuration's `[final]` table says it).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -21,6 +21,8 @@ pub struct StandaloneSettings {
     pub auxiliary_weight: f64,
     /// Drop-path probability, raised linearly from 0 over the epochs; 0 disables it.
     pub drop_path_prob: f64,
+    /// Label smoothing ε of the cross-entropy (PyTorch's `label_smoothing`); 0 disables it.
+    pub label_smoothing: f64,
     pub optimizer: SgdConfig,
 }
 
@@ -34,6 +36,13 @@ pub struct StandaloneResult {
     pub seconds: f64,
 }
 
+/// The mean cross-entropy of a training step with label smoothing ε, exactly PyTorch's
+/// `CrossEntropyLoss(label_smoothing=ε)` (libtorch's own kernel): the target is
+/// `(1 − ε)·onehot + ε/K` over the K classes.
+pub fn training_cross_entropy(logits: &Tensor, labels: &Tensor, label_smoothing: f64) -> Tensor {
+    logits.cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Mean, -100, label_smoothing)
+}
+
 /// Accuracy of a network on every batch of an evaluation loader (BN in inference mode).
 pub(crate) fn network_accuracy(network: &NetworkBox, loader: &RefCell<BatchLoader>) -> Result<f64, SearchError> {
     tch::no_grad(|| {
@@ -43,7 +52,7 @@ pub(crate) fn network_accuracy(network: &NetworkBox, loader: &RefCell<BatchLoade
         let mut hits = 0i64;
         let mut seen = 0i64;
         for _ in 0..batches {
-            let batch = loader.next_batch();
+            let batch = loader.next_batch()?;
             let output = network.forward(TensorRef::new(&batch.images), ForwardMode { train: false, drop_path_prob: 0.0 }).within("network")?;
             let logits = output.logits.into_tensor();
             hits += logits.argmax(-1, false).eq_tensor(&batch.labels).sum(tch::Kind::Int64).int64_value(&[]);
@@ -70,7 +79,12 @@ pub struct StandaloneProgress {
 /// One finished epoch, handed to [`StandaloneHooks::on_epoch_end`] to log and checkpoint.
 pub struct StandaloneEpoch {
     pub epoch: usize,
+    /// The learning rate of the epoch's first step.
     pub lr: f64,
+    /// The learning rate of every step of the epoch, in order.
+    pub step_lrs: Vec<f64>,
+    /// The libtorch threads the epoch ran on, and why.
+    pub threads: crate::threads::ThreadChoice,
     pub train_loss: f64,
     /// Accuracy on the training batches of the epoch, as trained (augmentation, train mode).
     pub train_accuracy: f64,
@@ -90,7 +104,7 @@ pub struct StandaloneResume {
 
 /// What the caller sees of a training as it runs.
 pub struct StandaloneHooks<'a> {
-    /// After every step: (epoch, learning rate).
+    /// After every step: (epoch, the learning rate the step used).
     pub on_step: &'a mut dyn FnMut(usize, f64),
     /// After every epoch, before the next one starts: log it, checkpoint it.
     pub on_epoch_end: &'a mut dyn FnMut(&StandaloneEpoch) -> Result<(), SearchError>,
@@ -102,7 +116,8 @@ fn epoch_torch_seed(seed: u64, epoch: usize) -> i64 {
     crate::seeds::stream_seed(seed, crate::seeds::Stream::Standalone, &[epoch as u64]) as i64
 }
 
-/// Trains `network` with SGD and a cosine schedule, then evaluates it. With `resume`, the
+/// Trains `network` with SGD and a cosine schedule over `config.epochs` (moving per iteration
+/// or per epoch as `config.optimizer.lr_schedule_step` says), then evaluates it. With `resume`, the
 /// network, buffers, optimizer and loader continue from a checkpoint of a finished epoch, and
 /// the result equals an uninterrupted training's.
 #[allow(clippy::too_many_arguments)]
@@ -138,9 +153,14 @@ pub fn train_standalone(
         seconds_before = resume.progress.seconds;
     }
     let steps = steps_per_epoch(train.borrow().batches_per_epoch(), config.max_steps_per_epoch);
+    // A function of (epoch, step) alone: a resumed training continues it exactly.
+    let schedule = CosineSchedule::new(&config.optimizer, config.epochs, steps);
     for epoch in first_epoch..config.epochs {
         tch::manual_seed(epoch_torch_seed(seed, epoch));
-        let lr = cosine_lr(config.optimizer.lr, config.optimizer.lr_min, epoch, config.epochs);
+        // An epoch boundary: the free CPUs may have changed (unless the count is pinned).
+        crate::threads::recheck();
+        let threads = crate::threads::current();
+        let mut step_lrs = Vec::with_capacity(steps);
         // DARTS's schedule: drop_path_prob · epoch / epochs.
         let mode = ForwardMode { train: true, drop_path_prob: config.drop_path_prob * epoch as f64 / config.epochs as f64 };
         // Summed on the device; read once per epoch (no per-step device sync).
@@ -148,12 +168,14 @@ pub fn train_standalone(
         let mut hits: Option<Tensor> = None;
         let mut seen = 0i64;
         for step in 0..steps {
-            let batch = train.borrow_mut().next_batch();
+            let lr = schedule.lr(epoch, step);
+            step_lrs.push(lr);
+            let batch = train.borrow_mut().next_batch()?;
             let output = network.forward(TensorRef::new(&batch.images), mode).within("network")?;
             let logits = output.logits.into_tensor();
-            let mut loss = logits.cross_entropy_for_logits(&batch.labels);
+            let mut loss = training_cross_entropy(&logits, &batch.labels, config.label_smoothing);
             if let abi_stable::std_types::ROption::RSome(auxiliary) = output.auxiliary_logits {
-                loss += auxiliary.into_tensor().cross_entropy_for_logits(&batch.labels) * config.auxiliary_weight;
+                loss += training_cross_entropy(&auxiliary.into_tensor(), &batch.labels, config.label_smoothing) * config.auxiliary_weight;
             }
             let gradients: Vec<Option<Tensor>> =
                 Tensor::run_backward(&[&loss], &inputs, false, false).into_iter().map(|g| g.defined().then_some(g)).collect();
@@ -191,7 +213,8 @@ pub fn train_standalone(
             .chain(buffers.iter().map(|(name, t)| (format!("buffer.{name}"), t.shallow_clone())))
             .chain(optimizer.state().into_iter().map(|(name, t)| (format!("sgd.{name}"), t)))
             .collect();
-        (hooks.on_epoch_end)(&StandaloneEpoch { epoch, lr, train_loss: last_loss, train_accuracy, progress, tensors })?;
+        let lr = schedule.lr(epoch, 0);
+        (hooks.on_epoch_end)(&StandaloneEpoch { epoch, lr, step_lrs, threads, train_loss: last_loss, train_accuracy, progress, tensors })?;
     }
     let valid_accuracy = valid.map(|loader| network_accuracy(network, loader)).transpose()?;
     let test_accuracy = network_accuracy(network, test)?;

@@ -19,7 +19,7 @@ use crate::context::{abi_batch, BufferSnapshot, TrainingContext, TrainingEnviron
 use crate::criterion::{run_split, HostCriterionContext};
 use crate::error::{named, PluginResultExt, SearchError};
 use crate::gradients::GradientProvider;
-use crate::optim::{clip_gradients, cosine_lr, steps_per_epoch, Adam, AdamConfig, Sgd, SgdConfig};
+use crate::optim::{clip_gradients, steps_per_epoch, Adam, AdamConfig, CosineSchedule, Sgd, SgdConfig};
 use crate::services::PluginServices;
 
 /// What deriving an architecture from a sub-supernet gave.
@@ -45,7 +45,8 @@ pub struct SplitOutcome {
 pub struct TrainingSettings {
     pub weights: SgdConfig,
     pub architecture: AdamConfig,
-    /// The cosine schedule runs over epochs `[schedule_start, schedule_end)`.
+    /// The cosine schedule runs over epochs `[schedule_start, schedule_end)`, moving per
+    /// iteration or per epoch as `weights.lr_schedule_step` says.
     pub schedule_start: usize,
     pub schedule_end: usize,
     pub architecture_warmup_epochs: usize,
@@ -87,7 +88,10 @@ pub struct SubSupernet {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EpochSummary {
     pub epoch: usize,
+    /// The learning rate of the epoch's first step.
     pub lr: f64,
+    /// The learning rate of every step, in order.
+    pub step_lrs: Vec<f64>,
     pub train_loss: f64,
     pub steps: usize,
     pub seconds: f64,
@@ -121,9 +125,12 @@ impl SubSupernet {
         })
     }
 
-    pub fn learning_rate(&self, epoch: usize) -> f64 {
+    /// The learning rate of step `step` of `epoch` (of `steps_per_epoch`): a function of these
+    /// alone, so a resumed or inherited schedule continues exactly.
+    pub fn learning_rate(&self, epoch: usize, step: usize, steps_per_epoch: usize) -> f64 {
         let s = &self.settings;
-        cosine_lr(s.weights.lr, s.weights.lr_min, epoch.saturating_sub(s.schedule_start), s.schedule_end.saturating_sub(s.schedule_start))
+        let schedule = CosineSchedule::new(&s.weights, s.schedule_end.saturating_sub(s.schedule_start), steps_per_epoch);
+        schedule.lr(epoch.saturating_sub(s.schedule_start), step)
     }
 
     /// Trains one epoch. `on_step` is called after each step (progress bars).
@@ -136,16 +143,16 @@ impl SubSupernet {
     ) -> Result<EpochSummary, SearchError> {
         let started = std::time::Instant::now();
         tch::manual_seed(seed as i64);
-        let lr = self.learning_rate(epoch);
         let steps = steps_per_epoch(env.train.borrow().batches_per_epoch(), self.settings.max_steps_per_epoch);
+        let step_lrs: Vec<f64> = (0..steps).map(|step| self.learning_rate(epoch, step, steps)).collect();
         let train_architecture = epoch >= self.settings.architecture_warmup_epochs && !self.alphas.is_empty();
         let services = PluginServices::new(SeededRng::new(seed));
         let (context, mut trainer) = self.trainer(env, epoch, &services);
         trainer.algorithm.on_epoch_start(HostContext_TO::from_ptr(&context, TD_Opaque), context.progress).within("algorithm")?;
         let mut loss_sum = Tensor::zeros([], (tch::Kind::Float, env.device.to_tch()));
-        for step in 0..steps {
-            let train_batch = env.train.borrow_mut().next_batch();
-            let valid_batch = if train_architecture { Some(env.valid.borrow_mut().next_batch()) } else { None };
+        for (step, &lr) in step_lrs.iter().enumerate() {
+            let train_batch = env.train.borrow_mut().next_batch()?;
+            let valid_batch = if train_architecture { Some(env.valid.borrow_mut().next_batch()?) } else { None };
             let loss = trainer.step(&context, &train_batch, valid_batch.as_ref(), lr)?;
             loss_sum += &loss;
             // One host sync every 20 steps catches a diverging run early without stalling every step.
@@ -159,7 +166,8 @@ impl SubSupernet {
         }
         Ok(EpochSummary {
             epoch,
-            lr,
+            lr: self.learning_rate(epoch, 0, steps),
+            step_lrs,
             train_loss: loss_sum.double_value(&[]) / steps.max(1) as f64,
             steps,
             seconds: started.elapsed().as_secs_f64(),

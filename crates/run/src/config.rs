@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::overrides::ConfigOverride;
 use splitnas_data::{DataConfig, TrainOn};
-use splitnas_engine::optim::{AdamConfig, SgdConfig};
+use splitnas_engine::optim::{AdamConfig, LrScheduleStep, SgdConfig};
 use splitnas_engine::standalone::StandaloneSettings;
 
 #[derive(Debug, thiserror::Error)]
@@ -122,17 +122,22 @@ pub struct RunSection {
     pub seed: u64,
     /// `cpu`, `cuda`, `cuda:N` or `auto` (CUDA where available); `--device` overrides it.
     pub device: String,
-    /// CPU threads for libtorch; 0 keeps libtorch's default. `--threads` overrides it, and
-    /// the run's `config.toml` records the number used.
+    /// CPU threads for libtorch; 0 lets splitnas choose from the free CPUs (affinity mask,
+    /// cgroup quota, other runnable processes; at most libtorch's default), again at every
+    /// epoch boundary, as `splitnas_engine::threads` explains. `--threads` overrides it, the
+    /// run's `config.toml` records a given number, and every epoch event of metrics.jsonl the
+    /// count used and why (`threads`). Set it when results must reproduce bit for bit.
     pub threads: usize,
     /// Also write TensorBoard event files into `<run dir>/tensorboard/`: one TensorBoard run
     /// per node (`node-N`: per epoch `search/train_loss`, `search/supernet_valid_accuracy`,
-    /// `search/lr`; per split `split/score/<choice point>`) and per stand-alone training
-    /// (`node-N/standalone`: `standalone/train_loss`, `standalone/train_accuracy`,
-    /// `standalone/lr`, and `standalone/valid_accuracy` where measured, per epoch). Steps are
-    /// the `epoch` of metrics.jsonl, whose events they mirror. Written as they are logged, so a
-    /// killed run keeps them; a resumed run adds new files. `tensorboard --logdir
-    /// runs/<name>/tensorboard` shows them.
+    /// `search/lr`; per split `split/score/<choice point>`; per training step
+    /// `search/step_lr`) and per stand-alone training (`node-N/standalone`:
+    /// `standalone/train_loss`, `standalone/train_accuracy`, `standalone/lr`, and
+    /// `standalone/valid_accuracy` where measured, per epoch; `standalone/step_lr` per training
+    /// step). Steps are the `epoch` of metrics.jsonl, whose events they mirror, and for the
+    /// `step_lr` tags the training step (`epoch · steps + step`, from the epoch events'
+    /// `step_lrs`). Written as they are logged, so a killed run keeps them; a resumed run adds
+    /// new files. `tensorboard --logdir runs/<name>/tensorboard` shows them.
     pub tensorboard: bool,
 }
 
@@ -169,10 +174,38 @@ pub struct SearchSection {
     pub architecture_warmup_epochs: usize,
     /// Cap on validation batches when the supernet evaluates an architecture; 0 uses the whole split.
     pub eval_batches: usize,
-    /// The weight optimizer (SGD, cosine schedule over `epochs`).
+    /// The weight optimizer (SGD) and its cosine schedule over `epochs` (after a final split
+    /// with `restart_final`, over the remaining epochs): `lr` → `lr_min`, moving every step
+    /// or once per epoch as `lr_schedule_step` says (`"iteration"` by default; DARTS's
+    /// `train_search.py` steps per epoch: `"epoch"`).
     pub weights: SgdConfig,
     /// The architecture optimizer (Adam).
     pub architecture: AdamConfig,
+    /// The per-option cost the host offers search algorithms (cost-aware search such as
+    /// `proxylessnas`'s expected-cost loss): `none`, `flops` (multiply-accumulates the space
+    /// counts at the data's image size) or `latency` (milliseconds from `latency_table`).
+    pub option_cost: OptionCostKind,
+    /// The latency lookup table `option_cost = "latency"` reads, as `splitnas bench latency
+    /// --output` wrote it for this space and its settings (a relative path is taken from the
+    /// working directory). It must list the space's choice points and options exactly.
+    pub latency_table: Option<PathBuf>,
+    /// Label smoothing ε of the weight steps' cross-entropy, as PyTorch's
+    /// `CrossEntropyLoss(label_smoothing=ε)`, and of gradient matching's scoring passes (as
+    /// ProxylessNAS-GM scores with its training loss); 0 disables it. Architecture steps keep
+    /// plain cross-entropy.
+    pub label_smoothing: f64,
+}
+
+/// `[search] option_cost`: which per-option cost the host offers search algorithms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptionCostKind {
+    /// No costs: cost-aware algorithms refuse a nonzero cost weight.
+    None,
+    /// The space's count of multiply-accumulates per option (ABI 1.3 `option_flops`).
+    Flops,
+    /// The median milliseconds of `[search] latency_table`.
+    Latency,
 }
 
 impl Default for SearchSection {
@@ -184,6 +217,9 @@ impl Default for SearchSection {
             eval_batches: 0,
             weights: SgdConfig::default(),
             architecture: AdamConfig::default(),
+            option_cost: OptionCostKind::None,
+            latency_table: None,
+            label_smoothing: 0.0,
         }
     }
 }
@@ -224,9 +260,15 @@ pub struct FinalSection {
     /// over the epochs as DARTS's training script does; 0 disables it (NB201 networks refuse
     /// any other value).
     pub drop_path_prob: f64,
+    /// Label smoothing ε of stand-alone training's cross-entropy (the auxiliary head's too), as
+    /// PyTorch's `CrossEntropyLoss(label_smoothing=ε)`; 0 disables it (ProxylessNAS: 0.1).
+    pub label_smoothing: f64,
     /// Export every trained leaf's network as `models/node-N.safetensors` (and `.json`), not
     /// only the selected one's `model.safetensors`.
     pub save_leaves: bool,
+    /// SGD and its cosine schedule over `epochs`: `lr` → `lr_min`, moving every step or once
+    /// per epoch as `lr_schedule_step` says (`"iteration"` by default; DARTS's `train.py`
+    /// steps per epoch: `"epoch"`).
     pub optimizer: SgdConfig,
 }
 
@@ -238,13 +280,15 @@ impl FinalSection {
             max_steps_per_epoch: self.max_steps_per_epoch,
             auxiliary_weight: self.auxiliary_weight,
             drop_path_prob: self.drop_path_prob,
+            label_smoothing: self.label_smoothing,
             optimizer: self.optimizer,
         }
     }
 }
 
 impl Default for FinalSection {
-    /// NB201's stand-alone protocol: SGD 0.1 Nesterov, weight decay 5e-4, cosine to 0.
+    /// NB201's stand-alone protocol: SGD 0.1 Nesterov, weight decay 5e-4, cosine to 0, moved
+    /// every step (see [`LrScheduleStep`] for why, and for what each reference does).
     fn default() -> Self {
         FinalSection {
             epochs: 10,
@@ -256,8 +300,17 @@ impl Default for FinalSection {
             select_by: SelectBy::Standalone,
             halving_first_epochs: 0,
             drop_path_prob: 0.0,
+            label_smoothing: 0.0,
             save_leaves: false,
-            optimizer: SgdConfig { lr: 0.1, lr_min: 0.0, momentum: 0.9, nesterov: true, weight_decay: 5e-4, grad_clip: 5.0 },
+            optimizer: SgdConfig {
+                lr: 0.1,
+                lr_min: 0.0,
+                momentum: 0.9,
+                nesterov: true,
+                weight_decay: 5e-4,
+                grad_clip: 5.0,
+                lr_schedule_step: LrScheduleStep::Iteration,
+            },
         }
     }
 }
@@ -384,6 +437,28 @@ impl RunConfig {
         let drop_path = self.final_training.drop_path_prob;
         if !(0.0..1.0).contains(&drop_path) {
             return Err(format!("`final.drop_path_prob` must be in [0, 1), got {drop_path}"));
+        }
+        for (value, field) in
+            [(self.search.label_smoothing, "search.label_smoothing"), (self.final_training.label_smoothing, "final.label_smoothing")]
+        {
+            if !(0.0..1.0).contains(&value) {
+                return Err(format!("`{field}` must be in [0, 1), got {value}"));
+            }
+        }
+        match (self.search.option_cost, &self.search.latency_table) {
+            (OptionCostKind::Latency, None) => {
+                return Err(
+                    "`search.option_cost = \"latency\"` needs `search.latency_table`: a table written by `splitnas bench latency --output FILE`"
+                        .to_string(),
+                )
+            }
+            (OptionCostKind::None | OptionCostKind::Flops, Some(table)) => {
+                return Err(format!(
+                    "`search.latency_table` ({}) is read only with `search.option_cost = \"latency\"`: set that, or remove the table",
+                    table.display()
+                ))
+            }
+            _ => {}
         }
         let adam = &self.search.architecture;
         positive(adam.lr, "search.architecture.lr")?;
@@ -572,6 +647,30 @@ mod tests {
         let error = parse(&format!("{MINIMAL}[final]\ntrain_on = \"train+valid\"\n")).unwrap_err().to_string();
         assert!(error.contains("\"standalone\""), "the default selection is refused too: {error}");
         assert!(parse(&format!("{MINIMAL}[final]\ntrain_on = \"train\"\nselect_by = \"successive_halving\"\n")).is_ok());
+    }
+
+    #[test]
+    fn option_costs_and_label_smoothing_are_checked() {
+        let defaults = parse(MINIMAL).unwrap();
+        assert_eq!(
+            (defaults.search.option_cost, defaults.search.label_smoothing, defaults.final_training.label_smoothing),
+            (OptionCostKind::None, 0.0, 0.0)
+        );
+        let config = parse(&format!(
+            "{MINIMAL}[search]\noption_cost = \"latency\"\nlatency_table = \"lut.json\"\nlabel_smoothing = 0.1\n[final]\nlabel_smoothing = 0.1\n"
+        ))
+        .unwrap();
+        assert_eq!((config.search.option_cost, config.search.latency_table.as_deref()), (OptionCostKind::Latency, Some(Path::new("lut.json"))));
+        assert_eq!((config.search.label_smoothing, config.final_training.label_smoothing), (0.1, 0.1));
+        assert_eq!(parse(&format!("{MINIMAL}[search]\noption_cost = \"flops\"\n")).unwrap().search.option_cost, OptionCostKind::Flops);
+        let error = parse(&format!("{MINIMAL}[search]\noption_cost = \"latency\"\n")).unwrap_err().to_string();
+        assert!(error.contains("search.latency_table") && error.contains("bench latency"), "{error}");
+        let error = parse(&format!("{MINIMAL}[search]\nlatency_table = \"lut.json\"\n")).unwrap_err().to_string();
+        assert!(error.contains("lut.json") && error.contains("option_cost"), "{error}");
+        let error = parse(&format!("{MINIMAL}[search]\noption_cost = \"macs\"\n")).unwrap_err().to_string();
+        assert!(error.contains("flops") && error.contains("latency"), "{error}");
+        let error = parse(&format!("{MINIMAL}[final]\nlabel_smoothing = 1.0\n")).unwrap_err().to_string();
+        assert!(error.contains("final.label_smoothing"), "{error}");
     }
 
     #[test]

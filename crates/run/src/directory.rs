@@ -7,6 +7,8 @@
 //!   metrics.jsonl          one JSON object per epoch and event
 //!   tree.json              the split tree, also the resume record
 //!   checkpoints/node-N.*   supernet, α, optimizer state (safetensors) + scalar state (JSON)
+//!   classes.json           the class names in label order, for image folders (label k is the
+//!                          k-th sorted class folder)
 //!   provenance.json        which plugin builds (file, version, SHA-256) made the run, and the
 //!                          command line that started it (its --set overrides)
 //!   halving.json           successive-halving rounds, when selection uses them
@@ -46,6 +48,7 @@ const TREE: &str = "tree.json";
 const CHECKPOINTS: &str = "checkpoints";
 const HALVING: &str = "halving.json";
 const PROVENANCE: &str = "provenance.json";
+const CLASSES: &str = "classes.json";
 const REPORT_JSON: &str = "report.json";
 const REPORT_MARKDOWN: &str = "report.md";
 const LOCK: &str = "run.lock";
@@ -131,6 +134,17 @@ impl RunDirectory {
     }
     pub fn report_path(&self) -> PathBuf {
         self.root.join(REPORT_JSON)
+    }
+    pub fn classes_path(&self) -> PathBuf {
+        self.root.join(CLASSES)
+    }
+
+    /// Records the class names of the run's data (index = label), where the data names them.
+    pub fn write_class_names(&self, class_names: Option<&[String]>) -> Result<(), RunDirectoryError> {
+        match class_names {
+            Some(names) => Ok(write_json(&self.classes_path(), &names)?),
+            None => Ok(()),
+        }
     }
     pub fn report_markdown_path(&self) -> PathBuf {
         self.root.join(REPORT_MARKDOWN)

@@ -20,6 +20,7 @@ use splitnas_engine::criterion::split_candidates;
 use splitnas_engine::plugins::PluginRegistry;
 use splitnas_engine::seeds::{epoch_seed, evaluation_seed, seed_node_init, stream_seed, Stream, SPLIT_LOADER_EPOCH};
 use splitnas_engine::sub_supernet::{Derivation, EpochSummary, SplitOutcome, SubSupernet, TrainingSettings};
+use splitnas_engine::threads::ThreadChoice;
 use splitnas_plugin_api::{Mask, SplitRequest};
 
 use crate::config::RunConfig;
@@ -34,6 +35,7 @@ use crate::tree::{CandidateRecord, LeafResult, SplitRecord, SplitTree};
 /// Starts a new run in a fresh directory.
 pub fn run(setup: RunSetup, options: &RunOptions) -> Result<Report> {
     let lock = setup.directory.create(&setup.config, options.overwrite)?;
+    setup.directory.write_class_names(setup.data.class_names.as_deref())?;
     setup.directory.write_provenance(&Provenance { builds: setup.builds.clone(), invocation: options.invocation.clone() })?;
     execute(setup, lock, options)
 }
@@ -66,7 +68,7 @@ pub fn resume(directory: &Path, registry: PluginRegistry, options: &RunOptions) 
 
 fn execute(setup: RunSetup, _lock: RunLock, options: &RunOptions) -> Result<Report> {
     let loaders = SearchLoaders::new(&setup.data)?;
-    let env = loaders.environment(&setup.space, &setup.info, setup.device, &setup.config);
+    let env = loaders.environment(&setup.space, &setup.info, setup.device, &setup.config, setup.option_costs.as_ref());
     let mut search = Search { setup: &setup, options, metrics: MetricsLog::for_run(&setup.directory, &setup.config)? };
     let mut tree = search.tree(&env)?;
     search.announce();
@@ -96,6 +98,8 @@ fn new_node(
 /// What one epoch of a node's training measured.
 pub struct EpochOutcome<'a> {
     pub epoch: usize,
+    /// The libtorch threads the epoch ran on, and why.
+    pub threads: ThreadChoice,
     pub summary: &'a EpochSummary,
     pub supernet_valid_accuracy: f64,
 }
@@ -121,21 +125,25 @@ pub fn train_epochs(
         let position = splitnas_data::LoaderPosition { epoch: epoch as u64, batch: 0 };
         env.train.borrow_mut().seek(position);
         env.valid.borrow_mut().seek(position);
-        let bar = progress_bar(steps as u64, quiet, format!("node {node} epoch {}/{total}", epoch + 1));
+        // An epoch boundary: the free CPUs may have changed (unless the count is pinned).
+        splitnas_engine::threads::recheck();
+        let threads = splitnas_engine::threads::current();
+        let bar = progress_bar(steps as u64, quiet, format!("node {node} epoch {}/{total} ({} threads)", epoch + 1, threads.threads));
         let summary = sub.train_epoch(env, epoch, epoch_seed(seed, node, epoch), &mut || bar.inc(1))?;
         bar.finish_and_clear();
         let supernet_valid_accuracy = sub.evaluate(env, epoch, evaluation_seed(seed, node, epoch))?;
         if !quiet {
             eprintln!(
-                "node {node} epoch {:>3}/{total}  lr {:.5}  loss {:.4}  supernet valid {:.4}  ({:.1} s)",
+                "node {node} epoch {:>3}/{total}  lr {:.5}  loss {:.4}  supernet valid {:.4}  ({:.1} s, {} threads)",
                 epoch + 1,
                 summary.lr,
                 summary.train_loss,
                 supernet_valid_accuracy,
-                summary.seconds
+                summary.seconds,
+                threads.threads
             );
         }
-        after_epoch(sub, EpochOutcome { epoch, summary: &summary, supernet_valid_accuracy })?;
+        after_epoch(sub, EpochOutcome { epoch, threads, summary: &summary, supernet_valid_accuracy })?;
     }
     Ok(())
 }
@@ -266,8 +274,8 @@ impl<'a> Search<'a> {
         train_epochs(env, &setup.config, sub, node, from, to, quiet, &mut |sub, outcome| {
             let summary = outcome.summary;
             metrics.write(json!({
-                "event": "epoch", "node": node, "epoch": outcome.epoch, "lr": summary.lr, "train_loss": summary.train_loss,
-                "supernet_valid_accuracy": outcome.supernet_valid_accuracy, "steps": summary.steps, "seconds": summary.seconds,
+                "event": "epoch", "node": node, "epoch": outcome.epoch, "lr": summary.lr, "step_lrs": summary.step_lrs, "train_loss": summary.train_loss,
+                "supernet_valid_accuracy": outcome.supernet_valid_accuracy, "steps": summary.steps, "seconds": summary.seconds, "threads": outcome.threads,
                 "metrics": summary.metrics, "alphas": alpha_values(sub), "state_digest": state_digest(sub),
             }))?;
             tree.nodes[node].train_seconds += summary.seconds;

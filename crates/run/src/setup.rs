@@ -9,13 +9,14 @@ use serde_json::Value;
 use splitnas_data::{prepare_data, BatchLoader, PreparedData, SplitName};
 use splitnas_engine::components::{algorithm_factory, create_criterion, create_space, merge_config};
 use splitnas_engine::context::TrainingEnvironment;
+use splitnas_engine::costs::{flops_costs, LatencyTable};
 use splitnas_engine::device::DeviceChoice;
 use splitnas_engine::error::SearchError;
 use splitnas_engine::plugins::PluginRegistry;
 use splitnas_engine::sub_supernet::TrainingSettings;
-use splitnas_plugin_api::{AlgorithmSetup, ComponentKind, Device, SearchAlgorithmBox, SearchSpaceBox, SpaceInfo, SpaceSetup};
+use splitnas_plugin_api::{AlgorithmSetup, ComponentKind, Device, OptionCosts, SearchAlgorithmBox, SearchSpaceBox, SpaceInfo, SpaceSetup};
 
-use crate::config::{ComponentChoice, RunConfig};
+use crate::config::{ComponentChoice, OptionCostKind, RunConfig};
 use crate::directory::RunDirectory;
 use crate::provenance::{component_builds, ComponentBuild, Invocation};
 
@@ -53,6 +54,9 @@ pub struct RunSetup {
     pub directory: RunDirectory,
     /// The plugin builds of the components the configuration names.
     pub builds: Vec<ComponentBuild>,
+    /// The per-option costs algorithms are offered (`[search] option_cost`), checked against
+    /// the space before a run directory exists.
+    pub option_costs: Option<OptionCosts>,
 }
 
 impl RunSetup {
@@ -65,12 +69,14 @@ impl RunSetup {
         if let Some(threads) = options.threads {
             config.run.threads = threads;
         }
+        // 0 keeps the count the binary chose from the free CPUs (re-checked every epoch).
         if config.run.threads > 0 {
-            tch::set_num_threads(config.run.threads as i32);
+            splitnas_engine::threads::pin(config.run.threads, if options.threads.is_some() { "--threads" } else { "run.threads" });
         }
         let data = prepare_data(&config.data, device.to_tch()).context("preparing the data ([data] table)")?;
         let space = create_run_space(&registry, &config, &data)?;
         let info = space.info().into_result().map_err(|e| anyhow::anyhow!("space `{}`: {e}", config.space.name))?;
+        let option_costs = search_option_costs(&config, &space, &info)?;
         let create_algorithm: AlgorithmFactory = Box::new(algorithm_factory(&registry, &config.algorithm.name, &config.algorithm.config_json())?);
         if !config.split.is_one_shot() {
             create_criterion(&registry, &config.split.criterion, &config.split.config_json())?;
@@ -79,8 +85,21 @@ impl RunSetup {
         let output_dir = options.output_dir.clone().unwrap_or_else(|| config.run.output_dir.clone());
         let directory = RunDirectory::new(output_dir.join(&config.run.name));
         config.run.output_dir = output_dir;
-        Ok(RunSetup { config, registry, device, data, space, info, create_algorithm, directory, builds })
+        Ok(RunSetup { config, registry, device, data, space, info, create_algorithm, directory, builds, option_costs })
     }
+}
+
+/// The costs `[search] option_cost` names: the space's FLOPs at the data's image size, or the
+/// latency table's milliseconds, refused when the table does not describe this space.
+pub fn search_option_costs(config: &RunConfig, space: &SearchSpaceBox, info: &SpaceInfo) -> Result<Option<OptionCosts>> {
+    Ok(match config.search.option_cost {
+        OptionCostKind::None => None,
+        OptionCostKind::Flops => Some(flops_costs(space, info).context("`search.option_cost = \"flops\"`")?),
+        OptionCostKind::Latency => {
+            let path = config.search.latency_table.as_deref().context("`search.option_cost = \"latency\"` needs `search.latency_table`")?;
+            Some(LatencyTable::read(path)?.option_costs(info, path).context("`search.latency_table`")?)
+        }
+    })
 }
 
 /// The configuration with each component's published defaults merged under the user's keys
@@ -119,7 +138,7 @@ fn to_toml_table(value: &Value) -> std::collections::BTreeMap<String, toml::Valu
 pub(crate) fn space_setup(data: &PreparedData) -> SpaceSetup {
     let shape = data.splits.train.image_shape();
     SpaceSetup {
-        classes: data.splits.train.num_classes as u32,
+        classes: data.splits.train.num_classes() as u32,
         input_channels: shape[0] as u32,
         image_size: shape[1] as u32,
         network_channels: 0,
@@ -167,7 +186,14 @@ impl SearchLoaders {
         })
     }
 
-    pub fn environment<'a>(&'a self, space: &'a SearchSpaceBox, info: &'a SpaceInfo, device: Device, config: &RunConfig) -> TrainingEnvironment<'a> {
+    pub fn environment<'a>(
+        &'a self,
+        space: &'a SearchSpaceBox,
+        info: &'a SpaceInfo,
+        device: Device,
+        config: &RunConfig,
+        option_costs: Option<&'a OptionCosts>,
+    ) -> TrainingEnvironment<'a> {
         TrainingEnvironment {
             space,
             info,
@@ -177,6 +203,8 @@ impl SearchLoaders {
             valid_eval: &self.valid_eval,
             eval_batches: config.search.eval_batches,
             total_epochs: config.search.epochs,
+            option_costs,
+            label_smoothing: config.search.label_smoothing,
         }
     }
 }

@@ -44,6 +44,10 @@ pub const STANDALONE_SCALARS: [(&str, &str); 4] = [
     ("lr", "standalone/lr"),
 ];
 
+/// Per-step learning rates (`step_lrs` of search and stand-alone epochs): the tag in the
+/// event's TensorBoard run, whose steps are training steps (`epoch · steps + step`).
+pub const STEP_LR_TAGS: [(&str, &str); 2] = [("epoch", "search/step_lr"), ("standalone_epoch", "standalone/step_lr")];
+
 /// The prefix of a split's scores: `split/score/<choice point name>` per candidate.
 pub const SPLIT_SCORE_PREFIX: &str = "split/score/";
 
@@ -86,6 +90,26 @@ pub fn scalars_of(event: &Value) -> Option<Scalars> {
     (!values.is_empty()).then_some(Scalars { run, step, values })
 }
 
+/// The learning rate of every step of an epoch event that lists them (`step_lrs`), one
+/// [`Scalars`] per step, on the step axis of training steps: step `s` of epoch `e` with `n`
+/// steps per epoch is `e · n + s`.
+pub fn step_lr_scalars(event: &Value) -> Vec<Scalars> {
+    let scalars = || -> Option<Vec<Scalars>> {
+        let node = event.get("node")?.as_u64()?;
+        let kind = event.get("event")?.as_str()?;
+        let (_, tag) = STEP_LR_TAGS.iter().find(|(event_kind, _)| *event_kind == kind)?;
+        let run = if kind == "epoch" { format!("node-{node}") } else { format!("node-{node}/standalone") };
+        let epoch = event.get("epoch")?.as_i64()?;
+        let lrs = event.get("step_lrs")?.as_array()?;
+        let first_step = epoch * lrs.len() as i64;
+        let per_step = lrs.iter().enumerate().filter_map(|(index, lr)| {
+            Some(Scalars { run: run.clone(), step: first_step + index as i64, values: vec![(tag.to_string(), lr.as_f64()?)] })
+        });
+        Some(per_step.collect())
+    };
+    scalars().unwrap_or_default()
+}
+
 /// The event files of one run directory's `tensorboard/`, opened as events arrive.
 pub struct TensorBoardLog {
     root: PathBuf,
@@ -99,14 +123,14 @@ impl TensorBoardLog {
 
     /// Writes the scalars of one metrics event (nothing for an event without any).
     pub fn record(&mut self, event: &Value) -> Result<()> {
-        let Some(scalars) = scalars_of(event) else {
-            return Ok(());
-        };
-        let writer = match self.writers.entry(scalars.run.clone()) {
-            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::btree_map::Entry::Vacant(entry) => entry.insert(EventWriter::create(&self.root.join(&scalars.run))?),
-        };
-        writer.write_scalars(scalars.step, wall_time(), &scalars.values)
+        for scalars in scalars_of(event).into_iter().chain(step_lr_scalars(event)) {
+            let writer = match self.writers.entry(scalars.run.clone()) {
+                std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::btree_map::Entry::Vacant(entry) => entry.insert(EventWriter::create(&self.root.join(&scalars.run))?),
+            };
+            writer.write_scalars(scalars.step, wall_time(), &scalars.values)?;
+        }
+        Ok(())
     }
 }
 
@@ -305,6 +329,19 @@ mod tests {
         let standalone = json!({"event": "standalone_epoch", "node": 1, "epoch": 0, "lr": 0.1, "train_loss": 2.0, "train_accuracy": 0.25});
         let scalars = scalars_of(&standalone).unwrap();
         assert_eq!((scalars.run.as_str(), scalars.step, scalars.values.len()), ("node-1/standalone", 0, 3));
+
+        let standalone = json!({"event": "standalone_epoch", "node": 1, "epoch": 2, "lr": 0.1, "step_lrs": [0.1, 0.09, 0.08]});
+        let steps: Vec<(String, i64, f64)> = step_lr_scalars(&standalone).into_iter().map(|s| (s.run, s.step, s.values[0].1)).collect::<Vec<_>>();
+        assert_eq!(
+            steps,
+            [("node-1/standalone".to_string(), 6, 0.1), ("node-1/standalone".to_string(), 7, 0.09), ("node-1/standalone".to_string(), 8, 0.08)]
+        );
+        let tags: Vec<String> = step_lr_scalars(&json!({"event": "epoch", "node": 0, "epoch": 0, "step_lrs": [0.5]}))
+            .into_iter()
+            .map(|s| format!("{}:{}", s.run, s.values[0].0))
+            .collect();
+        assert_eq!(tags, ["node-0:search/step_lr"]);
+        assert!(step_lr_scalars(&epoch).is_empty(), "an event without step_lrs");
 
         assert_eq!(scalars_of(&json!({"event": "init", "node": 0, "alphas": {}})), None);
         assert_eq!(scalars_of(&json!({"event": "final", "node": 0})), None);

@@ -97,8 +97,9 @@ pub(crate) fn train_architecture(
         write_tensors(&checkpoint, &tensors).map_err(|error| SearchError::Other(error.to_string()))?;
         metrics
             .write(json!({
-                "event": "standalone_epoch", "node": node, "genotype": genotype, "epoch": epoch.epoch, "lr": epoch.lr,
+                "event": "standalone_epoch", "node": node, "genotype": genotype, "epoch": epoch.epoch, "lr": epoch.lr, "step_lrs": epoch.step_lrs,
                 "train_loss": epoch.train_loss, "train_accuracy": epoch.train_accuracy, "seconds": epoch.progress.seconds,
+                "threads": epoch.threads,
             }))
             .map_err(|error| SearchError::Other(error.to_string()))
     };
@@ -196,6 +197,7 @@ pub(crate) fn export_trained(
 /// with metrics, a checkpoint every epoch, and the trained network exported.
 pub fn train(setup: RunSetup, genotype: &str, options: &RunOptions) -> Result<Report> {
     let lock = setup.directory.create(&setup.config, options.overwrite)?;
+    setup.directory.write_class_names(setup.data.class_names.as_deref())?;
     setup.directory.write_provenance(&crate::provenance::Provenance { builds: setup.builds.clone(), invocation: options.invocation.clone() })?;
     setup.directory.write_training(&TrainingRecord { genotype: genotype.to_string() })?;
     execute_training(&setup, genotype, options, lock)

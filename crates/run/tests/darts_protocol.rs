@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use splitnas_data::{DatasetKind, TrainOn};
+use splitnas_engine::optim::LrScheduleStep;
 use splitnas_run::config::{RunConfig, SelectBy};
 
 /// DARTS's evaluation on CIFAR-10 (Liu et al., ICLR 2019), as its `cnn/train.py` sets it
@@ -12,7 +13,7 @@ use splitnas_run::config::{RunConfig, SelectBy};
 /// `--init_channels 36`, `--layers 20`, `--auxiliary_weight 0.4`, `--cutout_length 16`,
 /// `--drop_path_prob 0.2`, run with `--auxiliary --cutout` for the paper's numbers;
 /// `torch.optim.SGD(lr, momentum, weight_decay)` (no Nesterov) with
-/// `CosineAnnealingLR(optimizer, epochs)` (eta_min 0); `model.drop_path_prob =
+/// `CosineAnnealingLR(optimizer, epochs)` (eta_min 0), stepped once per epoch; `model.drop_path_prob =
 /// drop_path_prob * epoch / epochs`; trained on `dset.CIFAR10(train=True)`, all 50,000
 /// training images, and tested on the 10,000 test images.
 mod darts {
@@ -46,6 +47,8 @@ fn the_gpu_example_evaluates_as_darts_train_py() {
     assert_eq!(section.batch_size, darts::BATCH_SIZE, "batch_size");
     assert_eq!(optimizer.lr, darts::LEARNING_RATE, "learning_rate");
     assert_eq!(optimizer.lr_min, darts::LEARNING_RATE_MIN, "CosineAnnealingLR's eta_min");
+    assert_eq!(optimizer.lr_schedule_step, LrScheduleStep::Epoch, "scheduler.step() once per epoch");
+    assert_eq!(config.search.weights.lr_schedule_step, LrScheduleStep::Epoch, "train_search.py steps per epoch too");
     assert_eq!(optimizer.momentum, darts::MOMENTUM, "momentum");
     assert_eq!(optimizer.nesterov, darts::NESTEROV, "plain SGD momentum");
     assert_eq!(optimizer.weight_decay, darts::WEIGHT_DECAY, "weight_decay");

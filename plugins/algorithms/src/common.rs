@@ -228,6 +228,15 @@ pub(crate) fn cross_entropy(
     Ok(logits.f_cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, -100, 0.0)?)
 }
 
+/// The mean cross-entropy of a weight step: label smoothing ε as the host says (ABI 1.3,
+/// `[search] label_smoothing`; 0 from older hosts), exactly PyTorch's
+/// `CrossEntropyLoss(label_smoothing=ε)`. Architecture steps use [`cross_entropy`].
+pub(crate) fn training_cross_entropy(context: &HostContextRef<'_>, batch: &Batch, weights: &Tensor, active: &Mask) -> Result<Tensor, PluginError> {
+    let label_smoothing = host(context.label_smoothing())?;
+    let logits = forward(context, batch.images.as_ref(), weights, active, true)?;
+    Ok(logits.f_cross_entropy_loss::<Tensor>(&batch.labels.tensor(), None, Reduction::Mean, -100, label_smoothing)?)
+}
+
 /// Uniform in `0..bound` from the host's seeded generator; rejection sampling avoids modulo bias.
 pub(crate) fn uniform_below(context: &HostContextRef<'_>, bound: u64) -> Result<u64, PluginError> {
     debug_assert!(bound > 0);

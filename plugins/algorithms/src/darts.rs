@@ -11,7 +11,9 @@ use splitnas_plugin_api::{
 };
 use tch::{Kind, Tensor};
 
-use crate::common::{check_non_negative, cross_entropy, host, parse_state, state_to_json, write_gradient, MaskedSpace, NoState};
+use crate::common::{
+    check_non_negative, cross_entropy, host, parse_state, state_to_json, training_cross_entropy, write_gradient, MaskedSpace, NoState,
+};
 
 pub struct Darts {
     config: DartsConfig,
@@ -71,7 +73,7 @@ impl AlgorithmPlugin for Darts {
     fn weight_step(&mut self, context: &HostContextRef<'_>, batch: &Batch) -> Result<WeightStepLoss, PluginError> {
         // α is detached: the weight step trains the supernet only.
         let weights = self.detached_probabilities()?;
-        let loss = cross_entropy(context, batch, &weights, &self.space.mask, true)?;
+        let loss = training_cross_entropy(context, batch, &weights, &self.space.mask)?;
         Ok(WeightStepLoss { loss: OwnedTensor::new(loss), trains_architecture: false })
     }
 

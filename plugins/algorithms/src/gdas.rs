@@ -14,7 +14,7 @@ use tch::Tensor;
 
 use crate::common::{
     check_non_negative, check_restored_temperature, check_temperatures, cross_entropy, host, linear_temperature, parse_state, state_to_json,
-    MaskedSpace, TemperatureState,
+    training_cross_entropy, MaskedSpace, TemperatureState,
 };
 
 pub struct Gdas {
@@ -71,7 +71,7 @@ impl AlgorithmPlugin for Gdas {
     fn weight_step(&mut self, context: &HostContextRef<'_>, batch: &Batch) -> Result<WeightStepLoss, PluginError> {
         // α is detached: the weight step trains the supernet only.
         let sample = self.detached_hard_sample()?;
-        let loss = cross_entropy(context, batch, &sample.weights.tensor(), &sample.active, true)?;
+        let loss = training_cross_entropy(context, batch, &sample.weights.tensor(), &sample.active)?;
         Ok(WeightStepLoss { loss: OwnedTensor::new(loss), trains_architecture: false })
     }
 

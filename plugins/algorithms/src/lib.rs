@@ -3,7 +3,9 @@
 //! - `darts`: softmax(α) mixture, α trained on validation batches, first or second order;
 //! - `snas`: relaxed Gumbel-softmax samples, weights and α trained by one loss;
 //! - `gdas`: hard Gumbel-softmax single path with straight-through gradients;
-//! - `rsps`: uniform single-path training (RSPS/SPOS), best of N random architectures.
+//! - `rsps`: uniform single-path training (RSPS/SPOS), best of N random architectures;
+//! - `proxylessnas`: binary gates (one sampled path per weight step, two per architecture
+//!   step), α by the binarized gradient, an optional expected-cost (FLOPs or latency) loss.
 //!
 //! Every algorithm sees a sub-supernet only through its [`AlgorithmSetup`] (choice points,
 //! option counts, mask, device) and the host context, so none knows which space it searches.
@@ -19,17 +21,20 @@
 mod common;
 mod darts;
 mod gdas;
+mod proxylessnas;
 mod rsps;
 mod snas;
 
 pub use darts::Darts;
 pub use gdas::Gdas;
+pub use proxylessnas::ProxylessNas;
 pub use rsps::Rsps;
 pub use snas::Snas;
 
 splitnas_plugin_api::export_plugin!("algorithms");
 splitnas_plugin_api::export_algorithm!(Darts);
 splitnas_plugin_api::export_algorithm!(Gdas);
+splitnas_plugin_api::export_algorithm!(ProxylessNas);
 splitnas_plugin_api::export_algorithm!(Rsps);
 splitnas_plugin_api::export_algorithm!(Snas);
 
@@ -53,10 +58,10 @@ mod tests {
     }
 
     #[test]
-    fn the_library_exports_four_algorithms_that_run_from_their_defaults_through_the_abi() {
+    fn the_library_exports_five_algorithms_that_run_from_their_defaults_through_the_abi() {
         let components = registered_components();
         let names: Vec<&str> = components.iter().map(|component| component.name.as_str()).collect();
-        assert_eq!(names, ["darts", "gdas", "rsps", "snas"]);
+        assert_eq!(names, ["darts", "gdas", "proxylessnas", "rsps", "snas"]);
         for component in &components {
             assert_eq!(component.kind(), ComponentKind::Algorithm);
             let host = FakeHost::new(41);
@@ -86,6 +91,11 @@ mod tests {
         let reports = [
             run_contract::<crate::Darts>(&config),
             run_contract::<crate::Gdas>(&config),
+            // α's own Adam at the suite's architecture learning rate, updated every step.
+            run_contract::<crate::ProxylessNas>(&AlgorithmSuiteConfig {
+                overrides: serde_json::json!({ "arch_lr": config.architecture_lr, "arch_update_every": 1 }),
+                ..config.clone()
+            }),
             run_contract::<crate::Rsps>(&config),
             run_contract::<crate::Snas>(&config),
         ];
@@ -95,7 +105,7 @@ mod tests {
 
     #[test]
     fn a_misspelt_configuration_key_is_named_in_the_error() {
-        for name in ["darts", "gdas", "rsps", "snas"] {
+        for name in ["darts", "gdas", "proxylessnas", "rsps", "snas"] {
             let error = factory_of(name)(RStr::from_str("{\"tau_maks\": 1.0}"), &test_setup()).into_result().err().unwrap();
             assert_eq!(error.kind, ErrorKind::InvalidConfig, "{name}");
             assert!(error.message.contains("tau_maks") && error.message.contains(name), "{name}: {}", error.message);

@@ -11,7 +11,7 @@ use splitnas_plugin_api::{
 use tch::Tensor;
 
 use crate::common::{
-    check_non_negative, check_restored_temperature, check_temperatures, cross_entropy, host, linear_temperature, parse_state, state_to_json,
+    check_non_negative, check_restored_temperature, check_temperatures, host, linear_temperature, parse_state, state_to_json, training_cross_entropy,
     MaskedSpace, TemperatureState,
 };
 
@@ -74,7 +74,7 @@ impl AlgorithmPlugin for Snas {
     fn weight_step(&mut self, context: &HostContextRef<'_>, batch: &Batch) -> Result<WeightStepLoss, PluginError> {
         // The sample keeps α's graph: the host backpropagates this loss into α as well.
         let weights = self.space.gumbel_softmax(&self.alpha, self.temperature)?;
-        let loss = cross_entropy(context, batch, &weights, &self.space.mask, true)?;
+        let loss = training_cross_entropy(context, batch, &weights, &self.space.mask)?;
         Ok(WeightStepLoss { loss: OwnedTensor::new(loss), trains_architecture: true })
     }
 

@@ -36,7 +36,7 @@ pub mod supernet;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use splitnas_nn_blocks::{ParamInit, SeededRng};
-use splitnas_plugin_api::author::{parse_config, Component, SpacePlugin};
+use splitnas_plugin_api::author::{parse_config, Component, OptionModule, SpacePlugin};
 use splitnas_plugin_api::{
     Architecture, ChoicePointInfo, Device, ExportDescription, Mask, NamedValue, NetworkStats, OptionInfo, PluginError, SpaceInfo, SpaceSetup,
 };
@@ -119,6 +119,22 @@ impl DartsConfig {
 /// The DARTS space component.
 pub struct DartsSpace {
     config: DartsConfig,
+    /// Side of the (square) input images, from `configure` (32 until then): per-option FLOPs
+    /// and timing contexts depend on it.
+    image_size: u32,
+}
+
+/// The image side the space assumes until `configure` tells it the data's (CIFAR's).
+const DEFAULT_IMAGE_SIZE: u32 = 32;
+
+/// Where an edge's op runs in the stand-alone network: cells of one kind at one width and
+/// input side (the op's stride is the edge's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct EdgePlace {
+    channels: i64,
+    side: i64,
+    stride: i64,
+    cells: u32,
 }
 
 impl DartsSpace {
@@ -137,6 +153,48 @@ impl DartsSpace {
             .filter(|cell| cell.kind == kind)
             .map(|cell| op.parameters(cell.channels as u64, edge_stride(kind, edge) as u64))
             .sum()
+    }
+
+    /// Where `choice_point`'s op runs in the stand-alone network: every cell of its kind, at the
+    /// cell's width; edges from the cell's inputs at input 1's side (with the edge's stride),
+    /// edges from inner nodes at the cell's output side. Equal places are merged and counted.
+    fn edge_places(&self, choice_point: usize) -> Result<Vec<EdgePlace>, PluginError> {
+        let (kind, edge) = choice_point_edge(choice_point)
+            .ok_or_else(|| PluginError::invalid_input(format!("darts has {NUM_CHOICE_POINTS} choice points, not {}", choice_point + 1)))?;
+        let from_input = space::EDGES[edge].1 < 2;
+        let mut places: Vec<EdgePlace> = Vec::new();
+        let mut side1 = self.image_size as i64;
+        for cell in layout(self.config.network_channels as i64, self.config.network_cells as usize) {
+            let output_side = cell::cell_output_side(cell.kind, side1);
+            if cell.kind == kind {
+                let place = EdgePlace {
+                    channels: cell.channels,
+                    side: if from_input { side1 } else { output_side },
+                    stride: edge_stride(kind, edge),
+                    cells: 1,
+                };
+                match places.iter_mut().find(|known| (known.channels, known.side, known.stride) == (place.channels, place.side, place.stride)) {
+                    Some(known) => known.cells += 1,
+                    None => places.push(place),
+                }
+            }
+            side1 = output_side;
+        }
+        Ok(places)
+    }
+
+    fn operation(option: u32) -> Result<Operation, PluginError> {
+        Operation::ALL
+            .get(option as usize)
+            .copied()
+            .ok_or_else(|| PluginError::invalid_input(format!("darts has {NUM_OPERATIONS} options per choice point, not {}", option + 1)))
+    }
+
+    /// One op of the stand-alone network's form at `place`, with its tensors.
+    fn stand_alone_op(op: Operation, place: &EdgePlace, device: Device, init: ParamInit) -> Result<(tch::nn::VarStore, cell::CellOp), PluginError> {
+        let var_store = tch::nn::VarStore::new(device.to_tch());
+        let cell_op = cell::CellOp::new(&(var_store.root() / op.name()), op, place.channels, place.stride, false, init)?;
+        Ok((var_store, cell_op))
     }
 
     /// The stand-alone network of `architecture`, built with placeholder values on the CPU.
@@ -161,7 +219,7 @@ impl SpacePlugin for DartsSpace {
     fn create(config: &str) -> Result<Self, PluginError> {
         let config: DartsConfig = parse_config(Self::NAME, config)?;
         config.validate()?;
-        Ok(DartsSpace { config })
+        Ok(DartsSpace { config, image_size: DEFAULT_IMAGE_SIZE })
     }
 
     /// The data's classes and image channels replace the configuration's; a non-zero
@@ -178,6 +236,7 @@ impl SpacePlugin for DartsSpace {
         }
         config.validate()?;
         self.config = config;
+        self.image_size = setup.image_size;
         Ok(())
     }
 
@@ -327,6 +386,39 @@ impl SpacePlugin for DartsSpace {
     fn architecture_count(&self, mask: &Mask) -> Result<Option<u64>, PluginError> {
         validate_space_mask(mask)?;
         Ok(intermediate_nodes().try_fold(1u64, |count, (kind, node)| count.checked_mul(node_choice_count(mask, kind, node))))
+    }
+
+    /// An edge's op in every stand-alone cell of its kind, counted by the op's own block
+    /// (pooling and the stride-1 identity count 0; a strided skip is a factorized reduce).
+    fn option_flops(&self) -> Result<Vec<Vec<f64>>, PluginError> {
+        (0..NUM_CHOICE_POINTS)
+            .map(|point| {
+                let places = self.edge_places(point)?;
+                Operation::ALL
+                    .into_iter()
+                    .map(|op| {
+                        places.iter().try_fold(0f64, |total, place| {
+                            let (_store, cell_op) = Self::stand_alone_op(op, place, Device::Cpu, ParamInit::Placeholder)?;
+                            Ok(total + f64::from(place.cells) * cell_op.macs(place.side) as f64)
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// One module per distinct place of the edge (width, input side, stride), occurring once
+    /// per cell there.
+    fn option_networks(&self, choice_point: u32, option: u32, device: Device) -> Result<Vec<OptionModule>, PluginError> {
+        let op = Self::operation(option)?;
+        self.edge_places(choice_point as usize)?
+            .into_iter()
+            .map(|place| {
+                let (var_store, cell_op) = Self::stand_alone_op(op, &place, device, ParamInit::PyTorchDefault)?;
+                let forward = move |input: &Tensor, train: bool| cell_op.forward(input, train);
+                Ok(OptionModule::from_var_store(var_store, [place.channels, place.side, place.side], place.cells, forward))
+            })
+            .collect()
     }
 
     fn architecture_at(&self, mask: &Mask, index: u64) -> Result<Architecture, PluginError> {

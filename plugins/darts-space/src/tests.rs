@@ -244,3 +244,48 @@ fn stats_exclude_the_auxiliary_head_and_option_costs_add_up() {
     let error = space.network_stats(&Architecture { choices: choices.into() }, 32).unwrap_err();
     assert!(error.message.contains("node 5 of the normal cell keeps 3"), "{}", error.message);
 }
+
+/// ABI 1.3: DARTS-V2's FLOPs are those of the all-max-pool architecture on the same edges plus
+/// its options' FLOPs at the configured image size (16x16 here), normal and reduction edges
+/// (a strided skip is a factorized reduce, which counts).
+#[test]
+fn option_flops_add_up_to_network_flops_at_the_configured_image_size() {
+    let mut space = tiny();
+    space.configure(&SpaceSetup { classes: 10, input_channels: 3, image_size: 16, network_channels: 0, network_cells: 0 }).unwrap();
+    let flops = space.option_flops().unwrap();
+    assert_eq!(flops.len(), NUM_CHOICE_POINTS);
+    let architecture = space.parse_genotype(DARTS_V2).unwrap();
+    let pooled = Architecture {
+        choices: architecture.choices.iter().map(|&c| if c == Architecture::ABSENT { c } else { Operation::MaxPool3x3.index() as u32 }).collect(),
+    };
+    let options: f64 =
+        architecture.choices.iter().enumerate().filter(|(_, &c)| c != Architecture::ABSENT).map(|(point, &c)| flops[point][c as usize]).sum();
+    let total = space.network_stats(&architecture, 16).unwrap().flops;
+    assert_eq!(total - space.network_stats(&pooled, 16).unwrap().flops, options as u64);
+    let skip = Operation::SkipConnect.index();
+    assert_eq!(flops[0][skip], 0.0, "a normal skip is the identity");
+    assert!(flops[EDGES_PER_CELL][skip] > 0.0, "reduce 2<-0 skips with a factorized reduce");
+    assert!(flops[0][Operation::SepConv5x5.index()] > flops[0][Operation::SepConv3x3.index()]);
+}
+
+/// ABI 1.3: an edge's modules run at each of its cells' widths and sides with the edge's stride.
+#[test]
+fn option_networks_run_each_op_at_its_cells_places() {
+    let mut space = tiny();
+    space.configure(&SpaceSetup { classes: 10, input_channels: 3, image_size: 16, network_channels: 0, network_cells: 0 }).unwrap();
+    let mode = ForwardMode { train: false, drop_path_prob: 0.0 };
+    // Normal cells 0, 2, 4 of widths 4, 8, 16 at 16, 8, 4 pixels.
+    let normal = space.option_networks(0, Operation::SepConv3x3.index() as u32, Device::Cpu).unwrap();
+    assert_eq!(normal.iter().map(|m| (m.input_shape, m.occurrences)).collect::<Vec<_>>(), [([4, 16, 16], 1), ([8, 8, 8], 1), ([16, 4, 4], 1)]);
+    // Reduction cells 1, 3: edge 2<-0 takes the cell's input at stride 2.
+    let reduce = space.option_networks(EDGES_PER_CELL as u32, Operation::DilConv5x5.index() as u32, Device::Cpu).unwrap();
+    assert_eq!(reduce.iter().map(|m| m.input_shape).collect::<Vec<_>>(), [[8, 16, 16], [16, 8, 8]]);
+    for module in normal.iter().chain(&reduce) {
+        let [c, h, w] = module.input_shape;
+        let (output, _) = module.network.forward(&Tensor::randn([2, c, h, w], CPU), mode).unwrap();
+        let stride = if reduce.iter().any(|r| std::ptr::eq(r, module)) { 2 } else { 1 };
+        assert_eq!(output.size(), [2, c, h / stride, w / stride]);
+    }
+    assert!(space.option_networks(0, NUM_OPERATIONS as u32, Device::Cpu).is_err());
+    assert!(space.option_networks(NUM_CHOICE_POINTS as u32, 0, Device::Cpu).is_err());
+}

@@ -59,7 +59,7 @@ pub struct Node {
 }
 
 impl Node {
-    fn new(value: Tensor) -> Self {
+    pub fn new(value: Tensor) -> Self {
         Node { value, activated: OnceCell::new() }
     }
 

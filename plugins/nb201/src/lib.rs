@@ -26,8 +26,8 @@ pub mod supernet;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use splitnas_nn_blocks::{ConvSpec, ParamInit, SeededRng};
-use splitnas_plugin_api::author::{parse_config, Component, SpacePlugin};
+use splitnas_nn_blocks::{BatchNormSpec, ConvSpec, ParamInit, SeededRng};
+use splitnas_plugin_api::author::{parse_config, Component, OptionModule, SpacePlugin};
 use splitnas_plugin_api::{
     Architecture, ChoicePointInfo, Device, ExportDescription, Mask, NamedValue, NetworkStats, OptionInfo, PluginError, SpaceInfo, SpaceSetup,
 };
@@ -36,6 +36,9 @@ use tch::{Kind, Tensor};
 use network::Nb201Network;
 use space::{architecture_of, edge_name, operations_of, validate_space_mask, Operation, NUM_EDGES, NUM_OPERATIONS};
 use supernet::Nb201Supernet;
+
+/// The image side a space assumes until `configure` tells it the data's (CIFAR's).
+const DEFAULT_IMAGE_SIZE: u32 = 32;
 
 splitnas_plugin_api::export_plugin!("nb201");
 splitnas_plugin_api::export_space!(Nb201);
@@ -83,6 +86,16 @@ impl Nb201Config {
 /// The NB201 space component.
 pub struct Nb201 {
     config: Nb201Config,
+    /// Side of the (square) input images, from `configure` (32 until then): per-option FLOPs
+    /// and timing contexts depend on it.
+    image_size: u32,
+}
+
+/// Where an edge's op runs in the stand-alone network: one stage's cells.
+struct StagePlace {
+    width: i64,
+    side: i64,
+    cells: u32,
 }
 
 impl Nb201 {
@@ -99,6 +112,39 @@ impl Nb201 {
         let per_stage: u64 =
             self.config.stage_widths().iter().map(|&width| ConvSpec::new(width, width, kernel).parameter_count() + 2 * width as u64).sum();
         per_stage * self.config.cells as u64
+    }
+
+    /// The three stages an edge's op runs in: width C·2^s at the stage's resolution, once per
+    /// cell (α is shared by every cell). The sides follow the stem (size kept) and the
+    /// reduction blocks' strided 3x3 convs.
+    fn stage_places(&self) -> Vec<StagePlace> {
+        let mut side = self.image_size as i64;
+        let widths = self.config.stage_widths();
+        widths
+            .iter()
+            .enumerate()
+            .map(|(stage, &width)| {
+                if stage > 0 {
+                    side = ConvSpec::new(widths[stage - 1], width, 3).stride(2).padding(1).output_size(side);
+                }
+                StagePlace { width, side, cells: self.config.cells }
+            })
+            .collect()
+    }
+
+    fn operation(choice_point: u32, option: u32) -> Result<Operation, PluginError> {
+        if choice_point as usize >= NUM_EDGES {
+            return Err(PluginError::invalid_input(format!("nb201 has {NUM_EDGES} choice points, not {}", choice_point + 1)));
+        }
+        Operation::from_index(option as usize)
+            .ok_or_else(|| PluginError::invalid_input(format!("nb201 has {NUM_OPERATIONS} options per choice point, not {}", option + 1)))
+    }
+
+    /// One op of the stand-alone network's form (affine batch norm) at `width`, with its tensors.
+    fn stand_alone_op(op: Operation, width: i64, device: Device, init: ParamInit) -> Result<(tch::nn::VarStore, cell::CellOp), PluginError> {
+        let var_store = tch::nn::VarStore::new(device.to_tch());
+        let cell_op = cell::CellOp::new(&(var_store.root() / op.name()), op, width, BatchNormSpec::AFFINE, init)?;
+        Ok((var_store, cell_op))
     }
 }
 
@@ -117,7 +163,7 @@ impl SpacePlugin for Nb201 {
     fn create(config: &str) -> Result<Self, PluginError> {
         let config: Nb201Config = parse_config(Self::NAME, config)?;
         config.validate()?;
-        Ok(Nb201 { config })
+        Ok(Nb201 { config, image_size: DEFAULT_IMAGE_SIZE })
     }
 
     /// The data's classes and image channels replace the configuration's; a non-zero
@@ -135,6 +181,7 @@ impl SpacePlugin for Nb201 {
         }
         config.validate()?;
         self.config = config;
+        self.image_size = setup.image_size;
         Ok(())
     }
 
@@ -259,6 +306,43 @@ impl SpacePlugin for Nb201 {
     fn architecture_count(&self, mask: &Mask) -> Result<Option<u64>, PluginError> {
         validate_space_mask(mask)?;
         Ok(Some((0..NUM_EDGES).map(|edge| mask.count(edge) as u64).product()))
+    }
+
+    /// An edge's op in every cell of every stage, each at its stage's width and resolution,
+    /// counted by the op's own block; `none`, `skip_connect` and `avg_pool_3x3` count 0.
+    fn option_flops(&self) -> Result<Vec<Vec<f64>>, PluginError> {
+        let places = self.stage_places();
+        let per_option = Operation::ALL
+            .into_iter()
+            .map(|op| {
+                places.iter().try_fold(0u64, |total, place| {
+                    let (_store, cell_op) = Self::stand_alone_op(op, place.width, Device::Cpu, ParamInit::Placeholder)?;
+                    Ok::<u64, PluginError>(total + u64::from(place.cells) * cell_op.macs(place.side))
+                })
+            })
+            .map(|flops| flops.map(|flops| flops as f64))
+            .collect::<Result<Vec<f64>, PluginError>>()?;
+        Ok(vec![per_option; NUM_EDGES])
+    }
+
+    /// One module per stage (the op at the stage's width and resolution, occurring once per
+    /// cell); none for `none`, which computes nothing.
+    fn option_networks(&self, choice_point: u32, option: u32, device: Device) -> Result<Vec<OptionModule>, PluginError> {
+        let op = Self::operation(choice_point, option)?;
+        if op == Operation::None {
+            return Ok(Vec::new());
+        }
+        self.stage_places()
+            .into_iter()
+            .map(|place| {
+                let (var_store, cell_op) = Self::stand_alone_op(op, place.width, device, ParamInit::PyTorchDefault)?;
+                let forward = move |input: &Tensor, train: bool| {
+                    let node = cell::Node::new(input.shallow_clone());
+                    Ok(cell_op.forward(&node, train)?.unwrap_or_else(|| input.zeros_like()))
+                };
+                Ok(OptionModule::from_var_store(var_store, [place.width, place.side, place.side], place.cells, forward))
+            })
+            .collect()
     }
 
     fn architecture_at(&self, mask: &Mask, index: u64) -> Result<Architecture, PluginError> {

@@ -329,3 +329,46 @@ fn the_library_exports_the_space() {
     let components = splitnas_plugin_api::registered_components();
     assert!(components.iter().any(|component| component.name.as_str() == "nb201" && component.kind() == splitnas_plugin_api::ComponentKind::Space));
 }
+
+/// ABI 1.3: an architecture's FLOPs are the all-`none` skeleton's plus its options' FLOPs, at
+/// the image size `configure` gave (8x8 and 16x16 here), mixed architectures included.
+#[test]
+fn option_flops_add_up_to_network_flops_at_the_configured_image_size() {
+    for image_size in [8, 16] {
+        let mut space = tiny();
+        space.configure(&SpaceSetup { classes: 10, input_channels: 3, image_size, network_channels: 0, network_cells: 0 }).unwrap();
+        let flops = space.option_flops().unwrap();
+        assert_eq!(flops.len(), NUM_EDGES);
+        let flops_of = |ops: [Operation; NUM_EDGES]| space.network_stats(&space::architecture_of(&ops), image_size).unwrap().flops;
+        let skeleton_only = flops_of([Operation::None; NUM_EDGES]);
+        let mixed =
+            [Operation::NorConv3x3, Operation::SkipConnect, Operation::NorConv1x1, Operation::AvgPool3x3, Operation::None, Operation::NorConv3x3];
+        let expected: f64 = mixed.iter().enumerate().map(|(edge, op)| flops[edge][op.index()]).sum();
+        assert_eq!(flops_of(mixed) - skeleton_only, expected as u64, "{image_size}x{image_size}");
+        for op in [Operation::None, Operation::SkipConnect, Operation::AvgPool3x3] {
+            assert_eq!(flops[0][op.index()], 0.0, "{} computes no multiply-accumulates", op.name());
+        }
+        assert!(flops[0][Operation::NorConv3x3.index()] > flops[0][Operation::NorConv1x1.index()]);
+    }
+}
+
+/// ABI 1.3: an option's modules run at its stages' shapes (C, 2C, 4C at 8, 4, 2 pixels), once
+/// per cell, and give the op's output shape; `none` has none.
+#[test]
+fn option_networks_run_each_op_at_its_stages_shapes() {
+    let mut space = Nb201::create(r#"{"channels": 4, "cells": 2}"#).unwrap();
+    space.configure(&SpaceSetup { classes: 10, input_channels: 3, image_size: 8, network_channels: 0, network_cells: 0 }).unwrap();
+    assert!(space.option_networks(0, Operation::None.index() as u32, Device::Cpu).unwrap().is_empty());
+    let modules = space.option_networks(3, Operation::NorConv3x3.index() as u32, Device::Cpu).unwrap();
+    let shapes: Vec<[i64; 3]> = modules.iter().map(|module| module.input_shape).collect();
+    assert_eq!(shapes, [[4, 8, 8], [8, 4, 4], [16, 2, 2]]);
+    assert!(modules.iter().all(|module| module.occurrences == 2));
+    for module in &modules {
+        let [c, h, w] = module.input_shape;
+        let (output, _) = module.network.forward(&Tensor::randn([2, c, h, w], CPU), ForwardMode { train: false, drop_path_prob: 0.0 }).unwrap();
+        assert_eq!(output.size(), [2, c, h, w]);
+        assert_eq!(module.network.parameters().unwrap().len(), 3, "conv weight, BN weight and bias");
+    }
+    assert!(space.option_networks(6, 0, Device::Cpu).is_err());
+    assert!(space.option_networks(0, 5, Device::Cpu).is_err());
+}

@@ -6,12 +6,17 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use splitnas_bench::data::{render_data_report, run_data_benchmark, DataBenchOptions};
 use splitnas_bench::external::{convert_nb201, Nb201Selection};
 use splitnas_bench::gm_repeats::{parse_json_object, render_seed, render_summary, run_gm_repeats, GmRepeatsRequest, SeedList};
 use splitnas_bench::ground_truth::{parse_worker, run_ground_truth, GroundTruthRequest, Selection};
+use splitnas_bench::latency::{measure_latency_table, LatencyOptions, LatencySubject};
 use splitnas_bench::ranking::{rank_run, render_ranking};
 use splitnas_bench::step::{run_step_benchmark, StepOptions};
 use splitnas_engine::checkpoint::write_json;
+use splitnas_engine::components::{create_space, merge_config};
+use splitnas_engine::device::DeviceChoice;
+use splitnas_plugin_api::{ComponentKind, SpaceSetup};
 
 use crate::commands::compare::RankingEvaluationArgs;
 use crate::runtime::{command_line, PluginArgs, RuntimeArgs, SetArgs};
@@ -31,6 +36,66 @@ pub enum BenchCommand {
     /// Adaptive gradient-matching repeats against a fixed R: both decide the root split on
     /// the same recorded gradients, per seed; agreement and cost are reported.
     GmRepeats(GmRepeatsArgs),
+    /// Time every option of a space in its context (input shape, stride) on this device and
+    /// write a latency lookup table for `[search] option_cost = "latency"`.
+    Latency(LatencyArgs),
+    /// Images/s of the image-folder loader against torchvision's ImageFolder + DataLoader
+    /// (same transforms, same workers; interleaved rounds, medians), its memory over the
+    /// epoch, and a search step's time fed by it against a preloaded batch.
+    Data(DataArgs),
+}
+
+#[derive(Args)]
+pub struct DataArgs {
+    #[command(flatten)]
+    options: DataBenchOptions,
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// CPU threads for libtorch (the step measurement; default: chosen from free CPUs).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(Args)]
+pub struct LatencyArgs {
+    /// The search space plugin.
+    #[arg(long)]
+    space: String,
+    /// The space's configuration keys (JSON object) as the run's `[space]` table sets them,
+    /// e.g. '{"width_multiplier": 0.5}'; the options are timed at those widths.
+    #[arg(long, value_name = "JSON", value_parser = parse_json_object)]
+    space_config: Option<serde_json::Value>,
+    /// Side of the square input images (the run's data): the options' shapes follow from it.
+    #[arg(long, default_value_t = 32)]
+    image: u32,
+    /// Image channels.
+    #[arg(long, default_value_t = 3)]
+    input_channels: u32,
+    /// Output classes.
+    #[arg(long, default_value_t = 10)]
+    classes: u32,
+    /// `cpu`, `cuda`, `cuda:N` or `auto`: the device the search's architecture is meant for.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// CPU threads for libtorch while timing (default: libtorch's own).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Images per timed forward pass (1: ProxylessNAS's mobile setting).
+    #[arg(long, default_value_t = LatencyOptions::default().batch_size, value_parser = clap::value_parser!(i64).range(1..))]
+    batch_size: i64,
+    /// Untimed forward passes before each option's timed ones.
+    #[arg(long, default_value_t = LatencyOptions::default().warmup)]
+    warmup: usize,
+    /// Timed forward passes per option and place; the median is kept.
+    #[arg(long, default_value_t = LatencyOptions::default().repeats as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    repeats: u64,
+    /// The table to write (JSON).
+    #[arg(long, short)]
+    output: PathBuf,
+    /// No progress output.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -134,7 +199,21 @@ pub fn execute(plugins: &PluginArgs, command: BenchCommand) -> Result<ExitCode> 
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::GmRepeats(args) => gm_repeats(plugins, args),
+        BenchCommand::Latency(args) => latency(plugins, args),
+        BenchCommand::Data(args) => data(plugins, args),
     }
+}
+
+fn data(plugins: &PluginArgs, args: DataArgs) -> Result<ExitCode> {
+    if let Some(threads) = args.threads {
+        splitnas_engine::threads::pin(threads, "--threads");
+    }
+    let report = run_data_benchmark(&plugins.discover(), &args.options, &mut |line| eprintln!("{line}"))?;
+    if let Some(path) = &args.json {
+        write_json(path, &report)?;
+    }
+    print!("{}", render_data_report(&report));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn ground_truth(plugins: &PluginArgs, args: GroundTruthArgs) -> Result<ExitCode> {
@@ -191,5 +270,42 @@ fn gm_repeats(plugins: &PluginArgs, args: GmRepeatsArgs) -> Result<ExitCode> {
     if let Some(path) = &args.json {
         write_json(path, &report)?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn latency(plugins: &PluginArgs, args: LatencyArgs) -> Result<ExitCode> {
+    if let Some(threads) = args.threads {
+        splitnas_engine::threads::pin(threads, "--threads");
+    }
+    let device = args.device.parse::<DeviceChoice>()?.resolve()?;
+    let registry = plugins.discover();
+    let user = args.space_config.clone().unwrap_or(serde_json::Value::Null);
+    let setup =
+        SpaceSetup { classes: args.classes, input_channels: args.input_channels, image_size: args.image, network_channels: 0, network_cells: 0 };
+    let space = create_space(&registry, &args.space, &user, &setup)?;
+    let defaults = registry.get(ComponentKind::Space, &args.space)?.info.default_config.as_str();
+    let subject = LatencySubject {
+        space_name: &args.space,
+        space: &space,
+        space_config: merge_config(ComponentKind::Space, &args.space, defaults, &user)?,
+        setup,
+        device,
+    };
+    let options = LatencyOptions { batch_size: args.batch_size, warmup: args.warmup, repeats: args.repeats as usize };
+    let quiet = args.quiet;
+    let table = measure_latency_table(&subject, options, &mut |line| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    })?;
+    table.write(&args.output)?;
+    let options_timed: usize = table.choice_points.iter().map(|point| point.options.len()).sum();
+    println!(
+        "{options_timed} options of {} choice points timed on {} ({} threads) written to {}",
+        table.choice_points.len(),
+        table.device,
+        table.machine.threads,
+        args.output.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -22,7 +22,7 @@ pub fn execute(args: InfoArgs) -> Result<ExitCode> {
         println!("CUDA available:  {}", if report.cuda_available { "yes" } else { "no" });
         println!("CUDA devices:    {}", report.cuda_devices);
         println!("cuDNN available: {}", if report.cudnn_available { "yes" } else { "no" });
-        println!("CPU threads:     {}", report.cpu_threads);
+        println!("CPU threads:     {} ({})", report.cpu_threads, report.cpu_threads_reason);
         println!("plugin API:      splitnas-plugin-api {}, ABI {}", report.plugin_api_version, report.abi_version);
         println!("libtorch lib:    {}", report.libtorch_lib);
         println!("build plugins with LIBTORCH={} LIBTORCH_CXX11_ABI=1", report.libtorch);

@@ -1,0 +1,176 @@
+//! The plugin against the official implementation: fixtures in `tests/fixtures`, made by
+//! `make_fixtures.py` with `ofa`'s `ProxylessNASNets` (see its docstring for what each file
+//! holds and how to regenerate them).
+//!
+//! - parameters and FLOPs (multiply-accumulates) of stand-alone networks: the published
+//!   ProxylessNAS-Mobile and GM + ProxylessNAS networks, fixed and seeded random genotypes at
+//!   several widths, strides, image sizes and class counts;
+//! - a stand-alone network's training forward and backward, running statistics, evaluation
+//!   forward, after loading the official network's parameters into ours by name;
+//! - a supernet's forward and backward with sparse mixing weights (inactive options, single
+//!   paths, a block whose only active option is `zero`), against a PyTorch rendering built
+//!   from ofa's `MBConvLayer` candidates.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use splitnas_plugin_api::author::{NetworkPlugin, SpacePlugin, SupernetPlugin};
+use splitnas_plugin_api::{Device, ForwardMode, Mask, NamedTensor};
+use splitnas_plugin_proxylessnas::ProxylessNas;
+use tch::{Kind, Tensor};
+
+/// |ours − pytorch| ≤ RELATIVE · max|pytorch| + ABSOLUTE, per tensor (float32 throughout).
+const RELATIVE: f64 = 1e-4;
+const ABSOLUTE: f64 = 1e-5;
+
+fn fixture_path(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(file)
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(file: &str) -> T {
+    let text = std::fs::read_to_string(fixture_path(file)).unwrap_or_else(|error| panic!("{file}: {error}"));
+    serde_json::from_str(&text).unwrap_or_else(|error| panic!("{file}: {error}"))
+}
+
+fn read_tensors(file: &str) -> HashMap<String, Tensor> {
+    Tensor::read_safetensors(fixture_path(file)).unwrap_or_else(|error| panic!("{file}: {error}")).into_iter().collect()
+}
+
+/// The tensors under `prefix/`, keyed by the rest of their name.
+fn under<'a>(tensors: &'a HashMap<String, Tensor>, prefix: &str) -> HashMap<&'a str, &'a Tensor> {
+    tensors.iter().filter_map(|(name, tensor)| Some((name.strip_prefix(prefix)?.strip_prefix('/')?, tensor))).collect()
+}
+
+fn assert_close(what: &str, ours: &Tensor, expected: &Tensor) {
+    assert_eq!(ours.size(), expected.size(), "{what}: shape");
+    let expected = expected.to_kind(Kind::Double);
+    let scale = expected.abs().max().double_value(&[]);
+    let difference = (ours.to_kind(Kind::Double) - &expected).abs().max().double_value(&[]);
+    assert!(difference <= RELATIVE * scale + ABSOLUTE, "{what}: max |ours - pytorch| = {difference:e} with max |pytorch| = {scale:e}");
+}
+
+fn by_name(named: Vec<NamedTensor>) -> Vec<(String, Tensor)> {
+    named.into_iter().map(|named| (named.name.to_string(), named.tensor.into_tensor())).collect()
+}
+
+/// Copies `values[name]` into each of `ours` that the fixture holds; with `exact`, the names
+/// must be the same sets.
+fn load(what: &str, ours: &[(String, Tensor)], values: &HashMap<&str, &Tensor>, exact: bool) {
+    let our_names: BTreeSet<&str> = ours.iter().map(|(name, _)| name.as_str()).collect();
+    let their_names: BTreeSet<&str> = values.keys().copied().collect();
+    if exact {
+        assert_eq!(our_names, their_names, "{what}: the plugin's names and the fixture's differ");
+    } else {
+        let unknown: Vec<&&str> = their_names.difference(&our_names).collect();
+        assert!(unknown.is_empty(), "{what}: the fixture names tensors the plugin does not have: {unknown:?}");
+    }
+    tch::no_grad(|| {
+        for (name, tensor) in ours {
+            if let Some(value) = values.get(name.as_str()) {
+                tensor.shallow_clone().f_copy_(value).unwrap_or_else(|error| panic!("{what} {name}: {error}"));
+            }
+        }
+    });
+}
+
+fn space(config: &serde_json::Value) -> ProxylessNas {
+    ProxylessNas::create(&config.to_string()).unwrap_or_else(|error| panic!("{config}: {error}"))
+}
+
+#[derive(Deserialize)]
+struct StatsFile {
+    cases: Vec<StatsCase>,
+}
+
+#[derive(Deserialize)]
+struct StatsCase {
+    name: String,
+    config: serde_json::Value,
+    genotype: String,
+    image_size: u32,
+    parameters: u64,
+    flops: u64,
+}
+
+#[test]
+fn parameters_and_flops_equal_the_official_networks() {
+    let file: StatsFile = read_json("stats.json");
+    assert!(file.cases.len() >= 15, "the fixture holds the published networks and random genotypes");
+    for case in &file.cases {
+        let space = space(&case.config);
+        let architecture = space.parse_genotype(&case.genotype).unwrap_or_else(|error| panic!("{}: {error}", case.name));
+        let stats = space.network_stats(&architecture, case.image_size).unwrap();
+        assert_eq!((stats.parameters, stats.flops), (case.parameters, case.flops), "{} ({})", case.name, case.config);
+    }
+    // The published numbers themselves (ProxylessNAS's log: 4.08 M parameters, 320.4 M FLOPs).
+    let mobile = file.cases.iter().find(|case| case.name.starts_with("ProxylessNAS-Mobile")).expect("the Mobile case");
+    assert_eq!((mobile.parameters / 10_000, mobile.flops / 100_000), (408, 3204));
+}
+
+#[derive(Deserialize)]
+struct TinyCases {
+    config: serde_json::Value,
+    image_size: i64,
+    network_genotype: String,
+}
+
+#[test]
+fn stand_alone_network_trains_and_evaluates_like_ofa() {
+    let cases: TinyCases = read_json("cases.json");
+    let space = space(&cases.config);
+    let tensors = read_tensors("network.safetensors");
+    let architecture = space.parse_genotype(&cases.network_genotype).unwrap();
+    let network = space.build_network(&architecture, Device::Cpu).unwrap();
+    let parameters = by_name(network.parameters().unwrap());
+    let buffers = by_name(network.buffers().unwrap());
+    load("parameters", &parameters, &under(&tensors, "param"), true);
+    load("buffers", &buffers, &under(&tensors, "buffer_before"), true);
+    let input = &tensors["input"];
+    assert_eq!(input.size()[2], cases.image_size);
+    let (logits, auxiliary) = network.forward(input, ForwardMode { train: true, drop_path_prob: 0.0 }).unwrap();
+    assert!(auxiliary.is_none());
+    assert_close("training logits", &logits, &tensors["logits_train"]);
+    let loss = logits.cross_entropy_for_logits(&tensors["labels"]);
+    assert_close("loss", &loss, &tensors["loss"]);
+    loss.backward();
+    for (name, parameter) in &parameters {
+        assert_close(&format!("grad {name}"), &parameter.grad(), &tensors[&format!("grad/{name}")]);
+    }
+    for (name, buffer) in &buffers {
+        assert_close(&format!("running statistic {name}"), buffer, &tensors[&format!("buffer_after/{name}")]);
+    }
+    let (evaluation, _) = tch::no_grad(|| network.forward(input, ForwardMode { train: false, drop_path_prob: 0.0 })).unwrap();
+    assert_close("evaluation logits", &evaluation, &tensors["logits_eval"]);
+}
+
+#[test]
+fn supernet_mixes_like_the_pytorch_rendering() {
+    let cases: TinyCases = read_json("cases.json");
+    let space = space(&cases.config);
+    let tensors = read_tensors("supernet.safetensors");
+    let mask = space.info().unwrap().full_mask();
+    let supernet = space.build_supernet(&mask, Device::Cpu).unwrap();
+    let parameters = by_name(supernet.parameters().unwrap());
+    let in_graph = under(&tensors, "param");
+    load("parameters", &parameters, &in_graph, false);
+    let weights = tensors["weights"].copy().set_requires_grad(true);
+    let nonzero = Vec::<f32>::try_from(tensors["weights"].view([-1])).unwrap();
+    let active =
+        Mask { rows: nonzero.chunks(7).map(|row| row.iter().map(|&weight| weight != 0.0).collect::<Vec<_>>().into()).collect::<Vec<_>>().into() };
+    // The fixture's sparse weights: block 4 computes only `zero` (its input passes on).
+    assert_eq!(active.allowed(3), [6]);
+    let logits = supernet.forward(&tensors["input"], &weights, &active, true).unwrap();
+    assert_close("logits", &logits, &tensors["logits"]);
+    let loss = logits.cross_entropy_for_logits(&tensors["labels"]);
+    assert_close("loss", &loss, &tensors["loss"]);
+    loss.backward();
+    assert_close("weights grad", &weights.grad(), &tensors["weights_grad"]);
+    for (name, parameter) in &parameters {
+        let grad = parameter.grad();
+        match tensors.get(&format!("grad/{name}")) {
+            Some(expected) => assert_close(&format!("grad {name}"), &grad, expected),
+            None => assert!(!grad.defined() || grad.abs().max().double_value(&[]) == 0.0, "{name} is inactive but got a gradient"),
+        }
+    }
+}
