@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use abi_stable::std_types::RVec;
-use splitnas_bench::step::{gm_distance_matrix, process_memory, Nb201Bench};
+use splitnas_bench::step::{gm_distance_matrix, process_memory, SpaceBench};
 use splitnas_data::SeededRng;
 use splitnas_data::{Batch, RepeatedBatch};
 use splitnas_e2e::{run_splitnas, shipped_registry, stderr, stdout, workspace_root};
@@ -29,7 +29,7 @@ fn gradient_matching_distances_equal_the_pytorch_reference() {
     tch::set_num_threads(1);
     let fixture = fixture();
     let registry = shipped_registry();
-    let bench = Nb201Bench::new(&registry, 4, 1, Device::Cpu).unwrap();
+    let bench = SpaceBench::new(&registry, 4, 1, Device::Cpu).unwrap();
     let env = bench.environment();
     let mut sub = bench.sub_supernet(&registry, &env, "rsps").unwrap();
     // The reference's weights under our names; its cell batch norms keep no running statistics,
@@ -76,7 +76,7 @@ fn gradient_matching_distances_equal_the_pytorch_reference() {
 fn gradient_matching_repeats_do_not_grow_memory() {
     tch::set_num_threads(1);
     let registry = shipped_registry();
-    let bench = Nb201Bench::new(&registry, 4, 1, Device::Cpu).unwrap();
+    let bench = SpaceBench::new(&registry, 4, 1, Device::Cpu).unwrap();
     let env = bench.environment();
     let mut sub = bench.sub_supernet(&registry, &env, "rsps").unwrap();
     let services = PluginServices::new(SeededRng::new(0));

@@ -124,4 +124,6 @@ fn the_cpu_example_parses_and_splits_like_proxylessnas_gm() {
     assert_eq!((config.space.name.as_str(), config.split.criterion.as_str()), ("proxylessnas", "gm"));
     assert_eq!(config.split.groups, vec![2, 3], "2 then 3 children: 6 leaves, as ProxylessNAS-GM");
     assert_eq!(config.data.dataset, splitnas_data::DatasetKind::Embedded);
+    assert_eq!(config.algorithm.name, "proxylessnas", "binary gates, as ProxylessNAS-GM searches");
+    assert_eq!(config.search.architecture_warmup_epochs, config.split.epochs[0], "α moves from the first split on, as the paper's 40 warm-up epochs");
 }

@@ -11,7 +11,7 @@ epochs = 3
 eval_batches = 8
 
 [search.weights]
-lr = 0.05
+lr = 0.1
 
 [search.architecture]
 lr = 0.003

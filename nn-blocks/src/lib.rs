@@ -15,6 +15,7 @@
 
 pub mod darts;
 pub mod layers;
+pub mod mixing;
 pub mod mobile;
 pub mod naming;
 pub mod pooling;

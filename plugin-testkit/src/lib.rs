@@ -8,6 +8,8 @@
 //!   toy task in which one option is clearly the best ([`host::FakeHost::toy_task`]);
 //! - [`criterion_context::FakeCriterionContext`]: a criterion context serving Gram matrices of
 //!   synthetic (clustered) or recorded per-option gradients, and a seeded `next_random`;
+//! - [`conformance`]: fixtures written by a reference implementation's generator script, loading
+//!   its weights by name and comparing tensors within float32's tolerance;
 //! - one contract suite per kind: [`space`], [`algorithm`] and [`criterion`]. Each runs every
 //!   check of its kind and returns a [`ContractReport`] naming each check and its outcome, so
 //!   a test can assert which check failed; `assert_contract` panics with every failure.
@@ -23,6 +25,7 @@
 //! never from libtorch's global one, so that a suite is reproducible even while other tests draw.
 
 pub mod algorithm;
+pub mod conformance;
 pub mod criterion;
 pub mod criterion_context;
 pub mod host;

@@ -20,7 +20,7 @@ use splitnas_data::{
 use splitnas_engine::plugins::PluginRegistry;
 use splitnas_plugin_api::{Device, HostContext, TensorRef};
 
-use crate::step::{process_memory, Nb201Bench};
+use crate::step::{process_memory, SpaceBench};
 
 /// The reference script, as committed.
 pub const REFERENCE_SCRIPT: &str = include_str!("../../../benchmarks/data/reference_torchvision.py");
@@ -221,7 +221,7 @@ fn time_torchvision(script: &Path, python: &Path, folder: &Path, options: &DataB
 /// one preloaded batch and once from the loader (the wait for each batch included).
 fn measure_step_feeding(registry: &PluginRegistry, files: &ImageFiles, options: &DataBenchOptions) -> Result<StepFeeding> {
     let device = Device::Cpu;
-    let bench = Nb201Bench::for_data(registry, options.step_channels, 1, files.num_classes() as u32, device)?;
+    let bench = SpaceBench::for_data(registry, options.step_channels, 1, files.num_classes() as u32, device)?;
     let environment = bench.environment();
     let mut sub = bench.sub_supernet(registry, &environment, "rsps")?;
     let services = splitnas_engine::services::PluginServices::new(splitnas_data::SeededRng::new(1));

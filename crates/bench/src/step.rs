@@ -210,8 +210,9 @@ fn reference_settings() -> TrainingSettings {
     }
 }
 
-/// The NB201 space at one size on one device, with the training environment its steps need.
-pub struct Nb201Bench {
+/// A space at one size on one device, with the training environment its steps need (the
+/// benchmarked steps bring their own batches).
+pub struct SpaceBench {
     pub space: SearchSpaceBox,
     pub info: SpaceInfo,
     pub device: Device,
@@ -219,21 +220,27 @@ pub struct Nb201Bench {
     placeholder_loader: RefCell<BatchLoader>,
 }
 
-impl Nb201Bench {
+impl SpaceBench {
+    /// NB201 at C = `channels`, N = `cells`, for the reference's CIFAR-shaped data.
     pub fn new(registry: &PluginRegistry, channels: u32, cells: u32, device: Device) -> Result<Self> {
         Self::for_data(registry, channels, cells, REFERENCE_DATA.classes, device)
     }
 
-    /// The space for 3-channel images of `classes` classes.
+    /// NB201 for 3-channel images of `classes` classes.
     pub fn for_data(registry: &PluginRegistry, channels: u32, cells: u32, classes: u32, device: Device) -> Result<Self> {
         let setup = SpaceSetup { classes, ..REFERENCE_DATA };
-        let space = create_space(registry, "nb201", &json!({"channels": channels, "cells": cells}), &setup)?;
-        let info = space.info().into_result().context("space nb201")?;
+        Self::for_space(registry, "nb201", &json!({"channels": channels, "cells": cells}), &setup, device)
+    }
+
+    /// Any space plugin with its own configuration keys.
+    pub fn for_space(registry: &PluginRegistry, name: &str, config: &serde_json::Value, setup: &SpaceSetup, device: Device) -> Result<Self> {
+        let space = create_space(registry, name, config, setup)?;
+        let info = space.info().into_result().with_context(|| format!("space {name}"))?;
         let cpu = tch::Device::Cpu;
         let placeholder =
             Dataset::new("bench", Tensor::zeros([1, 3, 4, 4], (tch::Kind::Uint8, cpu)), Tensor::zeros([1], (tch::Kind::Int64, cpu)), 10)?;
         let loader = BatchLoader::new(&placeholder, &Normalization::nb201_cifar10(), LoaderOptions::evaluation(1), device.to_tch())?;
-        Ok(Nb201Bench { space, info, device, placeholder_loader: RefCell::new(loader) })
+        Ok(SpaceBench { space, info, device, placeholder_loader: RefCell::new(loader) })
     }
 
     pub fn environment(&self) -> TrainingEnvironment<'_> {
@@ -254,7 +261,18 @@ impl Nb201Bench {
 
     /// The full supernet with a fresh `algorithm` and the reference's optimizer settings.
     pub fn sub_supernet(&self, registry: &PluginRegistry, environment: &TrainingEnvironment<'_>, algorithm: &str) -> Result<SubSupernet> {
-        let create_algorithm = algorithm_factory(registry, algorithm, &serde_json::Value::Null)?;
+        self.sub_supernet_with(registry, environment, algorithm, &serde_json::Value::Null)
+    }
+
+    /// The same with the algorithm's own configuration keys.
+    pub fn sub_supernet_with(
+        &self,
+        registry: &PluginRegistry,
+        environment: &TrainingEnvironment<'_>,
+        algorithm: &str,
+        algorithm_config: &serde_json::Value,
+    ) -> Result<SubSupernet> {
+        let create_algorithm = algorithm_factory(registry, algorithm, algorithm_config)?;
         Ok(SubSupernet::new(environment, self.info.full_mask(), &create_algorithm, 0, reference_settings())?)
     }
 }
@@ -274,7 +292,7 @@ pub fn run_step_benchmark(registry: &PluginRegistry, options: &StepOptions, emit
             tch::Cuda::synchronize(index as i64);
         }
     };
-    let bench = Nb201Bench::new(registry, options.channels, options.cells, device)?;
+    let bench = SpaceBench::new(registry, options.channels, options.cells, device)?;
     let edge = options.gm_edge;
     if edge as usize >= bench.info.choice_points.len() {
         bail!("--gm-edge {edge} does not exist: nb201 has edges 0..={}", bench.info.choice_points.len() - 1);

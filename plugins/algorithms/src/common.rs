@@ -7,7 +7,9 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use splitnas_plugin_api::{AlgorithmSetup, Architecture, Batch, HostContextRef, Mask, PluginError, PluginResult, TensorRef, TrainingProgress};
+use splitnas_plugin_api::{
+    AlgorithmSetup, Architecture, Batch, HostContextRef, Mask, OwnedTensor, PluginError, PluginResult, TensorRef, TrainingProgress, WeightSample,
+};
 use tch::{Kind, Reduction, Tensor};
 
 /// Turns a host call's ABI result into a `Result`, so that `?` works on it.
@@ -176,6 +178,15 @@ impl MaskedSpace {
                 }
             })
             .collect()
+    }
+
+    /// The most likely allowed option of every choice point, as a one-hot single path (the
+    /// evaluation sample of algorithms that sample paths from α).
+    pub fn most_likely_path(&self, alpha: &Tensor) -> Result<WeightSample, PluginError> {
+        let _no_grad = tch::no_grad_guard();
+        let choices = self.masked_logits(alpha)?.f_argmax(-1, false)?;
+        let active = self.single_path_active(&self.choices_to_host(&choices)?);
+        Ok(WeightSample { weights: OwnedTensor::new(self.one_hot(&choices)?), active })
     }
 
     /// The architecture a space derives from α: the masked softmax, so that spaces comparing

@@ -218,10 +218,7 @@ impl AlgorithmPlugin for ProxylessNas {
 
     /// The most likely option of every choice point.
     fn evaluation_sample(&mut self, _context: &HostContextRef<'_>) -> Result<WeightSample, PluginError> {
-        let _no_grad = tch::no_grad_guard();
-        let choices = self.space.masked_logits(&self.alpha)?.f_argmax(-1, false)?;
-        let active = self.space.single_path_active(&self.space.choices_to_host(&choices)?);
-        Ok(WeightSample { weights: OwnedTensor::new(self.space.one_hot(&choices)?), active })
+        self.space.most_likely_path(&self.alpha)
     }
 
     fn derive(&mut self, context: &HostContextRef<'_>) -> Result<Architecture, PluginError> {

@@ -10,51 +10,17 @@
 //!   tiny stand-alone network, after loading the reference's parameters into ours by name:
 //!   training logits, every gradient, running statistics, evaluation logits.
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::collections::HashMap;
 
 use serde::Deserialize;
 use splitnas_plugin_api::author::{NetworkPlugin, SpacePlugin, SupernetPlugin};
-use splitnas_plugin_api::{Device, ForwardMode, Mask, NamedTensor};
+use splitnas_plugin_api::{Device, ForwardMode, Mask};
 use splitnas_plugin_darts_space::DartsSpace;
-use tch::{Kind, Tensor};
+use splitnas_plugin_testkit::conformance::{assert_close, by_name, load_named, under, Fixtures, NameCheck};
+use tch::Tensor;
 
-/// |ours − pytorch| ≤ RELATIVE · max|pytorch| + ABSOLUTE, per tensor (float32 throughout).
-const RELATIVE: f64 = 1e-4;
-const ABSOLUTE: f64 = 1e-5;
-
-fn read_tensors(file: &str) -> HashMap<String, Tensor> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(file);
-    Tensor::read_safetensors(&path).unwrap_or_else(|error| panic!("{file}: {error}")).into_iter().collect()
-}
-
-/// The tensors under `prefix/`, keyed by the rest of their name.
-fn under<'a>(tensors: &'a HashMap<String, Tensor>, prefix: &str) -> HashMap<&'a str, &'a Tensor> {
-    tensors.iter().filter_map(|(name, tensor)| Some((name.strip_prefix(prefix)?.strip_prefix('/')?, tensor))).collect()
-}
-
-fn assert_close(what: &str, ours: &Tensor, expected: &Tensor) {
-    assert_eq!(ours.size(), expected.size(), "{what}: shape");
-    let expected = expected.to_kind(Kind::Double);
-    let scale = expected.abs().max().double_value(&[]);
-    let difference = (ours.to_kind(Kind::Double) - &expected).abs().max().double_value(&[]);
-    assert!(difference <= RELATIVE * scale + ABSOLUTE, "{what}: max |ours - pytorch| = {difference:e} with max |pytorch| = {scale:e}");
-}
-
-fn by_name(named: Vec<NamedTensor>) -> Vec<(String, Tensor)> {
-    named.into_iter().map(|named| (named.name.to_string(), named.tensor.into_tensor())).collect()
-}
-
-/// Copies `values[name]` into every tensor, which must be exactly the names there.
-fn load(what: &str, ours: &[(String, Tensor)], values: &HashMap<&str, &Tensor>) {
-    let our_names: BTreeSet<&str> = ours.iter().map(|(name, _)| name.as_str()).collect();
-    let their_names: BTreeSet<&str> = values.keys().copied().collect();
-    assert_eq!(our_names, their_names, "{what}: the plugin's names and the fixture's differ");
-    tch::no_grad(|| {
-        for (name, tensor) in ours {
-            tensor.shallow_clone().f_copy_(values[name.as_str()]).unwrap_or_else(|error| panic!("{what} {name}: {error}"));
-        }
-    });
+fn fixtures() -> Fixtures {
+    Fixtures::of_crate(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// Training logits, loss, every gradient (the fixture leaves out exact zeros), running
@@ -66,8 +32,8 @@ fn check_case(
     buffers: &[(String, Tensor)],
     forward: impl Fn(bool) -> Tensor,
 ) {
-    load(what, parameters, &under(fixture, "param"));
-    load(what, buffers, &under(fixture, "buffer_before"));
+    load_named(what, parameters, &under(fixture, "param"), NameCheck::Exact);
+    load_named(what, buffers, &under(fixture, "buffer_before"), NameCheck::Exact);
     let logits = forward(true);
     assert_close(&format!("{what} training logits"), &logits, &fixture["logits_train"]);
     let loss = logits.cross_entropy_for_logits(&fixture["labels"]);
@@ -93,7 +59,7 @@ fn check_case(
 #[test]
 fn supernet_forward_and_backward_match_pytorch() {
     tch::set_num_threads(1);
-    let fixture = read_tensors("supernet_case.safetensors");
+    let fixture = fixtures().read_tensors("supernet_case.safetensors");
     let space = DartsSpace::create(r#"{"channels": 2, "cells": 3, "classes": 10, "input_channels": 3}"#).unwrap();
     let supernet = space.build_supernet(&space.info().unwrap().full_mask(), Device::Cpu).unwrap();
     let parameters = by_name(supernet.parameters().unwrap());
@@ -108,7 +74,7 @@ fn supernet_forward_and_backward_match_pytorch() {
 #[test]
 fn network_forward_and_backward_match_pytorch() {
     tch::set_num_threads(1);
-    let fixture = read_tensors("network_case.safetensors");
+    let fixture = fixtures().read_tensors("network_case.safetensors");
     let space = DartsSpace::create(r#"{"network_channels": 2, "network_cells": 5, "auxiliary": false, "classes": 10, "input_channels": 3}"#).unwrap();
     let darts_v2 = &serde_json::from_str::<Fixture>(include_str!("fixtures/param_counts.json")).unwrap().networks[0].genotype;
     let network = space.build_network(&space.parse_genotype(darts_v2).unwrap(), Device::Cpu).unwrap();

@@ -6,73 +6,14 @@
 //!   search network's parameters into ours by name (dense, sparse and single-path weights);
 //! - a stand-alone network's training forward and backward, running statistics, evaluation forward.
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
-
 use serde::Deserialize;
 use splitnas_plugin_api::author::{NetworkPlugin, SpacePlugin, SupernetPlugin};
-use splitnas_plugin_api::{Device, ForwardMode, Mask, NamedTensor};
+use splitnas_plugin_api::{Device, ForwardMode, Mask};
 use splitnas_plugin_nb201::Nb201;
-use tch::{Kind, Tensor};
+use splitnas_plugin_testkit::conformance::{assert_close, by_name, grad_or_zeros, load_named, under, Fixtures, NameCheck};
 
-/// |ours − pytorch| ≤ RELATIVE · max|pytorch| + ABSOLUTE, per tensor (float32 throughout).
-/// Measured: at most ~5e-6 relative. ABSOLUTE covers gradients that are zero in exact
-/// arithmetic (a search-cell conv's bias right before a batch norm without affine, which
-/// subtracts it again; a bias just before the head's batch norm): float noise up to ~1e-6.
-const RELATIVE: f64 = 1e-4;
-const ABSOLUTE: f64 = 1e-5;
-
-fn fixture_path(file: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(file)
-}
-
-fn read_json<T: for<'de> Deserialize<'de>>(file: &str) -> T {
-    let text = std::fs::read_to_string(fixture_path(file)).unwrap_or_else(|error| panic!("{file}: {error}"));
-    serde_json::from_str(&text).unwrap_or_else(|error| panic!("{file}: {error}"))
-}
-
-fn read_tensors(file: &str) -> HashMap<String, Tensor> {
-    Tensor::read_safetensors(fixture_path(file)).unwrap_or_else(|error| panic!("{file}: {error}")).into_iter().collect()
-}
-
-/// The tensors under `prefix/`, keyed by the rest of their name.
-fn under<'a>(tensors: &'a HashMap<String, Tensor>, prefix: &str) -> HashMap<&'a str, &'a Tensor> {
-    tensors.iter().filter_map(|(name, tensor)| Some((name.strip_prefix(prefix)?.strip_prefix('/')?, tensor))).collect()
-}
-
-fn assert_close(what: &str, ours: &Tensor, expected: &Tensor) {
-    assert_eq!(ours.size(), expected.size(), "{what}: shape");
-    let expected = expected.to_kind(Kind::Double);
-    let scale = expected.abs().max().double_value(&[]);
-    let difference = (ours.to_kind(Kind::Double) - &expected).abs().max().double_value(&[]);
-    assert!(difference <= RELATIVE * scale + ABSOLUTE, "{what}: max |ours - pytorch| = {difference:e} with max |pytorch| = {scale:e}");
-}
-
-/// The gradient of a parameter, zeros where autograd never reached it.
-fn grad_or_zeros(tensor: &Tensor) -> Tensor {
-    let grad = tensor.grad();
-    if grad.defined() {
-        grad
-    } else {
-        tensor.zeros_like()
-    }
-}
-
-fn by_name(named: Vec<NamedTensor>) -> Vec<(String, Tensor)> {
-    named.into_iter().map(|named| (named.name.to_string(), named.tensor.into_tensor())).collect()
-}
-
-/// Copies `values[name]` into every tensor, which must be exactly the names there.
-fn load(what: &str, ours: &[(String, Tensor)], values: &HashMap<&str, &Tensor>) {
-    let our_names: BTreeSet<&str> = ours.iter().map(|(name, _)| name.as_str()).collect();
-    let their_names: BTreeSet<&str> = values.keys().copied().collect();
-    assert_eq!(our_names, their_names, "{what}: the plugin's names and the fixture's differ");
-    tch::no_grad(|| {
-        for (name, tensor) in ours {
-            // A second handle to the same storage: copy_ wants `&mut`.
-            tensor.shallow_clone().f_copy_(values[name.as_str()]).unwrap_or_else(|error| panic!("{what} {name}: {error}"));
-        }
-    });
+fn fixtures() -> Fixtures {
+    Fixtures::of_crate(env!("CARGO_MANIFEST_DIR"))
 }
 
 #[derive(Deserialize)]
@@ -121,7 +62,7 @@ fn space(channels: u32, cells: u32, classes: u32, input_channels: u32) -> Nb201 
 
 #[test]
 fn parameter_counts_and_flops_match_pytorch() {
-    let counts: CountsFile = read_json("param_counts.json");
+    let counts: CountsFile = fixtures().read_json("param_counts.json");
     let c = &counts.config;
     assert!(counts.networks.len() >= 8);
     let space = space(c.channels, c.cells, c.classes, c.input_channels);
@@ -134,15 +75,15 @@ fn parameter_counts_and_flops_match_pytorch() {
 
 #[test]
 fn supernet_forward_and_backward_match_pytorch() {
-    let cases: CasesFile = read_json("cases.json");
+    let cases: CasesFile = fixtures().read_json("cases.json");
     assert_eq!(cases.supernet.len(), 3);
     for case in &cases.supernet {
         let what = case.file.as_str();
-        let fixture = read_tensors(what);
+        let fixture = fixtures().read_tensors(what);
         let space = space(case.channels, case.cells, case.classes, case.input_channels);
         let supernet = space.build_supernet(&space.info().unwrap().full_mask(), Device::Cpu).unwrap();
         let parameters = by_name(supernet.parameters().unwrap());
-        load(what, &parameters, &under(&fixture, "param"));
+        load_named(what, &parameters, &under(&fixture, "param"), NameCheck::Exact);
 
         // Zero weights are the options a host would leave inactive.
         let weights = fixture["weights"].copy().set_requires_grad(true);
@@ -167,18 +108,18 @@ fn supernet_forward_and_backward_match_pytorch() {
 
 #[test]
 fn network_training_and_evaluation_match_pytorch() {
-    let cases: CasesFile = read_json("cases.json");
+    let cases: CasesFile = fixtures().read_json("cases.json");
     assert_eq!(cases.network.len(), 1);
     for case in &cases.network {
         let what = case.file.as_str();
-        let fixture = read_tensors(what);
+        let fixture = fixtures().read_tensors(what);
         let space = space(case.channels, case.cells, case.classes, case.input_channels);
         let architecture = space.parse_genotype(case.genotype.as_deref().expect("network cases name a genotype")).unwrap();
         let network = space.build_network(&architecture, Device::Cpu).unwrap();
         let parameters = by_name(network.parameters().unwrap());
         let buffers = by_name(network.buffers().unwrap());
-        load(what, &parameters, &under(&fixture, "param"));
-        load(what, &buffers, &under(&fixture, "buffer_before"));
+        load_named(what, &parameters, &under(&fixture, "param"), NameCheck::Exact);
+        load_named(what, &buffers, &under(&fixture, "buffer_before"), NameCheck::Exact);
 
         let train = ForwardMode { train: true, drop_path_prob: 0.0 };
         let (logits, _) = network.forward(&fixture["input"], train).unwrap();

@@ -8,6 +8,7 @@
 //! then identical for every sub-supernet, and children inherit their parent's tensors by name.
 //! Disallowed or inactive options are never computed.
 
+use splitnas_nn_blocks::mixing::{MixingWeight, MixingWeights};
 use splitnas_nn_blocks::{is_under, BatchNormNumerics, MbConv, NamedVariables, ParamInit};
 use splitnas_plugin_api::author::SupernetPlugin;
 use splitnas_plugin_api::{Device, Mask, NamedTensor, PluginError};
@@ -22,27 +23,6 @@ use crate::space::{block_name, validate_mask, NetworkLayout, Operation, NUM_BLOC
 pub struct MixedBlock {
     ops: Vec<Option<MbConv>>,
     has_shortcut: bool,
-}
-
-/// How one option's output is scaled.
-enum MixingWeight {
-    /// Exactly 1 with no gradient wanted (single paths): the output as it is.
-    One,
-    /// A constant read from weights on the CPU that need no gradient.
-    Constant(f64),
-    /// A 0-d slice of the weights, keeping the graph to them (architecture steps, or weights
-    /// on a device, where reading them would stall the stream).
-    Tensor(Tensor),
-}
-
-impl MixingWeight {
-    fn apply(&self, output: Tensor) -> Result<Tensor, TchError> {
-        match self {
-            MixingWeight::One => Ok(output),
-            MixingWeight::Constant(weight) => output.f_mul_scalar(*weight),
-            MixingWeight::Tensor(weight) => output.f_mul(weight),
-        }
-    }
 }
 
 impl MixedBlock {
@@ -113,13 +93,7 @@ impl ProxylessSupernet {
             )));
         }
         validate_mask(&self.skeleton.layout, active, "the active mask")?;
-        // Constants cost one small copy here and save an op per option; a gradient to the
-        // weights, or weights on a GPU, need the tensor.
-        let constants: Option<Vec<f64>> = if !weights.requires_grad() && weights.device() == tch::Device::Cpu {
-            Some(Vec::<f64>::try_from(weights.f_to_kind(tch::Kind::Double)?.f_contiguous()?.f_view([-1])?)?)
-        } else {
-            None
-        };
+        let mixing_weights = MixingWeights::new(weights)?;
         let mut mixing = Vec::with_capacity(NUM_BLOCKS);
         for block in 0..NUM_BLOCKS {
             let mut computed = Vec::new();
@@ -134,11 +108,7 @@ impl ProxylessSupernet {
                     )));
                 }
                 if Operation::ALL[option] != Operation::Zero {
-                    let weight = match &constants {
-                        Some(values) if values[block * NUM_OPERATIONS + option] == 1.0 => MixingWeight::One,
-                        Some(values) => MixingWeight::Constant(values[block * NUM_OPERATIONS + option]),
-                        None => MixingWeight::Tensor(weights.f_select(0, block as i64)?.f_select(0, option as i64)?),
-                    };
+                    let weight = mixing_weights.weight(block, option)?;
                     computed.push((option, weight));
                 }
             }

@@ -11,67 +11,14 @@
 //!   paths, a block whose only active option is `zero`), against a PyTorch rendering built
 //!   from ofa's `MBConvLayer` candidates.
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
-
 use serde::Deserialize;
 use splitnas_plugin_api::author::{NetworkPlugin, SpacePlugin, SupernetPlugin};
-use splitnas_plugin_api::{Device, ForwardMode, Mask, NamedTensor};
+use splitnas_plugin_api::{Device, ForwardMode, Mask};
 use splitnas_plugin_proxylessnas::ProxylessNas;
-use tch::{Kind, Tensor};
+use splitnas_plugin_testkit::conformance::{assert_close, by_name, load_named, under, Fixtures, NameCheck};
 
-/// |ours − pytorch| ≤ RELATIVE · max|pytorch| + ABSOLUTE, per tensor (float32 throughout).
-const RELATIVE: f64 = 1e-4;
-const ABSOLUTE: f64 = 1e-5;
-
-fn fixture_path(file: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(file)
-}
-
-fn read_json<T: for<'de> Deserialize<'de>>(file: &str) -> T {
-    let text = std::fs::read_to_string(fixture_path(file)).unwrap_or_else(|error| panic!("{file}: {error}"));
-    serde_json::from_str(&text).unwrap_or_else(|error| panic!("{file}: {error}"))
-}
-
-fn read_tensors(file: &str) -> HashMap<String, Tensor> {
-    Tensor::read_safetensors(fixture_path(file)).unwrap_or_else(|error| panic!("{file}: {error}")).into_iter().collect()
-}
-
-/// The tensors under `prefix/`, keyed by the rest of their name.
-fn under<'a>(tensors: &'a HashMap<String, Tensor>, prefix: &str) -> HashMap<&'a str, &'a Tensor> {
-    tensors.iter().filter_map(|(name, tensor)| Some((name.strip_prefix(prefix)?.strip_prefix('/')?, tensor))).collect()
-}
-
-fn assert_close(what: &str, ours: &Tensor, expected: &Tensor) {
-    assert_eq!(ours.size(), expected.size(), "{what}: shape");
-    let expected = expected.to_kind(Kind::Double);
-    let scale = expected.abs().max().double_value(&[]);
-    let difference = (ours.to_kind(Kind::Double) - &expected).abs().max().double_value(&[]);
-    assert!(difference <= RELATIVE * scale + ABSOLUTE, "{what}: max |ours - pytorch| = {difference:e} with max |pytorch| = {scale:e}");
-}
-
-fn by_name(named: Vec<NamedTensor>) -> Vec<(String, Tensor)> {
-    named.into_iter().map(|named| (named.name.to_string(), named.tensor.into_tensor())).collect()
-}
-
-/// Copies `values[name]` into each of `ours` that the fixture holds; with `exact`, the names
-/// must be the same sets.
-fn load(what: &str, ours: &[(String, Tensor)], values: &HashMap<&str, &Tensor>, exact: bool) {
-    let our_names: BTreeSet<&str> = ours.iter().map(|(name, _)| name.as_str()).collect();
-    let their_names: BTreeSet<&str> = values.keys().copied().collect();
-    if exact {
-        assert_eq!(our_names, their_names, "{what}: the plugin's names and the fixture's differ");
-    } else {
-        let unknown: Vec<&&str> = their_names.difference(&our_names).collect();
-        assert!(unknown.is_empty(), "{what}: the fixture names tensors the plugin does not have: {unknown:?}");
-    }
-    tch::no_grad(|| {
-        for (name, tensor) in ours {
-            if let Some(value) = values.get(name.as_str()) {
-                tensor.shallow_clone().f_copy_(value).unwrap_or_else(|error| panic!("{what} {name}: {error}"));
-            }
-        }
-    });
+fn fixtures() -> Fixtures {
+    Fixtures::of_crate(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn space(config: &serde_json::Value) -> ProxylessNas {
@@ -95,7 +42,7 @@ struct StatsCase {
 
 #[test]
 fn parameters_and_flops_equal_the_official_networks() {
-    let file: StatsFile = read_json("stats.json");
+    let file: StatsFile = fixtures().read_json("stats.json");
     assert!(file.cases.len() >= 15, "the fixture holds the published networks and random genotypes");
     for case in &file.cases {
         let space = space(&case.config);
@@ -117,15 +64,15 @@ struct TinyCases {
 
 #[test]
 fn stand_alone_network_trains_and_evaluates_like_ofa() {
-    let cases: TinyCases = read_json("cases.json");
+    let cases: TinyCases = fixtures().read_json("cases.json");
     let space = space(&cases.config);
-    let tensors = read_tensors("network.safetensors");
+    let tensors = fixtures().read_tensors("network.safetensors");
     let architecture = space.parse_genotype(&cases.network_genotype).unwrap();
     let network = space.build_network(&architecture, Device::Cpu).unwrap();
     let parameters = by_name(network.parameters().unwrap());
     let buffers = by_name(network.buffers().unwrap());
-    load("parameters", &parameters, &under(&tensors, "param"), true);
-    load("buffers", &buffers, &under(&tensors, "buffer_before"), true);
+    load_named("parameters", &parameters, &under(&tensors, "param"), NameCheck::Exact);
+    load_named("buffers", &buffers, &under(&tensors, "buffer_before"), NameCheck::Exact);
     let input = &tensors["input"];
     assert_eq!(input.size()[2], cases.image_size);
     let (logits, auxiliary) = network.forward(input, ForwardMode { train: true, drop_path_prob: 0.0 }).unwrap();
@@ -146,14 +93,14 @@ fn stand_alone_network_trains_and_evaluates_like_ofa() {
 
 #[test]
 fn supernet_mixes_like_the_pytorch_rendering() {
-    let cases: TinyCases = read_json("cases.json");
+    let cases: TinyCases = fixtures().read_json("cases.json");
     let space = space(&cases.config);
-    let tensors = read_tensors("supernet.safetensors");
+    let tensors = fixtures().read_tensors("supernet.safetensors");
     let mask = space.info().unwrap().full_mask();
     let supernet = space.build_supernet(&mask, Device::Cpu).unwrap();
     let parameters = by_name(supernet.parameters().unwrap());
     let in_graph = under(&tensors, "param");
-    load("parameters", &parameters, &in_graph, false);
+    load_named("parameters", &parameters, &in_graph, NameCheck::FixtureSubset);
     let weights = tensors["weights"].copy().set_requires_grad(true);
     let nonzero = Vec::<f32>::try_from(tensors["weights"].view([-1])).unwrap();
     let active =
