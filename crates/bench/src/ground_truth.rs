@@ -186,7 +186,7 @@ fn sample_distinct(space: &SearchSpaceBox, info: &SpaceInfo, mask: &Mask, count:
 /// architecture index); `--worker i/n` takes every n-th pair of this order.
 fn training_order(architectures: usize, seeds: &[u64], run_seed: u64) -> Vec<(u64, usize)> {
     let mut order: Vec<usize> = (0..architectures).collect();
-    let mut rng = SeededRng::derive(run_seed, &[0x4f52_4445_52]);
+    let mut rng = SeededRng::derive(run_seed, &[0x004f_5244_4552]);
     for i in (1..order.len()).rev() {
         order.swap(i, rng.below(i as u64 + 1) as usize);
     }
