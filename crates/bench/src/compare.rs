@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::bootstrap::{bootstrap, BootstrapReport, Measure, RankingData};
 use crate::ranking::{rank_run, RankingOptions, RankingReport, METHODS};
+use crate::table::GroundTruthTable;
 use splitnas_engine::plugins::PluginRegistry;
 use splitnas_plugin_api::ComponentKind;
 use splitnas_run::config::RunConfig;
@@ -29,6 +31,27 @@ pub struct CompareRequest {
     /// A ground-truth table: score every run's ranking against it.
     pub table: Option<PathBuf>,
     pub ranking: RankingOptions,
+    /// Confidence intervals and the paired comparison (with a table).
+    pub bootstrap: BootstrapOptions,
+}
+
+/// The bootstrap of ranking quality over architectures, table seeds and search seeds
+/// ([`crate::bootstrap`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BootstrapOptions {
+    /// Replicates; 0 leaves intervals out.
+    pub replicates: usize,
+    /// The intervals' confidence, e.g. 0.95.
+    pub confidence: f64,
+    /// The criterion every other one is compared with, seed by seed (where it is compared).
+    pub reference: String,
+    pub seed: u64,
+}
+
+impl Default for BootstrapOptions {
+    fn default() -> Self {
+        BootstrapOptions { replicates: 1000, confidence: 0.95, reference: "gm".to_string(), seed: 0 }
+    }
 }
 
 /// One criterion's row of the table.
@@ -61,6 +84,25 @@ pub struct RankingSummary {
     /// Kendall τ between the table's first two seeds (the noise ceiling), where it has two.
     #[serde(default)]
     pub table_seed_tau: Option<f64>,
+    /// Per BN method (in `methods` order): the bootstrap's intervals for this criterion, and,
+    /// for criteria other than the reference, the reference minus this criterion, seed by seed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bootstrap: Vec<MethodBootstrap>,
+}
+
+/// One BN method's bootstrap results for one criterion.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MethodBootstrap {
+    pub method: String,
+    pub replicates: usize,
+    pub confidence: f64,
+    /// Architectures and seeds the bootstrap resampled.
+    pub architectures: usize,
+    pub table_seeds: usize,
+    pub search_seeds: usize,
+    pub intervals: Vec<(Measure, crate::bootstrap::Interval)>,
+    /// Empty for the reference criterion itself.
+    pub versus_reference: Vec<crate::bootstrap::PairedDifference>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,6 +144,7 @@ fn summarize_rankings(reports: &[RankingReport]) -> RankingSummary {
         selected_regret: mean_std(&selected),
         selected_in_table: selected.len(),
         table_seed_tau: reports.first().and_then(|r| r.table_seed_tau),
+        bootstrap: Vec::new(),
     }
 }
 
@@ -284,10 +327,87 @@ pub fn compare(
             plot_inputs.push((criterion.clone(), rankings));
         }
     }
+    if let (Some(table), true) = (&request.table, request.bootstrap.replicates > 0) {
+        attach_bootstrap(&mut rows, &plot_inputs, table, &request.ranking, &request.bootstrap)?;
+    }
     if !plot_inputs.is_empty() {
         write_plots(&rows, &plot_inputs, &request.output_dir)?;
     }
     Ok(rows)
+}
+
+/// The architectures every run evaluated (in the first run's order), with the table's
+/// accuracies per seed (as many seeds as every one of them has) and each criterion's
+/// predictions per run and BN method: `[method]` of the bootstrap's input.
+fn bootstrap_inputs(rankings: &[(String, Vec<RankingReport>)], table: &GroundTruthTable) -> Vec<RankingData> {
+    let lookup: Vec<Vec<std::collections::HashMap<&str, &Vec<f64>>>> = rankings
+        .iter()
+        .map(|(_, reports)| reports.iter().map(|r| r.scores.iter().map(|s| (s.genotype.as_str(), &s.predicted)).collect()).collect())
+        .collect();
+    let genotypes: Vec<&str> = rankings
+        .first()
+        .and_then(|(_, reports)| reports.first())
+        .map(|first| {
+            first
+                .scores
+                .iter()
+                .map(|s| s.genotype.as_str())
+                .filter(|g| lookup.iter().flatten().all(|run| run.contains_key(g)) && table.find(g).is_some())
+                .collect()
+        })
+        .unwrap_or_default();
+    let table_seeds = genotypes.iter().filter_map(|g| table.find(g)).map(|e| e.accuracy.len()).min().unwrap_or(0);
+    let accuracies: Vec<Vec<f64>> = genotypes.iter().filter_map(|g| table.find(g)).map(|e| e.accuracy[..table_seeds].to_vec()).collect();
+    (0..METHODS.len())
+        .map(|m| RankingData {
+            table: accuracies.clone(),
+            criteria: rankings
+                .iter()
+                .zip(&lookup)
+                .map(|((criterion, _), runs)| (criterion.clone(), runs.iter().map(|run| genotypes.iter().map(|g| run[g][m]).collect()).collect()))
+                .collect(),
+        })
+        .collect()
+}
+
+/// Bootstraps every BN method's ranking quality over architectures, table seeds and search
+/// seeds, and stores the intervals and paired differences in the rows.
+fn attach_bootstrap(
+    rows: &mut [CompareRow],
+    rankings: &[(String, Vec<RankingReport>)],
+    table_path: &Path,
+    ranking: &RankingOptions,
+    options: &BootstrapOptions,
+) -> Result<()> {
+    let table = GroundTruthTable::read(table_path)?;
+    let measures = Measure::all(&ranking.top_k);
+    let reference = rankings.iter().any(|(c, _)| *c == options.reference).then_some(options.reference.as_str());
+    let mut reports: Vec<(String, BootstrapReport)> = Vec::new();
+    for (m, data) in bootstrap_inputs(rankings, &table).into_iter().enumerate() {
+        let report = bootstrap(&data, &measures, reference, options.replicates, options.confidence, options.seed)
+            .with_context(|| format!("bootstrap of the rankings against {}", table_path.display()))?;
+        reports.push((METHODS[m].0.to_string(), report));
+    }
+    for row in rows.iter_mut() {
+        let Some(summary) = row.ranking.as_mut() else { continue };
+        summary.bootstrap = reports
+            .iter()
+            .filter_map(|(method, report)| {
+                let intervals = report.criteria.iter().find(|c| c.criterion == row.criterion)?.measures.clone();
+                Some(MethodBootstrap {
+                    method: method.clone(),
+                    replicates: report.replicates,
+                    confidence: report.confidence,
+                    architectures: report.architectures,
+                    table_seeds: report.table_seeds,
+                    search_seeds: report.search_seeds,
+                    intervals,
+                    versus_reference: report.paired.iter().filter(|p| p.other == row.criterion).cloned().collect(),
+                })
+            })
+            .collect();
+    }
+    Ok(())
 }
 
 /// `ranking-tau.svg` (τ per criterion and BN method) and `ranking-scatter.svg` (predicted vs
@@ -319,7 +439,9 @@ fn write_plots(rows: &[CompareRow], inputs: &[(String, Vec<RankingReport>)], dir
     Ok(())
 }
 
-/// Ranking columns, one row per criterion and BN method.
+/// Ranking columns, one row per criterion and BN method: mean ± sample std over seeds, and,
+/// where the bootstrap ran, its interval in brackets. Then the paired comparison with the
+/// reference criterion.
 pub fn render_ranking_table(rows: &[CompareRow]) -> String {
     let Some(first) = rows.iter().find_map(|r| r.ranking.as_ref()) else { return String::new() };
     let ks: Vec<usize> = first.methods[0].top_k.iter().map(|t| t.0).collect();
@@ -333,14 +455,27 @@ pub fn render_ranking_table(rows: &[CompareRow]) -> String {
     for row in rows {
         let Some(ranking) = &row.ranking else { continue };
         for method in &ranking.methods {
+            let intervals = ranking.bootstrap.iter().find(|b| b.method == method.method);
+            let interval = |measure: Measure, digits: usize| {
+                intervals
+                    .and_then(|b| b.intervals.iter().find(|(m, _)| *m == measure))
+                    .map_or(String::new(), |(_, i)| format!(" [{:.digits$}, {:.digits$}]", i.low, i.high))
+            };
             out += &format!(
-                "| {} | {} | {:.3} ± {:.3} | {:.3} ± {:.3} |",
-                row.criterion, method.method, method.kendall_tau.0, method.kendall_tau.1, method.spearman_rho.0, method.spearman_rho.1
+                "| {} | {} | {:.3} ± {:.3}{} | {:.3} ± {:.3}{} |",
+                row.criterion,
+                method.method,
+                method.kendall_tau.0,
+                method.kendall_tau.1,
+                interval(Measure::KendallTau, 3),
+                method.spearman_rho.0,
+                method.spearman_rho.1,
+                interval(Measure::SpearmanRho, 3)
             );
-            for (_, mean, std) in &method.top_k {
-                out += &format!(" {mean:.2} ± {std:.2} |");
+            for (k, mean, std) in &method.top_k {
+                out += &format!(" {mean:.2} ± {std:.2}{} |", interval(Measure::TopK(*k), 2));
             }
-            out += &format!(" {:.4} ± {:.4} |", method.regret.0, method.regret.1);
+            out += &format!(" {:.4} ± {:.4}{} |", method.regret.0, method.regret.1, interval(Measure::Regret, 4));
             out += &if ranking.selected_in_table > 0 {
                 format!(
                     " {:.4} ± {:.4} ({}/{} listed) |\n",
@@ -356,6 +491,55 @@ pub fn render_ranking_table(rows: &[CompareRow]) -> String {
     }
     if let Some(tau) = first.table_seed_tau {
         out += &format!("\nThe table's first two seeds agree with Kendall τ = {tau:.3}: the noise ceiling of these columns.\n");
+    }
+    if let Some(b) = rows.iter().filter_map(|r| r.ranking.as_ref()).find_map(|r| r.bootstrap.first()) {
+        out += &format!(
+            "\nIntervals: {:.0}% percentile bootstrap of the mean over seeds, {} replicates resampling the {} architectures, the table's {} seeds and the {} search seeds together.\n",
+            b.confidence * 100.0,
+            b.replicates,
+            b.architectures,
+            b.table_seeds,
+            b.search_seeds
+        );
+    }
+    out += &render_paired_table(rows);
+    out
+}
+
+/// The reference criterion minus each other one, seed by seed: the mean difference, its
+/// interval, and on how many seeds the reference was better / worse.
+pub fn render_paired_table(rows: &[CompareRow]) -> String {
+    let paired: Vec<(&CompareRow, &MethodBootstrap)> = rows
+        .iter()
+        .filter_map(|row| row.ranking.as_ref().map(|r| (row, r)))
+        .flat_map(|(row, r)| r.bootstrap.iter().filter(|b| !b.versus_reference.is_empty()).map(move |b| (row, b)))
+        .collect();
+    let Some((_, first)) = paired.first() else { return String::new() };
+    let reference = &first.versus_reference[0].reference;
+    let mut out = format!(
+        "\nPaired by seed: `{reference}` minus each other criterion (same seed: same data split and batches). Each cell: mean difference [interval], then the seeds on which `{reference}` is better / worse, then the share of bootstrap replicates in which it is better. For regret, negative differences favour `{reference}`.\n\n| {reference} minus | BN |"
+    );
+    for difference in &first.versus_reference {
+        out += &format!(" {} |", difference.measure.label());
+    }
+    out += "\n|---|---|";
+    out += &"---|".repeat(first.versus_reference.len());
+    out += "\n";
+    for (row, method) in &paired {
+        out += &format!("| {} | {} |", row.criterion, method.method);
+        for d in &method.versus_reference {
+            let digits = if d.measure == Measure::Regret { 4 } else { 3 };
+            out += &format!(
+                " {:+.digits$} [{:+.digits$}, {:+.digits$}] {}/{} better/worse, {:.0}% |",
+                d.difference.estimate,
+                d.difference.low,
+                d.difference.high,
+                d.better,
+                d.worse,
+                d.share_of_replicates_better * 100.0
+            );
+        }
+        out += "\n";
     }
     out
 }
@@ -408,6 +592,122 @@ mod tests {
             assert_eq!(config.search.epochs, base.search.epochs);
         }
         assert_eq!((none.run.seed, none.data.seed, none.run.name.as_str()), (2, Some(2), "none-seed2"));
+    }
+
+    fn report(criterion: &str, seed: u64, predictions: &[(&str, f64)], truth: &GroundTruthTable) -> RankingReport {
+        use crate::ranking::{ArchitectureScore, MethodSummary};
+        let scores: Vec<ArchitectureScore> = predictions
+            .iter()
+            .map(|(genotype, p)| ArchitectureScore {
+                genotype: genotype.to_string(),
+                leaf: 0,
+                truth: truth.find(genotype).unwrap().mean_accuracy(),
+                predicted: vec![*p, *p + 0.01],
+            })
+            .collect();
+        let summary = |method: &str| MethodSummary {
+            method: method.to_string(),
+            description: String::new(),
+            kendall_tau: 0.5,
+            spearman_rho: 0.5,
+            top_k: vec![crate::ranking::TopK { k: 1, precision: 1.0 }],
+            pick: String::new(),
+            pick_truth: 0.0,
+            regret: 0.0,
+        };
+        RankingReport {
+            run_dir: PathBuf::from(format!("{criterion}-seed{seed}")),
+            space: "nb201".into(),
+            algorithm: "rsps".into(),
+            criterion: criterion.into(),
+            leaves: 1,
+            table: PathBuf::from("table.json"),
+            metric: String::new(),
+            architectures: scores.len(),
+            skipped: Vec::new(),
+            best_truth: 0.9,
+            table_seed_tau: Some(1.0),
+            options: RankingOptions { top_k: vec![1], ..RankingOptions::default() },
+            methods: vec![summary("running"), summary("recalibrated")],
+            selected: None,
+            scores,
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn the_bootstrap_sees_the_architectures_every_run_evaluated_and_is_rendered_paired() {
+        use crate::table::TableEntry;
+        let entry = |genotype: &str, accuracy: [f64; 2]| TableEntry {
+            genotype: genotype.into(),
+            accuracy: accuracy.to_vec(),
+            seeds: vec![0, 1],
+            valid_accuracy: Vec::new(),
+            parameters: None,
+            flops: None,
+            seconds: Vec::new(),
+        };
+        let table = GroundTruthTable::new(
+            Some("nb201".into()),
+            "test accuracy",
+            vec![entry("a", [0.1, 0.2]), entry("b", [0.4, 0.3]), entry("c", [0.6, 0.7]), entry("d", [0.9, 0.8])],
+        );
+        let good = [("a", 0.1), ("b", 0.2), ("c", 0.3), ("d", 0.4)];
+        let rankings = vec![
+            ("gm".to_string(), vec![report("gm", 0, &good, &table), report("gm", 1, &good, &table)]),
+            // Seed 1 of `random` did not evaluate `c`: the bootstrap leaves `c` out for everyone.
+            (
+                "random".to_string(),
+                vec![
+                    report("random", 0, &[("d", 0.1), ("c", 0.2), ("b", 0.3), ("a", 0.4)], &table),
+                    report("random", 1, &[("a", 0.4), ("b", 0.3), ("d", 0.1)], &table),
+                ],
+            ),
+        ];
+        let inputs = bootstrap_inputs(&rankings, &table);
+        assert_eq!(inputs.len(), METHODS.len());
+        assert_eq!(inputs[0].table, vec![vec![0.1, 0.2], vec![0.4, 0.3], vec![0.9, 0.8]]);
+        assert_eq!(inputs[0].criteria[1].1[0], vec![0.4, 0.3, 0.1], "random's seed 0, in the first run's order, without `c`");
+        assert!((inputs[1].criteria[0].1[0][2] - 0.41).abs() < 1e-12, "the second method's predictions");
+
+        let directory = std::env::temp_dir().join(format!("splitnas-compare-bootstrap-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let table_path = directory.join("table.json");
+        table.write(&table_path).unwrap();
+        let mut rows: Vec<CompareRow> = rankings
+            .iter()
+            .map(|(criterion, reports)| CompareRow {
+                criterion: criterion.clone(),
+                seeds: vec![0, 1],
+                best_genotype: String::new(),
+                standalone_valid_mean: f64::NAN,
+                standalone_valid_std: f64::NAN,
+                standalone_test_mean: f64::NAN,
+                standalone_test_std: f64::NAN,
+                search_seconds_mean: 0.0,
+                split_seconds_mean: 0.0,
+                leaves: 1,
+                runs: Vec::new(),
+                ranking: Some(summarize_rankings(reports)),
+            })
+            .collect();
+        let options = BootstrapOptions { replicates: 50, ..BootstrapOptions::default() };
+        attach_bootstrap(&mut rows, &rankings, &table_path, &RankingOptions { top_k: vec![1], ..RankingOptions::default() }, &options).unwrap();
+        std::fs::remove_dir_all(&directory).unwrap();
+        let gm = rows[0].ranking.as_ref().unwrap();
+        assert_eq!(gm.bootstrap.len(), 2);
+        assert!(gm.bootstrap[0].versus_reference.is_empty(), "the reference is not compared with itself");
+        let tau = gm.bootstrap[0].intervals[0].1;
+        assert_eq!(tau.estimate, 1.0, "gm ranks the three shared architectures perfectly on both seeds");
+        let random = rows[1].ranking.as_ref().unwrap();
+        let versus = &random.bootstrap[0].versus_reference;
+        assert_eq!(versus.len(), 4, "τ, ρ, top-1 and regret");
+        assert_eq!((versus[0].reference.as_str(), versus[0].other.as_str(), versus[0].better), ("gm", "random", 2));
+        let rendered = render_ranking_table(&rows);
+        assert!(rendered.contains("| gm | running | 0.500 ± 0.000 [1.000, 1.000] |"), "{rendered}");
+        assert!(rendered.contains("| gm minus | BN | Kendall τ | Spearman ρ | top-1 precision | regret of the top pick |"), "{rendered}");
+        assert!(rendered.contains("| random | running | +2.000 ["), "{rendered}");
+        assert!(rendered.contains("2/0 better/worse"), "{rendered}");
     }
 
     #[test]

@@ -178,6 +178,21 @@ fn sample_distinct(space: &SearchSpaceBox, info: &SpaceInfo, mask: &Mask, count:
     Ok(seen.into_iter().collect())
 }
 
+/// The (seed, architecture index) pairs in training order: the architectures in a seeded
+/// random order, every seed of one before the next. An interrupted table (or the first
+/// minutes of one) thus holds every seed of a random subset of the sample, on which the
+/// seeds' agreement can already be measured: the pilot of a protocol is the start of its
+/// table. Results do not depend on the order (each training seeds itself from its seed and
+/// architecture index); `--worker i/n` takes every n-th pair of this order.
+fn training_order(architectures: usize, seeds: &[u64], run_seed: u64) -> Vec<(u64, usize)> {
+    let mut order: Vec<usize> = (0..architectures).collect();
+    let mut rng = SeededRng::derive(run_seed, &[0x004f_5244_4552]);
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    order.into_iter().flat_map(|index| seeds.iter().map(move |&seed| (seed, index))).collect()
+}
+
 fn read_records(path: &Path) -> Result<Vec<TrainingRecord>> {
     if !path.exists() {
         return Ok(Vec::new());
@@ -249,8 +264,7 @@ pub fn run_ground_truth(request: GroundTruthRequest, registry: PluginRegistry, o
     let data = &setup.data;
     let test = RefCell::new(data.eval_loader(SplitName::Test)?);
     let done = |records: &[TrainingRecord], genotype: &str, seed: u64| records.iter().any(|r| r.genotype == genotype && r.seed == seed);
-    // Seed-major: an interrupted table is complete for the first seeds.
-    let pairs: Vec<(u64, usize)> = seeds.iter().flat_map(|&seed| (0..chosen.len()).map(move |index| (seed, index))).collect();
+    let pairs = training_order(chosen.len(), &seeds, config.run.seed);
     let assigned: Vec<(u64, usize)> = pairs.iter().enumerate().filter(|(pair, _)| mine(*pair)).map(|(_, &p)| p).collect();
     let bar = progress_bar(assigned.len() as u64, options.quiet, "ground truth".to_string());
     bar.set_position(assigned.iter().filter(|(seed, index)| done(&records, &chosen[*index].1, *seed)).count() as u64);
@@ -351,4 +365,29 @@ fn write_table(
         table.write(&directory.join("table.csv"))?;
     }
     Ok(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn training_order_gives_every_seed_of_a_random_prefix() {
+        let order = training_order(50, &[0, 1], 0);
+        assert_eq!(order.len(), 100);
+        let mut all = order.clone();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 100, "every (seed, architecture) pair exactly once");
+        for pair in order.chunks(2) {
+            assert_eq!((pair[0].0, pair[1].0, pair[0].1), (0, 1, pair[1].1), "both seeds of one architecture in a row");
+        }
+        let first: Vec<usize> = order.iter().step_by(2).take(10).map(|p| p.1).collect();
+        assert_ne!(first, (0..10).collect::<Vec<_>>(), "not the size order of the strata");
+        assert_eq!(order, training_order(50, &[0, 1], 0), "seeded");
+        assert_ne!(order, training_order(50, &[0, 1], 1));
+        // Two workers: one takes seed 0 of every architecture, the other seed 1, in step.
+        let worker: Vec<(u64, usize)> = order.iter().enumerate().filter(|(p, _)| p % 2 == 1).map(|(_, &pair)| pair).collect();
+        assert!(worker.iter().all(|(seed, _)| *seed == 1));
+    }
 }

@@ -3,12 +3,14 @@
 //! cost of gradient matching's repeats, and latency lookup tables of a space's options
 //! (docs/ARCHITECTURE.md).
 
+pub mod bootstrap;
 pub mod compare;
 pub mod data;
 pub mod external;
 pub mod gm_repeats;
 pub mod ground_truth;
 pub mod latency;
+pub mod nb201_cells;
 mod plots;
 pub mod rank_statistics;
 pub mod ranking;

@@ -4,15 +4,17 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use splitnas_bench::data::{render_data_report, run_data_benchmark, DataBenchOptions};
 use splitnas_bench::external::{convert_nb201, Nb201Selection};
 use splitnas_bench::gm_repeats::{parse_json_object, render_seed, render_summary, run_gm_repeats, GmRepeatsRequest, SeedList};
 use splitnas_bench::ground_truth::{parse_worker, run_ground_truth, GroundTruthRequest, Selection};
 use splitnas_bench::latency::{measure_latency_table, LatencyOptions, LatencySubject};
+use splitnas_bench::nb201_cells::isomorphism_classes;
 use splitnas_bench::ranking::{rank_run, render_ranking};
 use splitnas_bench::step::{run_step_benchmark, StepOptions};
+use splitnas_bench::table::GroundTruthTable;
 use splitnas_engine::checkpoint::write_json;
 use splitnas_engine::components::{create_space, merge_config};
 use splitnas_engine::device::DeviceChoice;
@@ -28,6 +30,10 @@ pub enum BenchCommand {
     GroundTruth(GroundTruthArgs),
     /// How well a finished run's supernet (its leaves) ranks the architectures of a table.
     Ranking(RankingArgs),
+    /// Group an NB201 table's genotypes into isomorphism classes (cells that build the same
+    /// network: `none` edges, dead nodes and term order removed) and list the shared ones
+    /// with their accuracies.
+    Isomorphic(IsomorphicArgs),
     /// Convert a NAS-Bench-201 (.pth) or NATS-Bench topology (.pickle.pbz2) file to a table.
     ConvertNb201(ConvertArgs),
     /// Time one supernet step (darts, spos, gm) with the flags and JSON lines of
@@ -172,6 +178,12 @@ pub struct RankingArgs {
 }
 
 #[derive(Args)]
+pub struct IsomorphicArgs {
+    /// An NB201 ground-truth table (.json or .csv).
+    table: PathBuf,
+}
+
+#[derive(Args)]
 pub struct ConvertArgs {
     /// NAS-Bench-201-v1_*.pth, NATS-tss-v1_0-*.pickle.pbz2, or a plain pickle of the same dict.
     input: PathBuf,
@@ -194,6 +206,7 @@ pub fn execute(plugins: &PluginArgs, command: BenchCommand) -> Result<ExitCode> 
         BenchCommand::GroundTruth(args) => ground_truth(plugins, args),
         BenchCommand::Ranking(args) => ranking(plugins, args),
         BenchCommand::ConvertNb201(args) => convert(args),
+        BenchCommand::Isomorphic(args) => isomorphic(args),
         BenchCommand::Step(options) => {
             run_step_benchmark(&plugins.discover(), &options, &mut |line| println!("{line}"))?;
             Ok(ExitCode::SUCCESS)
@@ -241,6 +254,31 @@ fn ranking(plugins: &PluginArgs, args: RankingArgs) -> Result<ExitCode> {
         write_json(path, &report)?;
     }
     print!("{}", render_ranking(&report));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn isomorphic(args: IsomorphicArgs) -> Result<ExitCode> {
+    let table = GroundTruthTable::read(&args.table)?;
+    let genotypes: Vec<&str> = table.architectures.iter().map(|e| e.genotype.as_str()).collect();
+    let classes = isomorphism_classes(&genotypes).with_context(|| format!("table {}", args.table.display()))?;
+    let members: usize = classes.iter().map(|(_, m)| m.len()).sum();
+    println!(
+        "{} architectures, {} distinct networks: {} isomorphism classes hold {members} of them.\n",
+        genotypes.len(),
+        genotypes.len() - members + classes.len(),
+        classes.len()
+    );
+    if classes.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("| class (the cell's output) | genotype | accuracy per seed | mean |\n|---|---|---|---|");
+    for (form, genotypes) in &classes {
+        for genotype in genotypes {
+            let entry = table.find(genotype).expect("listed by the table");
+            let accuracies: Vec<String> = entry.accuracy.iter().map(|a| format!("{a:.4}")).collect();
+            println!("| `{form}` | `{genotype}` | {} | {:.4} |", accuracies.join(", "), entry.mean_accuracy());
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

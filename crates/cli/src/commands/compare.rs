@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use splitnas_bench::compare::{compare, render_ranking_table, render_table, CompareRequest, DEFAULT_BASE_CONFIG};
+use splitnas_bench::compare::{compare, render_ranking_table, render_table, BootstrapOptions, CompareRequest, DEFAULT_BASE_CONFIG};
 use splitnas_bench::ranking::RankingOptions;
 use splitnas_run::RunOptions;
 
@@ -40,6 +40,16 @@ pub struct CompareArgs {
     table: Option<PathBuf>,
     #[command(flatten)]
     ranking: RankingEvaluationArgs,
+    /// Bootstrap replicates for the ranking columns' confidence intervals and the paired
+    /// comparison (resampling architectures, table seeds and search seeds); 0 leaves them out.
+    #[arg(long, default_value_t = BootstrapOptions::default().replicates)]
+    bootstrap: usize,
+    /// Confidence of the bootstrap intervals.
+    #[arg(long, default_value_t = BootstrapOptions::default().confidence)]
+    confidence: f64,
+    /// The criterion every other one is compared with seed by seed (paired by seed).
+    #[arg(long, default_value_t = BootstrapOptions::default().reference)]
+    reference: String,
     /// Keys of the base configuration (`--set KEY=VALUE`, as for `run`); the criterion, the
     /// seed and the run name are then set per run.
     #[command(flatten)]
@@ -61,7 +71,16 @@ pub fn execute(plugins: &PluginArgs, args: CompareArgs) -> Result<ExitCode> {
         output_dir: args.output_dir,
         table: args.table,
         ranking: args.ranking.options(),
+        bootstrap: BootstrapOptions {
+            replicates: args.bootstrap,
+            confidence: args.confidence,
+            reference: args.reference,
+            ..BootstrapOptions::default()
+        },
     };
+    if !(args.confidence > 0.0 && args.confidence < 1.0) {
+        anyhow::bail!("--confidence {} is not between 0 and 1 (e.g. 0.95)", args.confidence);
+    }
     let options = RunOptions { invocation: Some(args.set.invocation(args.config.as_deref(), &[])), ..args.runtime.run_options() };
     let mut first = true;
     let registry = || {
