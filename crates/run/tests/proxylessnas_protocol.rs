@@ -41,7 +41,7 @@ fn the_imagenet_example_searches_as_proxylessnas_gm() {
     let held_out = (IMAGENET_TRAIN_IMAGES * config.data.valid_fraction).round();
     assert_eq!(held_out, VALID_IMAGES, "valid_size = 10000 of ImageNet's training images");
     assert_eq!(config.space.name, "proxylessnas");
-    assert!(config.space.config.get("width_multiplier").is_none(), "width 1.0: the space's default");
+    assert!(!config.space.config.contains_key("width_multiplier"), "width 1.0: the space's default");
     assert_eq!(config.algorithm.name, "proxylessnas", "binary gates");
     let update_every = config.algorithm.config.get("arch_update_every").and_then(|value| value.as_integer());
     assert_eq!(update_every, Some(ARCH_UPDATE_EVERY));
