@@ -153,13 +153,25 @@ fn ranking_of(directory: &Path, table: &Path, ranking: &RankingOptions, registry
     let cache = directory.join("ranking.json");
     if let Ok(report) = splitnas_engine::checkpoint::read_json::<RankingReport>(&cache) {
         let same_options = serde_json::to_value(&report.options).ok() == serde_json::to_value(ranking).ok();
-        if report.table == table && same_options {
+        if report.table == table && same_options && scored_the_same_table(&report, table) {
             return Ok(report);
         }
     }
     let report = rank_run(directory, table, registry, ranking, options)?;
     splitnas_engine::checkpoint::write_json(&cache, &report)?;
     Ok(report)
+}
+
+/// Whether `report` scored the table now at `table`: the same architectures with the same
+/// accuracies (a table rewritten under the same name, e.g. one that grew, is scored again).
+fn scored_the_same_table(report: &RankingReport, table: &Path) -> bool {
+    let Ok(current) = crate::table::GroundTruthTable::read(table) else {
+        return false;
+    };
+    let truths: std::collections::HashMap<&str, f64> =
+        current.architectures.iter().map(|entry| (entry.genotype.as_str(), entry.mean_accuracy())).collect();
+    report.scores.len() + report.skipped.len() == current.architectures.len()
+        && report.scores.iter().all(|score| truths.get(score.genotype.as_str()).is_some_and(|&truth| truth == score.truth))
 }
 
 /// Mean and sample standard deviation (0 for one value).
@@ -633,6 +645,34 @@ mod tests {
             scores,
             seconds: 0.0,
         }
+    }
+
+    #[test]
+    fn a_cached_ranking_is_reused_only_for_the_same_table_contents() {
+        use crate::table::TableEntry;
+        let entry = |genotype: &str, accuracy: f64| TableEntry {
+            genotype: genotype.into(),
+            accuracy: vec![accuracy],
+            seeds: vec![0],
+            valid_accuracy: Vec::new(),
+            parameters: None,
+            flops: None,
+            seconds: Vec::new(),
+        };
+        let table = GroundTruthTable::new(Some("nb201".into()), "test accuracy", vec![entry("a", 0.1), entry("b", 0.4)]);
+        let scored = report("gm", 0, &[("a", 0.3), ("b", 0.2)], &table);
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("table.json");
+        table.write(&path).unwrap();
+        assert!(scored_the_same_table(&scored, &path));
+        // The same name, grown by one architecture: scored again.
+        GroundTruthTable::new(Some("nb201".into()), "test accuracy", vec![entry("a", 0.1), entry("b", 0.4), entry("c", 0.7)]).write(&path).unwrap();
+        assert!(!scored_the_same_table(&scored, &path));
+        // The same architectures with another accuracy: scored again.
+        GroundTruthTable::new(Some("nb201".into()), "test accuracy", vec![entry("a", 0.1), entry("b", 0.5)]).write(&path).unwrap();
+        assert!(!scored_the_same_table(&scored, &path));
+        std::fs::remove_file(&path).unwrap();
+        assert!(!scored_the_same_table(&scored, &path), "a table that cannot be read is never the same");
     }
 
     #[test]
