@@ -73,7 +73,10 @@ fn the_image_folder_example_runs_on_a_generated_set_and_records_its_classes() {
     let classes: Vec<String> = serde_json::from_str(&std::fs::read_to_string(run.join("classes.json")).unwrap()).unwrap();
     assert_eq!(classes, sorted_class_folders(&data.join("train")), "label k is the k-th sorted class folder");
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
-    assert!(report["selected"].is_object() || report.get("selected").is_some(), "a finished run reports its selection: {report}");
+    let selected = &report["selected_result"];
+    assert!(selected["genotype"].as_str().is_some_and(|genotype| genotype.starts_with('|')), "an NB201 genotype is selected: {report}");
+    let test_accuracy = selected["standalone"]["test_accuracy"].as_f64().unwrap_or_else(|| panic!("stand-alone test accuracy: {report}"));
+    assert!((0.0..=1.0).contains(&test_accuracy), "{report}");
 }
 
 #[test]
