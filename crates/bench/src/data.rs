@@ -20,6 +20,7 @@ use splitnas_data::{
 use splitnas_engine::plugins::PluginRegistry;
 use splitnas_plugin_api::{Device, HostContext, TensorRef};
 
+use crate::latency::median;
 use crate::step::{process_memory, SpaceBench};
 
 /// The reference script, as committed.
@@ -112,26 +113,19 @@ pub struct DataBenchReport {
     pub step: Option<StepFeeding>,
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
-}
-
-/// The training split of `folder`: `train/` when it has one, the folder itself otherwise.
-fn training_files(folder: &Path, options: &DataBenchOptions) -> Result<ImageFiles> {
+/// The training split of `folder` (`train/` when it has one, the folder itself otherwise):
+/// the folder torchvision reads, and its files.
+fn training_files(folder: &Path, options: &DataBenchOptions) -> Result<(PathBuf, ImageFiles)> {
     let (name, path) = split_folders(folder).into_iter().next().context("no folder to read")?;
     let scan = scan_image_folder(&path)?;
-    Ok(ImageFiles {
+    let files = ImageFiles {
         name: format!("bench/{name}"),
         files: scan.files.into(),
         class_names: scan.class_names.into(),
         transforms: ImageTransforms::imagenet(options.image_size, ColorJitter::default()),
         device: tch::Device::Cpu,
-    })
+    };
+    Ok((path, files))
 }
 
 fn training_loader(files: &ImageFiles, options: &DataBenchOptions, seed: u64) -> Result<BatchLoader> {
@@ -261,16 +255,15 @@ fn measure_step_feeding(registry: &PluginRegistry, files: &ImageFiles, options: 
     }
     Ok(StepFeeding {
         steps: options.steps,
-        median_ms_preloaded: median(preloaded_times),
-        median_ms_with_loader: median(fed_times),
-        median_ms_waiting: median(waiting_times),
+        median_ms_preloaded: median(&mut preloaded_times),
+        median_ms_with_loader: median(&mut fed_times),
+        median_ms_waiting: median(&mut waiting_times),
     })
 }
 
 /// Runs the benchmark; `progress` gets a line per finished timing.
 pub fn run_data_benchmark(registry: &PluginRegistry, options: &DataBenchOptions, progress: &mut dyn FnMut(String)) -> Result<DataBenchReport> {
-    let files = training_files(&options.folder, options)?;
-    let timed_folder = split_folders(&options.folder).into_iter().next().map(|(_, path)| path).context("no folder to read")?;
+    let (timed_folder, files) = training_files(&options.folder, options)?;
     let reference = if options.no_reference {
         None
     } else {
@@ -288,18 +281,16 @@ pub fn run_data_benchmark(registry: &PluginRegistry, options: &DataBenchOptions,
     for round in 0..options.rounds as usize {
         let seed = round as u64;
         let reference_first = round % 2 == 1;
-        let mut torchvision = None;
-        if reference_first {
-            if let Some((python, script)) = &reference {
-                torchvision = Some(time_torchvision(script, python, &timed_folder, options, seed)?);
-            }
-        }
-        let ours = time_splitnas(&files, options, seed)?;
-        if !reference_first {
-            if let Some((python, script)) = &reference {
-                torchvision = Some(time_torchvision(script, python, &timed_folder, options, seed)?);
-            }
-        }
+        let time_reference = || -> Result<Option<LoaderTiming>> {
+            reference.as_ref().map(|(python, script)| time_torchvision(script, python, &timed_folder, options, seed)).transpose()
+        };
+        let (ours, torchvision) = if reference_first {
+            let torchvision = time_reference()?;
+            (time_splitnas(&files, options, seed)?, torchvision)
+        } else {
+            let ours = time_splitnas(&files, options, seed)?;
+            (ours, time_reference()?)
+        };
         let ratio = torchvision.as_ref().map(|reference| ours.images_per_second / reference.images_per_second);
         progress(format!(
             "round {}: splitnas {:.1} images/s{}",
@@ -322,8 +313,9 @@ pub fn run_data_benchmark(registry: &PluginRegistry, options: &DataBenchOptions,
     } else {
         None
     };
-    let reference_speeds: Vec<f64> = rounds.iter().filter_map(|round| round.torchvision.as_ref().map(|timing| timing.images_per_second)).collect();
-    let ratios: Vec<f64> = rounds.iter().filter_map(|round| round.ratio).collect();
+    let mut reference_speeds: Vec<f64> =
+        rounds.iter().filter_map(|round| round.torchvision.as_ref().map(|timing| timing.images_per_second)).collect();
+    let mut ratios: Vec<f64> = rounds.iter().filter_map(|round| round.ratio).collect();
     Ok(DataBenchReport {
         folder: options.folder.display().to_string(),
         images: files.len(),
@@ -333,9 +325,9 @@ pub fn run_data_benchmark(registry: &PluginRegistry, options: &DataBenchOptions,
         workers: options.workers,
         prefetch: options.prefetch,
         torch_threads: tch::get_num_threads(),
-        median_images_per_second: median(rounds.iter().map(|round| round.splitnas.images_per_second).collect()),
-        median_reference_images_per_second: (!reference_speeds.is_empty()).then(|| median(reference_speeds)),
-        median_ratio: (!ratios.is_empty()).then(|| median(ratios)),
+        median_images_per_second: median(&mut rounds.iter().map(|round| round.splitnas.images_per_second).collect::<Vec<_>>()),
+        median_reference_images_per_second: (!reference_speeds.is_empty()).then(|| median(&mut reference_speeds)),
+        median_ratio: (!ratios.is_empty()).then(|| median(&mut ratios)),
         rounds,
         step,
     })

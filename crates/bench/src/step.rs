@@ -188,13 +188,7 @@ fn timed(steps: usize, warmup: usize, mut step: impl FnMut() -> Result<()>, sync
         times.push(started.elapsed().as_secs_f64() * 1e3);
     }
     let (resident_after, _) = process_memory();
-    times.sort_by(f64::total_cmp);
-    let median = match times.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => times[n / 2],
-        n => (times[n / 2 - 1] + times[n / 2]) / 2.0,
-    };
-    Ok((median, (resident_after as f64 - resident_before as f64) / MIB))
+    Ok((crate::latency::median(&mut times), (resident_after as f64 - resident_before as f64) / MIB))
 }
 
 /// The settings of the reference's optimizers: SGD(0.025, momentum 0.9, wd 5e-4), clipping at
