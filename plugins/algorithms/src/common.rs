@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use splitnas_plugin_api::{
     AlgorithmSetup, Architecture, Batch, HostContextRef, Mask, OwnedTensor, PluginError, PluginResult, TensorRef, TrainingProgress, WeightSample,
+    WeightStepLoss,
 };
 use tch::{Kind, Reduction, Tensor};
 
@@ -246,6 +247,13 @@ pub(crate) fn training_cross_entropy(context: &HostContextRef<'_>, batch: &Batch
     let label_smoothing = host(context.label_smoothing())?;
     let logits = forward(context, batch.images.as_ref(), weights, active, true)?;
     Ok(logits.f_cross_entropy_loss::<Tensor>(&batch.labels.tensor(), None, Reduction::Mean, -100, label_smoothing)?)
+}
+
+/// The weight step of a sampled path: the supernet's training loss on it, α untouched (the
+/// sample carries no gradient to α).
+pub(crate) fn sampled_path_weight_step(context: &HostContextRef<'_>, batch: &Batch, sample: &WeightSample) -> Result<WeightStepLoss, PluginError> {
+    let loss = training_cross_entropy(context, batch, &sample.weights.tensor(), &sample.active)?;
+    Ok(WeightStepLoss { loss: OwnedTensor::new(loss), trains_architecture: false })
 }
 
 /// Uniform in `0..bound` from the host's seeded generator; rejection sampling avoids modulo bias.

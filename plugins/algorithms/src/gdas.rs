@@ -13,8 +13,8 @@ use splitnas_plugin_api::{
 use tch::Tensor;
 
 use crate::common::{
-    check_non_negative, check_restored_temperature, check_temperatures, cross_entropy, host, linear_temperature, parse_state, state_to_json,
-    training_cross_entropy, MaskedSpace, TemperatureState,
+    check_non_negative, check_restored_temperature, check_temperatures, cross_entropy, host, linear_temperature, parse_state,
+    sampled_path_weight_step, state_to_json, MaskedSpace, TemperatureState,
 };
 
 pub struct Gdas {
@@ -70,9 +70,7 @@ impl AlgorithmPlugin for Gdas {
 
     fn weight_step(&mut self, context: &HostContextRef<'_>, batch: &Batch) -> Result<WeightStepLoss, PluginError> {
         // α is detached: the weight step trains the supernet only.
-        let sample = self.detached_hard_sample()?;
-        let loss = training_cross_entropy(context, batch, &sample.weights.tensor(), &sample.active)?;
-        Ok(WeightStepLoss { loss: OwnedTensor::new(loss), trains_architecture: false })
+        sampled_path_weight_step(context, batch, &self.detached_hard_sample()?)
     }
 
     fn architecture_step(

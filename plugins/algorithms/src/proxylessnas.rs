@@ -34,7 +34,7 @@ use splitnas_plugin_api::{
 };
 use tch::{Kind, Tensor};
 
-use crate::common::{check_non_negative, cross_entropy, host, parse_state, state_to_json, training_cross_entropy, MaskedSpace};
+use crate::common::{check_non_negative, cross_entropy, host, parse_state, sampled_path_weight_step, state_to_json, MaskedSpace};
 
 pub struct ProxylessNas {
     config: ProxylessConfig,
@@ -153,9 +153,7 @@ impl AlgorithmPlugin for ProxylessNas {
     }
 
     fn weight_step(&mut self, context: &HostContextRef<'_>, batch: &Batch) -> Result<WeightStepLoss, PluginError> {
-        let sample = self.sampled_path(context)?;
-        let loss = training_cross_entropy(context, batch, &sample.weights.tensor(), &sample.active)?;
-        Ok(WeightStepLoss { loss: OwnedTensor::new(loss), trains_architecture: false })
+        sampled_path_weight_step(context, batch, &self.sampled_path(context)?)
     }
 
     fn architecture_step(

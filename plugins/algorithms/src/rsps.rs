@@ -22,7 +22,7 @@ use splitnas_plugin_api::{
 };
 use tch::Tensor;
 
-use crate::common::{host, parse_state, state_to_json, training_cross_entropy, uniform_below, MaskedSpace, NoState};
+use crate::common::{host, parse_state, sampled_path_weight_step, state_to_json, uniform_below, MaskedSpace, NoState};
 
 pub struct Rsps {
     config: RspsConfig,
@@ -58,9 +58,7 @@ impl AlgorithmPlugin for Rsps {
     }
 
     fn weight_step(&mut self, context: &HostContextRef<'_>, batch: &Batch) -> Result<WeightStepLoss, PluginError> {
-        let sample = self.single_path(context)?;
-        let loss = training_cross_entropy(context, batch, &sample.weights.tensor(), &sample.active)?;
-        Ok(WeightStepLoss { loss: OwnedTensor::new(loss), trains_architecture: false })
+        sampled_path_weight_step(context, batch, &self.single_path(context)?)
     }
 
     // No architecture step: the default `Skip`.
