@@ -1,0 +1,3 @@
+fn main() {
+    splitnas_build_support::link_libtorch_rpath();
+}

@@ -1,0 +1,156 @@
+//! The plugin against the official implementation: fixtures in `tests/fixtures`, made by
+//! `make_fixtures.py` with `ofa`'s `OFAMobileNetV3` (see its docstring for what each file holds
+//! and how to regenerate them).
+//!
+//! - parameters and FLOPs of extracted subnets (max, min, seeded random; widths 1.0 and 1.2;
+//!   images 224, 160, 128; 1000 and 10 classes) against `get_active_subnet()`;
+//! - the kernel transform (7x7 to 5x5 to 3x3 through the learned matrices, on a channel
+//!   prefix too) and the depthwise convolution with each kernel;
+//! - subnets inside a tiny supernet whose every tensor was randomised: training forward,
+//!   loss, backward (which tensors get a gradient, and its values), running statistics (BN
+//!   prefixes), evaluation forward; then the extracted static subnet with the supernet's
+//!   weights: its evaluation logits, its parameter count and its `MobileNetV3` configuration.
+
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+use splitnas_plugin_api::author::{NetworkPlugin, SpacePlugin, SupernetPlugin};
+use splitnas_plugin_api::{Architecture, Device, ForwardMode, SpaceInfo};
+use splitnas_plugin_ofa::layers::transformed_kernel;
+use splitnas_plugin_ofa::network::OfaNetwork;
+use splitnas_plugin_ofa::Ofa;
+use splitnas_plugin_testkit::conformance::{assert_close, assert_close_within, by_name, load_named, under, Fixtures, NameCheck, Tolerance};
+use tch::{Kind, Tensor};
+
+fn fixtures() -> Fixtures {
+    Fixtures::of_crate(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn space(config: &serde_json::Value) -> Ofa {
+    Ofa::create(&config.to_string()).unwrap_or_else(|error| panic!("{config}: {error}"))
+}
+
+#[derive(Deserialize)]
+struct StatsFile {
+    cases: Vec<StatsCase>,
+}
+
+#[derive(Deserialize)]
+struct StatsCase {
+    name: String,
+    config: serde_json::Value,
+    genotype: String,
+    image_size: u32,
+    parameters: u64,
+    flops: u64,
+}
+
+#[test]
+fn parameters_and_flops_equal_the_official_subnets() {
+    let file: StatsFile = fixtures().read_json("stats.json");
+    assert!(file.cases.len() >= 14, "the fixture holds max, min and random subnets");
+    for case in &file.cases {
+        let space = space(&case.config);
+        let architecture = space.parse_genotype(&case.genotype).unwrap_or_else(|error| panic!("{}: {error}", case.name));
+        let stats = space.network_stats(&architecture, case.image_size).unwrap();
+        assert_eq!((stats.parameters, stats.flops), (case.parameters, case.flops), "{} ({}, {})", case.name, case.config, case.genotype);
+    }
+    // The counts come from the layout; the built network must hold as many values.
+    let first = &file.cases[1];
+    let space = space(&first.config);
+    let network = space.build_network(&space.parse_genotype(&first.genotype).unwrap(), Device::Cpu).unwrap();
+    let built: i64 = network.parameters().unwrap().iter().map(|named| named.tensor.tensor().numel() as i64).sum();
+    assert_eq!(built as u64, first.parameters, "{}", first.name);
+}
+
+#[test]
+fn kernel_transform_matches_ofa() {
+    let tensors = fixtures().read_tensors("kernel_transform.safetensors");
+    let (weight, to5, to3) = (&tensors["weight"], &tensors["matrix_7to5"], &tensors["matrix_5to3"]);
+    assert_close("7x7 to 5x5", &transformed_kernel(weight, 5, to5, to3).unwrap(), &tensors["kernel_5"]);
+    assert_close("7x7 to 3x3", &transformed_kernel(weight, 3, to5, to3).unwrap(), &tensors["kernel_3"]);
+    let prefix = transformed_kernel(&weight.narrow(0, 0, 8), 3, to5, to3).unwrap();
+    assert_close("3x3 of the first 8 channels", &prefix, &tensors["kernel_3_prefix"]);
+    // The matrices are not identities: a plain centre crop would differ.
+    let crop = weight.narrow(2, 2, 3).narrow(3, 2, 3);
+    assert!((&crop - &tensors["kernel_3"]).abs().max().double_value(&[]) > 1e-3);
+    let input = &tensors["input"];
+    for kernel_size in [3i64, 5, 7] {
+        let kernel = transformed_kernel(weight, kernel_size, to5, to3).unwrap();
+        let output = input.conv2d::<Tensor>(&kernel, None, [1, 1], [kernel_size / 2, kernel_size / 2], [1, 1], 16);
+        assert_close(&format!("depthwise {kernel_size}x{kernel_size} output"), &output, &tensors[&format!("output_{kernel_size}")]);
+    }
+}
+
+#[derive(Deserialize)]
+struct TinyCases {
+    config: serde_json::Value,
+    cases: Vec<TinyCase>,
+}
+
+#[derive(Deserialize)]
+struct TinyCase {
+    genotype: String,
+    subnet_config: serde_json::Value,
+    subnet_parameters: u64,
+}
+
+/// One-hot weights selecting `architecture`.
+fn one_hot(info: &SpaceInfo, architecture: &Architecture) -> Tensor {
+    let width = info.max_options as i64;
+    let weights = Tensor::zeros([info.choice_points.len() as i64, width], (Kind::Float, tch::Device::Cpu));
+    for (point, &choice) in architecture.choices.iter().enumerate() {
+        let _ = weights.get(point as i64).get(choice as i64).fill_(1.0);
+    }
+    weights
+}
+
+#[test]
+fn subnets_in_the_supernet_train_evaluate_and_extract_like_ofa() {
+    let file: TinyCases = fixtures().read_json("cases.json");
+    let space = space(&file.config);
+    let tensors = fixtures().read_tensors("supernet.safetensors");
+    let info = space.info().unwrap();
+    let mask = info.full_mask();
+    assert_eq!(file.cases.len(), 3);
+    for (index, case) in file.cases.iter().enumerate() {
+        let what = |part: &str| format!("case {index} ({}): {part}", case.genotype);
+        let supernet = space.supernet(&mask, Device::Cpu).unwrap();
+        let parameters = by_name(supernet.parameters().unwrap());
+        let buffers = by_name(supernet.buffers().unwrap());
+        load_named("parameters", &parameters, &under(&tensors, "param"), NameCheck::Exact);
+        load_named("buffers", &buffers, &under(&tensors, "buffer_before"), NameCheck::Exact);
+        let architecture = space.parse_genotype(&case.genotype).unwrap();
+        let weights = one_hot(&info, &architecture);
+        let input = &tensors["input"];
+        let logits = supernet.forward(input, &weights, &mask, true).unwrap();
+        assert_close(&what("training logits"), &logits, &tensors[&format!("case{index}/logits_train")]);
+        let loss = logits.cross_entropy_for_logits(&tensors["labels"]);
+        assert_close(&what("loss"), &loss, &tensors[&format!("case{index}/loss")]);
+        loss.backward();
+        let expected_grads = under(&tensors, &format!("case{index}/grad"));
+        let with_grad: BTreeSet<&str> = parameters.iter().filter(|(_, tensor)| tensor.grad().defined()).map(|(name, _)| name.as_str()).collect();
+        let expected_names: BTreeSet<&str> = expected_grads.keys().copied().collect();
+        assert_eq!(with_grad, expected_names, "{}", what("the parameters with a gradient"));
+        // float32 against float32 in another order; the fixture's generator measured float32
+        // gradients within 5e-4 of float64 ones.
+        let tolerance = Tolerance { relative: 2e-3, absolute: 1e-5 };
+        for (name, parameter) in &parameters {
+            if let Some(expected) = expected_grads.get(name.as_str()) {
+                assert_close_within(&what(&format!("grad {name}")), &parameter.grad(), expected, tolerance);
+            }
+        }
+        for (name, buffer) in &buffers {
+            assert_close(&what(&format!("running statistic {name}")), buffer, &tensors[&format!("case{index}/buffer_after/{name}")]);
+        }
+        let evaluation = tch::no_grad(|| supernet.forward(input, &weights, &mask, false)).unwrap();
+        assert_close(&what("evaluation logits"), &evaluation, &tensors[&format!("case{index}/logits_eval")]);
+
+        let subnet = space.subnet(&architecture).unwrap();
+        let network = OfaNetwork::from_supernet(space.layout(), &subnet, 0.0, &supernet, Device::Cpu).unwrap();
+        assert_eq!(network.parameter_count(), case.subnet_parameters, "{}", what("extracted parameters"));
+        let (extracted, _) = tch::no_grad(|| network.forward(input, ForwardMode { train: false, drop_path_prob: 0.0 })).unwrap();
+        assert_close(&what("extracted subnet's evaluation logits"), &extracted, &tensors[&format!("case{index}/subnet_logits_eval")]);
+        assert_eq!(space.reference_config(&subnet), case.subnet_config, "{}", what("MobileNetV3 configuration"));
+    }
+}
