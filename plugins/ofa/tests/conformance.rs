@@ -154,3 +154,35 @@ fn subnets_in_the_supernet_train_evaluate_and_extract_like_ofa() {
         assert_eq!(space.reference_config(&subnet), case.subnet_config, "{}", what("MobileNetV3 configuration"));
     }
 }
+
+#[test]
+fn gradient_matching_shares_everything_but_the_scored_block() {
+    // GM-NAS on OFA: first conv, every other block whole (squeeze-excitation and transform
+    // matrices included), final expand, feature mix, classifier.
+    let space = space(&serde_json::json!({"width_multiplier": 0.1, "classes": 5}));
+    let info = space.info().unwrap();
+    let supernet = space.supernet(&info.full_mask(), Device::Cpu).unwrap();
+    let all: BTreeSet<String> = supernet.parameters().unwrap().iter().map(|named| named.name.to_string()).collect();
+    // Choice point 5 is block 6's kernel (stage 2: squeeze-excitation).
+    assert_eq!(info.choice_points[5].name.as_str(), "block 6 kernel");
+    let shared: BTreeSet<String> = supernet.shared_parameters(5).unwrap().into_iter().collect();
+    let left_out: BTreeSet<&String> = all.difference(&shared).collect();
+    assert!(!left_out.is_empty() && left_out.iter().all(|name| name.starts_with("blocks.6.")), "{left_out:?}");
+    assert_eq!(left_out.len(), all.iter().filter(|name| name.starts_with("blocks.6.")).count());
+    for kept in [
+        "first_conv.conv.weight",
+        "blocks.0.conv.depth_conv.conv.weight",
+        "blocks.5.conv.depth_conv.conv.7to5_matrix",
+        "blocks.7.conv.depth_conv.se.fc.reduce.weight",
+        "final_expand_layer.conv.weight",
+        "feature_mix_layer.conv.weight",
+        "classifier.linear.weight",
+    ] {
+        assert!(shared.contains(kept), "{kept} is shared");
+    }
+    // A block's expand ratio scores against the same set as its kernel.
+    assert_eq!(supernet.shared_parameters(20 + 5).unwrap().into_iter().collect::<BTreeSet<_>>(), shared);
+    // Only kernels are split, as GM-NAS splits OFA.
+    let splittable: Vec<&str> = info.choice_points.iter().filter(|point| point.splittable).map(|point| point.group.as_str()).collect();
+    assert!(splittable.len() == 20 && splittable.iter().all(|group| *group == "kernel"));
+}
