@@ -199,6 +199,22 @@ pub trait AlgorithmPlugin: Component {
     fn load_state_json(&mut self, _state: &str) -> Result<(), PluginError> {
         Ok(())
     }
+    /// ABI 1.4: see [`SearchAlgorithm::weight_learning_rate`].
+    fn weight_learning_rate(&self, _progress: StepProgress) -> Result<Option<f64>, PluginError> {
+        Ok(None)
+    }
+    /// ABI 1.4: see [`SearchAlgorithm::state_tensors`].
+    fn state_tensors(&self) -> Result<Vec<NamedTensor>, PluginError> {
+        Ok(Vec::new())
+    }
+    /// ABI 1.4: see [`SearchAlgorithm::load_state_tensors`].
+    fn load_state_tensors(&mut self, tensors: Vec<NamedTensor>) -> Result<(), PluginError> {
+        if tensors.is_empty() {
+            Ok(())
+        } else {
+            Err(PluginError::unsupported(format!("{}: keeps no state tensors, but {} were handed back", Self::NAME, tensors.len())))
+        }
+    }
 }
 
 /// A split criterion.
@@ -360,6 +376,15 @@ impl<T: AlgorithmPlugin> SearchAlgorithm for GuardedAlgorithm<T> {
     }
     fn load_state_json(&mut self, state: RStr<'_>) -> PluginResult<()> {
         ffi_guard(|| self.0.load_state_json(state.as_str()))
+    }
+    fn weight_learning_rate(&self, progress: StepProgress) -> PluginResult<ROption<f64>> {
+        ffi_guard(|| self.0.weight_learning_rate(progress).map(ROption::from))
+    }
+    fn state_tensors(&self) -> PluginResult<RVec<NamedTensor>> {
+        ffi_guard(|| self.0.state_tensors().map(rvec))
+    }
+    fn load_state_tensors(&mut self, tensors: RVec<NamedTensor>) -> PluginResult<()> {
+        ffi_guard(|| self.0.load_state_tensors(tensors.into_vec()))
     }
 }
 

@@ -192,6 +192,32 @@ pub trait SearchAlgorithm: Send {
 
     #[sabi(last_prefix_field)]
     fn load_state_json(&mut self, state: RStr<'_>) -> PluginResult<()>;
+
+    /// ABI 1.4. The weights' learning rate of one step, for an algorithm that schedules it
+    /// itself (OFA's phases, each with its own rate and cosine); `None` leaves the host's
+    /// schedule. A function of `progress` and the algorithm's configuration alone, so that a
+    /// resumed run repeats it. Plugins built before ABI 1.4 leave the host's schedule.
+    fn weight_learning_rate(&self, _progress: StepProgress) -> PluginResult<ROption<f64>> {
+        RResult::ROk(RNone)
+    }
+
+    /// ABI 1.4. Tensors of the algorithm's state that are not architecture parameters (never
+    /// optimised by the host; OFA's teacher): checkpointed with the sub-supernet, handed back
+    /// by [`SearchAlgorithm::load_state_tensors`] on resume, and inherited by children on a
+    /// split. Plugins built before ABI 1.4 have none.
+    fn state_tensors(&self) -> PluginResult<RVec<NamedTensor>> {
+        RResult::ROk(RVec::new())
+    }
+
+    /// ABI 1.4. Restores what [`SearchAlgorithm::state_tensors`] gave (the algorithm copies
+    /// them). A plugin built before ABI 1.4 accepts only none.
+    fn load_state_tensors(&mut self, tensors: RVec<NamedTensor>) -> PluginResult<()> {
+        if tensors.is_empty() {
+            RResult::ROk(())
+        } else {
+            RResult::RErr(PluginError::unsupported("load_state_tensors: this algorithm was built before ABI 1.4 and keeps no state tensors"))
+        }
+    }
 }
 
 /// A split criterion: picks the choice point to split and the partition of its options.
@@ -234,6 +260,13 @@ pub trait HostContext {
     /// `CrossEntropyLoss(label_smoothing=ε)`. A host built before ABI 1.3 has none: 0.
     fn label_smoothing(&self) -> PluginResult<f64> {
         RResult::ROk(0.0)
+    }
+
+    /// ABI 1.4. Parameters and FLOPs of an architecture's stand-alone network at the run's
+    /// image size (the space's `network_stats`), for searches under a cost window whose costs
+    /// are not per option (OFA). A host built before ABI 1.4 answers [`ErrorKind::Unsupported`].
+    fn network_stats(&self, _architecture: &Architecture) -> PluginResult<NetworkStats> {
+        RResult::RErr(PluginError::unsupported("network_stats: this host was built before ABI 1.4"))
     }
 }
 

@@ -316,6 +316,18 @@ pub struct TrainingProgress {
     pub total_epochs: u32,
 }
 
+/// ABI 1.4. Where one weight step is, for algorithms that schedule the weights' learning rate
+/// themselves (OFA's phases).
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepProgress {
+    pub epoch: u32,
+    pub total_epochs: u32,
+    /// The step within the epoch, `0..steps_per_epoch`.
+    pub step: u32,
+    pub steps_per_epoch: u32,
+}
+
 /// What the data is, and how large the stand-alone network should be; handed to a space by
 /// `SearchSpace::configure` (ABI 1.1) right after it is created.
 #[repr(C)]

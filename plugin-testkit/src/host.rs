@@ -21,7 +21,7 @@ use abi_stable::std_types::{ROption, RResult, RStr, RVec};
 use splitnas_plugin_api::author::AlgorithmPlugin;
 use splitnas_plugin_api::{
     AlgorithmSetup, Architecture, ArchitectureStep, Batch, ChoicePointInfo, Device, HostContext, HostContextRef, HostContext_TO, Mask, NamedTensor,
-    OptionCosts, OptionInfo, OwnedTensor, PluginError, PluginResult, SpaceInfo, TensorRef, TrainingProgress,
+    NetworkStats, OptionCosts, OptionInfo, OwnedTensor, PluginError, PluginResult, SpaceInfo, TensorRef, TrainingProgress,
 };
 use tch::{Kind, Tensor};
 
@@ -120,6 +120,9 @@ pub struct FakeHost {
     option_costs: Option<OptionCosts>,
     /// What `label_smoothing` answers (ABI 1.3).
     label_smoothing: f64,
+    /// The FLOPs `network_stats` reports for an architecture (ABI 1.4); `None`: unsupported,
+    /// as a host built before ABI 1.4.
+    flops_of: Option<Box<dyn Fn(&Architecture) -> u64>>,
 }
 
 impl FakeHost {
@@ -163,6 +166,7 @@ impl FakeHost {
             teacher,
             option_costs: None,
             label_smoothing: 0.0,
+            flops_of: None,
         }
     }
 
@@ -219,6 +223,12 @@ impl FakeHost {
     /// Makes `option_costs` offer `values[choice point][option]` under the name `metric`.
     pub fn with_option_costs(mut self, metric: &str, values: Vec<Vec<f64>>) -> Self {
         self.option_costs = Some(OptionCosts { metric: metric.into(), values: values.into_iter().map(RVec::from).collect() });
+        self
+    }
+
+    /// Makes `network_stats` answer `flops(architecture)` FLOPs (and no parameters).
+    pub fn with_network_flops(mut self, flops: impl Fn(&Architecture) -> u64 + 'static) -> Self {
+        self.flops_of = Some(Box::new(flops));
         self
     }
 
@@ -382,6 +392,14 @@ impl HostContext for FakeHost {
 
     fn label_smoothing(&self) -> PluginResult<f64> {
         RResult::ROk(self.label_smoothing)
+    }
+
+    fn network_stats(&self, architecture: &Architecture) -> PluginResult<NetworkStats> {
+        answer(|| match &self.flops_of {
+            Some(flops) if self.mask.contains(architecture) => Ok(NetworkStats { parameters: 0, flops: flops(architecture) }),
+            Some(_) => Err(PluginError::invalid_input(format!("network_stats: {:?} is not in the sub-space", architecture.choices))),
+            None => Err(PluginError::unsupported("network_stats: this fake host was not given FLOPs (`with_network_flops`)")),
+        })
     }
 }
 

@@ -210,6 +210,8 @@ pub struct SpaceBench {
     pub space: SearchSpaceBox,
     pub info: SpaceInfo,
     pub device: Device,
+    /// The space's image side (what `network_stats` counts at).
+    image_size: u32,
     /// The environment wants loaders; the benchmarked steps bring their own batch.
     placeholder_loader: RefCell<BatchLoader>,
 }
@@ -234,7 +236,7 @@ impl SpaceBench {
         let placeholder =
             Dataset::new("bench", Tensor::zeros([1, 3, 4, 4], (tch::Kind::Uint8, cpu)), Tensor::zeros([1], (tch::Kind::Int64, cpu)), 10)?;
         let loader = BatchLoader::new(&placeholder, &Normalization::nb201_cifar10(), LoaderOptions::evaluation(1), device.to_tch())?;
-        Ok(SpaceBench { space, info, device, placeholder_loader: RefCell::new(loader) })
+        Ok(SpaceBench { space, info, device, image_size: setup.image_size, placeholder_loader: RefCell::new(loader) })
     }
 
     pub fn environment(&self) -> TrainingEnvironment<'_> {
@@ -250,6 +252,7 @@ impl SpaceBench {
             total_epochs: 1,
             option_costs: None,
             label_smoothing: 0.0,
+            image_size: self.image_size,
         }
     }
 

@@ -7,8 +7,8 @@ use std::cell::RefCell;
 use abi_stable::std_types::{ROption, RStr, RVec};
 use splitnas_data::{Batch, BatchLoader, LoaderPosition};
 use splitnas_plugin_api::{
-    ffi_guard, Architecture, Batch as AbiBatch, Device, HostContext, Mask, NamedTensor, OptionCosts, OwnedTensor, PluginError, PluginResult,
-    SearchSpaceBox, SpaceInfo, SupernetBox, TensorRef, TrainingProgress,
+    ffi_guard, Architecture, Batch as AbiBatch, Device, HostContext, Mask, NamedTensor, NetworkStats, OptionCosts, OwnedTensor, PluginError,
+    PluginResult, SearchSpaceBox, SpaceInfo, SupernetBox, TensorRef, TrainingProgress,
 };
 use tch::Tensor;
 
@@ -28,6 +28,8 @@ pub struct TrainingEnvironment<'a> {
     pub option_costs: Option<&'a OptionCosts>,
     /// Label smoothing ε of training losses (`[search] label_smoothing`).
     pub label_smoothing: f64,
+    /// Side of the (square) training images: the size `network_stats` counts FLOPs at.
+    pub image_size: u32,
 }
 
 pub(crate) fn abi_batch(batch: &Batch) -> AbiBatch {
@@ -120,6 +122,7 @@ pub struct TrainingContext<'a> {
     pub services: &'a PluginServices,
     pub option_costs: Option<&'a OptionCosts>,
     pub label_smoothing: f64,
+    pub image_size: u32,
 }
 
 impl<'a> TrainingContext<'a> {
@@ -143,6 +146,7 @@ impl<'a> TrainingContext<'a> {
             services,
             option_costs: env.option_costs,
             label_smoothing: env.label_smoothing,
+            image_size: env.image_size,
         }
     }
 }
@@ -189,5 +193,8 @@ impl HostContext for TrainingContext<'_> {
     }
     fn label_smoothing(&self) -> PluginResult<f64> {
         ffi_guard(|| Ok(self.label_smoothing))
+    }
+    fn network_stats(&self, architecture: &Architecture) -> PluginResult<NetworkStats> {
+        self.space.network_stats(architecture, self.image_size)
     }
 }

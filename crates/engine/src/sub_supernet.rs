@@ -6,12 +6,12 @@
 use std::cell::RefCell;
 
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::RStr;
+use abi_stable::std_types::{RStr, RVec};
 use serde::{Deserialize, Serialize};
 use splitnas_data::{Batch, BatchLoader, SeededRng};
 use splitnas_plugin_api::{
-    AlgorithmSetup, Architecture, ArchitectureStep, HostContext, HostContext_TO, Mask, SearchAlgorithmBox, SplitCriterionBox, SplitDecision,
-    SplitRequest, SupernetBox,
+    AlgorithmSetup, Architecture, ArchitectureStep, HostContext, HostContext_TO, Mask, NamedTensor, SearchAlgorithmBox, SplitCriterionBox,
+    SplitDecision, SplitRequest, StepProgress, SupernetBox,
 };
 use tch::Tensor;
 
@@ -69,6 +69,8 @@ pub mod state_prefix {
     pub const ARCHITECTURE: &str = "alpha.";
     pub const WEIGHT_OPTIMIZER: &str = "sgd.";
     pub const ARCHITECTURE_OPTIMIZER: &str = "adam.";
+    /// The algorithm's own tensors (ABI 1.4 `state_tensors`: OFA's teacher).
+    pub const ALGORITHM: &str = "algorithm.";
 }
 
 /// A supernet restricted by a mask, with its algorithm and optimizers.
@@ -125,12 +127,21 @@ impl SubSupernet {
         })
     }
 
-    /// The learning rate of step `step` of `epoch` (of `steps_per_epoch`): a function of these
-    /// alone, so a resumed or inherited schedule continues exactly.
-    pub fn learning_rate(&self, epoch: usize, step: usize, steps_per_epoch: usize) -> f64 {
+    /// The learning rate of step `step` of `epoch` (of `steps_per_epoch`): the algorithm's own
+    /// schedule where it has one (ABI 1.4), else the host's cosine; a function of these alone,
+    /// so a resumed or inherited schedule continues exactly.
+    pub fn learning_rate(&self, epoch: usize, step: usize, steps_per_epoch: usize, total_epochs: usize) -> Result<f64, SearchError> {
+        let progress =
+            StepProgress { epoch: epoch as u32, total_epochs: total_epochs as u32, step: step as u32, steps_per_epoch: steps_per_epoch as u32 };
+        if let Some(lr) = Option::<f64>::from(self.algorithm.weight_learning_rate(progress).within("algorithm")?) {
+            if !(lr.is_finite() && lr >= 0.0) {
+                return Err(SearchError::Other(format!("the algorithm scheduled the learning rate {lr} for epoch {epoch}, step {step}")));
+            }
+            return Ok(lr);
+        }
         let s = &self.settings;
         let schedule = CosineSchedule::new(&s.weights, s.schedule_end.saturating_sub(s.schedule_start), steps_per_epoch);
-        schedule.lr(epoch.saturating_sub(s.schedule_start), step)
+        Ok(schedule.lr(epoch.saturating_sub(s.schedule_start), step))
     }
 
     /// Trains one epoch. `on_step` is called after each step (progress bars).
@@ -144,7 +155,7 @@ impl SubSupernet {
         let started = std::time::Instant::now();
         tch::manual_seed(seed as i64);
         let steps = steps_per_epoch(env.train.borrow().batches_per_epoch(), self.settings.max_steps_per_epoch);
-        let step_lrs: Vec<f64> = (0..steps).map(|step| self.learning_rate(epoch, step, steps)).collect();
+        let step_lrs: Vec<f64> = (0..steps).map(|step| self.learning_rate(epoch, step, steps, env.total_epochs)).collect::<Result<_, _>>()?;
         let train_architecture = epoch >= self.settings.architecture_warmup_epochs && !self.alphas.is_empty();
         let services = PluginServices::new(SeededRng::new(seed));
         let (context, mut trainer) = self.trainer(env, epoch, &services);
@@ -166,7 +177,7 @@ impl SubSupernet {
         }
         Ok(EpochSummary {
             epoch,
-            lr: self.learning_rate(epoch, 0, steps),
+            lr: step_lrs.first().copied().unwrap_or_default(),
             step_lrs,
             train_loss: loss_sum.double_value(&[]) / steps.max(1) as f64,
             steps,
@@ -261,7 +272,7 @@ impl SubSupernet {
     }
 
     /// Every tensor of the sub-supernet's state, prefixed by role, for a checkpoint.
-    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+    pub fn state_tensors(&self) -> Result<Vec<(String, Tensor)>, SearchError> {
         let mut tensors = Vec::new();
         let prefixed =
             |prefix: &str, items: &[(String, Tensor)]| items.iter().map(|(n, t)| (format!("{prefix}{n}"), t.shallow_clone())).collect::<Vec<_>>();
@@ -270,7 +281,8 @@ impl SubSupernet {
         tensors.extend(prefixed(state_prefix::ARCHITECTURE, &self.alphas));
         tensors.extend(prefixed(state_prefix::WEIGHT_OPTIMIZER, &self.weight_optimizer.state()));
         tensors.extend(prefixed(state_prefix::ARCHITECTURE_OPTIMIZER, &self.architecture_optimizer.state()));
-        tensors
+        tensors.extend(prefixed(state_prefix::ALGORITHM, &named(self.algorithm.state_tensors().within("algorithm")?)));
+        Ok(tensors)
     }
 
     pub fn state(&self) -> Result<SubSupernetState, SearchError> {
@@ -297,6 +309,9 @@ impl SubSupernet {
         self.weight_optimizer.load_state(take(state_prefix::WEIGHT_OPTIMIZER));
         self.architecture_optimizer.load_state(take(state_prefix::ARCHITECTURE_OPTIMIZER), state.architecture_steps);
         self.algorithm.load_state_json(RStr::from_str(&state.algorithm_state)).within("algorithm")?;
+        let algorithm_tensors: RVec<NamedTensor> =
+            take(state_prefix::ALGORITHM).iter().map(|(name, tensor)| NamedTensor::share(name.as_str(), tensor)).collect();
+        self.algorithm.load_state_tensors(algorithm_tensors).within("algorithm")?;
         self.settings.schedule_start = state.schedule_start;
         self.settings.schedule_end = state.schedule_end;
         Ok(())

@@ -346,8 +346,9 @@ impl RunDirectory {
     /// A sub-supernet's checkpoint: its state tensors and where its training is (`epoch`, the
     /// next epoch to train).
     pub fn save_node(&self, node: usize, sub: &SubSupernet, epoch: usize) -> Result<(), RunDirectoryError> {
-        let state = sub.state().map_err(|error| RunDirectoryError::Node { node, message: error.to_string() })?;
-        self.write_checkpoint(node, &sub.state_tensors(), &NodeCheckpoint { epoch, state })
+        let node_error = |error: splitnas_engine::error::SearchError| RunDirectoryError::Node { node, message: error.to_string() };
+        let state = sub.state().map_err(node_error)?;
+        self.write_checkpoint(node, &sub.state_tensors().map_err(node_error)?, &NodeCheckpoint { epoch, state })
     }
     pub fn read_checkpoint(&self, node: usize) -> Result<(Vec<(String, Tensor)>, NodeCheckpoint), RunDirectoryError> {
         let (tensors_path, json_path) = self.checkpoint_paths(node);

@@ -152,7 +152,7 @@ pub fn train_epochs(
 /// shows in metrics.jsonl what a node started from and what it inherited.
 pub fn state_digest(sub: &SubSupernet) -> Value {
     let mut sums = std::collections::BTreeMap::<String, f64>::new();
-    for (name, tensor) in sub.state_tensors() {
+    for (name, tensor) in sub.state_tensors().unwrap_or_default() {
         let role = name.split('.').next().unwrap_or_default().to_string();
         *sums.entry(role).or_default() += tensor.abs().sum(tch::Kind::Double).double_value(&[]);
     }
@@ -343,7 +343,7 @@ impl<'a> Search<'a> {
         let restart = level + 1 == split.epochs.len() && split.restart_final;
         let mut next_tree = tree.clone();
         let children = next_tree.split(node, record);
-        let parent_tensors = sub.state_tensors();
+        let parent_tensors = sub.state_tensors()?;
         let parent_state = sub.state()?;
         for &child in &children {
             let mut settings = training_settings(config);

@@ -172,6 +172,8 @@ pub fn training_settings(config: &RunConfig) -> TrainingSettings {
 /// The loaders a supernet's training reads: training batches, validation batches for the
 /// architecture steps, and the validation split for supernet accuracy.
 pub struct SearchLoaders {
+    /// Side of the training images (what `network_stats` counts FLOPs at).
+    image_size: u32,
     train: RefCell<BatchLoader>,
     valid: RefCell<BatchLoader>,
     valid_eval: RefCell<BatchLoader>,
@@ -180,6 +182,7 @@ pub struct SearchLoaders {
 impl SearchLoaders {
     pub fn new(data: &PreparedData) -> Result<Self> {
         Ok(SearchLoaders {
+            image_size: space_setup(data).image_size,
             train: RefCell::new(data.train_loader()?),
             valid: RefCell::new(data.valid_search_loader()?),
             valid_eval: RefCell::new(data.eval_loader(SplitName::Valid)?),
@@ -205,6 +208,7 @@ impl SearchLoaders {
             total_epochs: config.search.epochs,
             option_costs,
             label_smoothing: config.search.label_smoothing,
+            image_size: self.image_size,
         }
     }
 }

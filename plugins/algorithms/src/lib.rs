@@ -5,7 +5,9 @@
 //! - `gdas`: hard Gumbel-softmax single path with straight-through gradients;
 //! - `rsps`: uniform single-path training (RSPS/SPOS), best of N random architectures;
 //! - `proxylessnas`: binary gates (one sampled path per weight step, two per architecture
-//!   step), α by the binarized gradient, an optional expected-cost (FLOPs or latency) loss.
+//!   step), α by the binarized gradient, an optional expected-cost (FLOPs or latency) loss;
+//! - `ofa`: progressive shrinking in phases (full network, kernel, depth, expand) with
+//!   distillation from the full network, then evolution under a FLOPs window.
 //!
 //! Every algorithm sees a sub-supernet only through its [`AlgorithmSetup`] (choice points,
 //! option counts, mask, device) and the host context, so none knows which space it searches.
@@ -21,12 +23,14 @@
 mod common;
 mod darts;
 mod gdas;
+mod ofa;
 mod proxylessnas;
 mod rsps;
 mod snas;
 
 pub use darts::Darts;
 pub use gdas::Gdas;
+pub use ofa::Ofa;
 pub use proxylessnas::ProxylessNas;
 pub use rsps::Rsps;
 pub use snas::Snas;
@@ -34,6 +38,7 @@ pub use snas::Snas;
 splitnas_plugin_api::export_plugin!("algorithms");
 splitnas_plugin_api::export_algorithm!(Darts);
 splitnas_plugin_api::export_algorithm!(Gdas);
+splitnas_plugin_api::export_algorithm!(Ofa);
 splitnas_plugin_api::export_algorithm!(ProxylessNas);
 splitnas_plugin_api::export_algorithm!(Rsps);
 splitnas_plugin_api::export_algorithm!(Snas);
@@ -58,11 +63,13 @@ mod tests {
     }
 
     #[test]
-    fn the_library_exports_five_algorithms_that_run_from_their_defaults_through_the_abi() {
+    fn the_library_exports_six_algorithms_that_run_from_their_defaults_through_the_abi() {
         let components = registered_components();
         let names: Vec<&str> = components.iter().map(|component| component.name.as_str()).collect();
-        assert_eq!(names, ["darts", "gdas", "proxylessnas", "rsps", "snas"]);
-        for component in &components {
+        assert_eq!(names, ["darts", "gdas", "ofa", "proxylessnas", "rsps", "snas"]);
+        // ofa's defaults restrict the `kernel`, `expand` and `depth` groups of the ofa space and
+        // last its 590 epochs: ofa_tests.rs runs it on an OFA-shaped space.
+        for component in components.iter().filter(|component| component.name.as_str() != "ofa") {
             assert_eq!(component.kind(), ComponentKind::Algorithm);
             let host = FakeHost::new(41);
             let factory = factory_of(component.name.as_str());
@@ -105,7 +112,7 @@ mod tests {
 
     #[test]
     fn a_misspelt_configuration_key_is_named_in_the_error() {
-        for name in ["darts", "gdas", "proxylessnas", "rsps", "snas"] {
+        for name in ["darts", "gdas", "ofa", "proxylessnas", "rsps", "snas"] {
             let error = factory_of(name)(RStr::from_str("{\"tau_maks\": 1.0}"), &test_setup()).into_result().err().unwrap();
             assert_eq!(error.kind, ErrorKind::InvalidConfig, "{name}");
             assert!(error.message.contains("tau_maks") && error.message.contains(name), "{name}: {}", error.message);

@@ -17,8 +17,6 @@ const STEM_WIDTH: f64 = 16.0;
 const STAGE_WIDTHS: [f64; NUM_STAGES] = [24.0, 40.0, 80.0, 112.0, 160.0];
 const FINAL_EXPAND_WIDTH: f64 = 960.0;
 const FEATURE_MIX_WIDTH: f64 = 1280.0;
-/// Stride of each elastic stage's first block.
-const STAGE_STRIDES: [i64; NUM_STAGES] = [2, 2, 2, 1, 2];
 const STAGE_ACTIVATIONS: [Activation; NUM_STAGES] =
     [Activation::Relu, Activation::Relu, Activation::HardSwish, Activation::HardSwish, Activation::HardSwish];
 const STAGE_SQUEEZE_EXCITATION: [bool; NUM_STAGES] = [false, true, false, true, true];
@@ -134,7 +132,7 @@ impl NetworkLayout {
         for stage in 0..NUM_STAGES {
             let width = scaled(STAGE_WIDTHS[stage]);
             for position in 0..BLOCKS_PER_STAGE {
-                let stride = if position == 0 { STAGE_STRIDES[stage] } else { 1 };
+                let stride = if position == 0 { config.stage_strides[stage] as i64 } else { 1 };
                 blocks.push(BlockLayout {
                     stage,
                     position,

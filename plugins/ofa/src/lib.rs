@@ -18,7 +18,7 @@
 //!   OFA counts them.
 //!
 //! Configuration (JSON, every key optional): `width_multiplier` (1.0; every width
-//! `make_divisible(w * m, 8)`), `dropout` (0.1, OFA's `dropout_rate`), `classes` (1000),
+//! `make_divisible(w * m, 8)`), `stage_strides` ([2, 2, 2, 1, 2]), `dropout` (0.1, OFA's `dropout_rate`), `classes` (1000),
 //! `input_channels` (3), `image_size` (224). The host's `configure` sets the last three from
 //! the data.
 
@@ -51,6 +51,9 @@ splitnas_plugin_api::export_space!(Ofa);
 pub struct OfaConfig {
     /// Scales every width (`make_divisible(w * m, 8)`); GM-NAS's published OFA networks use 1.2.
     pub width_multiplier: f64,
+    /// Stride of each elastic stage's first block (OFA: 2, 2, 2, 1, 2). Small images want
+    /// fewer: at 28 px OFA's strides leave the last stage 1x1, where every kernel is the same.
+    pub stage_strides: Vec<u32>,
     /// Dropout rate before the classifier (OFA trains with 0.1).
     pub dropout: f64,
     pub classes: u32,
@@ -62,7 +65,7 @@ pub struct OfaConfig {
 
 impl Default for OfaConfig {
     fn default() -> Self {
-        OfaConfig { width_multiplier: 1.0, dropout: 0.1, classes: 1000, input_channels: 3, image_size: 224 }
+        OfaConfig { width_multiplier: 1.0, stage_strides: vec![2, 2, 2, 1, 2], dropout: 0.1, classes: 1000, input_channels: 3, image_size: 224 }
     }
 }
 
@@ -71,6 +74,9 @@ impl OfaConfig {
         let invalid = |message: String| Err(PluginError::invalid_config(format!("ofa: {message}")));
         if !(self.width_multiplier > 0.0 && self.width_multiplier <= 8.0) {
             return invalid(format!("width_multiplier must be in (0, 8], got {}", self.width_multiplier));
+        }
+        if self.stage_strides.len() != choices::NUM_STAGES || self.stage_strides.iter().any(|&stride| !(1..=2).contains(&stride)) {
+            return invalid(format!("stage_strides needs 5 strides of 1 or 2 (one per stage), got {:?}", self.stage_strides));
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return invalid(format!("dropout must be in [0, 1), got {}", self.dropout));

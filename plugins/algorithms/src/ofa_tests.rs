@@ -1,0 +1,192 @@
+//! The `ofa` algorithm on an OFA-shaped fake space: phases, the learning rate per phase, the
+//! teacher, evolution under a FLOPs window.
+
+use abi_stable::std_types::RVec;
+use splitnas_plugin_api::author::AlgorithmPlugin;
+use splitnas_plugin_api::{Architecture, ChoicePointInfo, Mask, OptionInfo, SpaceInfo, StepProgress, TrainingProgress};
+use splitnas_plugin_testkit::host::{config_with, FakeHost};
+
+use super::Ofa;
+
+/// Two blocks' kernels and ratios, one stage's depth, as the ofa space names them.
+fn ofa_like_space() -> SpaceInfo {
+    let point = |name: &str, group: &str, options: [&str; 3]| ChoicePointInfo {
+        name: name.into(),
+        group: group.into(),
+        options: options.iter().map(|option| OptionInfo { name: (*option).into(), costs: RVec::new() }).collect(),
+        splittable: group == "kernel",
+    };
+    SpaceInfo {
+        name: "ofa-like".into(),
+        choice_points: vec![
+            point("block 1 kernel", "kernel", ["3", "5", "7"]),
+            point("block 2 kernel", "kernel", ["3", "5", "7"]),
+            point("block 1 expand", "expand", ["3", "4", "6"]),
+            point("block 2 expand", "expand", ["3", "4", "6"]),
+            point("stage 1 depth", "depth", ["2", "3", "4"]),
+        ]
+        .into(),
+        max_options: 3,
+        min_group_size: 1,
+    }
+}
+
+/// Block 1's kernel split off {7}: a leaf allowing {3, 5} there.
+fn leaf_mask() -> Mask {
+    let mut mask = ofa_like_space().full_mask();
+    mask.rows[0] = vec![true, true, false].into();
+    mask
+}
+
+/// The full network for 1 epoch, the kernel phase for 2, the rest for 1.
+fn phases() -> serde_json::Value {
+    serde_json::json!({
+        "phases": [
+            {"name": "full", "epochs": 1, "lr": 0.1, "subnets_per_step": 1, "allow": {"kernel": ["7"], "expand": ["6"], "depth": ["4"]}},
+            {"name": "kernel", "epochs": 2, "lr": 0.06, "subnets_per_step": 1, "allow": {"expand": ["6"], "depth": ["4"]}},
+            {"name": "rest", "epochs": 1, "lr": 0.02, "subnets_per_step": 3},
+        ],
+        "evolution": {"population": 6, "iterations": 3, "parent_ratio": 0.25, "mutation_ratio": 0.5, "mutate_probability": 0.3,
+                      "min_flops": 0.0, "max_flops": 0.0, "max_tries": 200}
+    })
+}
+
+fn ofa(host: &FakeHost, overrides: serde_json::Value) -> Ofa {
+    Ofa::create(&config_with::<Ofa>(overrides), &host.setup(1)).unwrap_or_else(|error| panic!("{error}"))
+}
+
+fn at_epoch(host: &FakeHost, algorithm: &mut Ofa, epoch: u32) {
+    let progress = TrainingProgress { epoch, total_epochs: 4 };
+    host.progress.set(progress);
+    algorithm.on_epoch_start(&host.context(), progress).unwrap();
+}
+
+/// The option each forward of the last `count` ran at each choice point.
+fn last_paths(host: &FakeHost, count: usize) -> Vec<Vec<u32>> {
+    let forwards = host.forwards.borrow();
+    forwards[forwards.len() - count..].iter().map(|forward| (0..5).map(|point| forward.active.allowed(point)[0]).collect()).collect()
+}
+
+#[test]
+fn each_phase_samples_its_groups_within_the_mask() {
+    let host = FakeHost::with_space(ofa_like_space(), leaf_mask(), 5);
+    let mut algorithm = ofa(&host, phases());
+    at_epoch(&host, &mut algorithm, 0);
+    algorithm.weight_step(&host.context(), &host.train_batch(0)).unwrap();
+    // The full network, except block 1's kernel: the leaf lost 7, so its largest, 5.
+    assert_eq!(last_paths(&host, 1), [vec![1, 2, 2, 2, 2]]);
+    at_epoch(&host, &mut algorithm, 1);
+    let mut kernels = std::collections::BTreeSet::new();
+    for step in 0..30 {
+        algorithm.weight_step(&host.context(), &host.train_batch(step)).unwrap();
+        // The teacher's pass, then the student's subnet.
+        let path = last_paths(&host, 1).remove(0);
+        assert!(path[0] < 2, "block 1 kernel stays in the leaf's {{3, 5}}: {path:?}");
+        assert_eq!(&path[2..], [2, 2, 2], "the kernel phase keeps expand 6 and depth 4");
+        kernels.insert((path[0], path[1]));
+    }
+    assert!(kernels.len() >= 4, "kernels vary in the kernel phase: {kernels:?}");
+    at_epoch(&host, &mut algorithm, 3);
+    let before = host.forwards.borrow().len();
+    algorithm.weight_step(&host.context(), &host.train_batch(0)).unwrap();
+    assert_eq!(host.forwards.borrow().len() - before, 1 + 3, "the teacher's pass and three subnets per step");
+}
+
+#[test]
+fn the_learning_rate_is_a_cosine_restarting_with_each_phase() {
+    let host = FakeHost::with_space(ofa_like_space(), leaf_mask(), 5);
+    let algorithm = ofa(&host, phases());
+    let lr = |epoch: u32, step: u32| {
+        algorithm.weight_learning_rate(StepProgress { epoch, total_epochs: 4, step, steps_per_epoch: 10 }).unwrap().expect("ofa schedules its rate")
+    };
+    assert_eq!(lr(0, 0), 0.1);
+    assert!((lr(0, 5) - 0.05).abs() < 1e-12, "half way through the full phase");
+    assert_eq!(lr(1, 0), 0.06, "the kernel phase restarts at its own rate");
+    assert!((lr(2, 0) - 0.03).abs() < 1e-12, "half way through the 2-epoch kernel phase");
+    assert!(lr(2, 9) < 0.001 && lr(2, 9) > 0.0);
+    assert_eq!(lr(3, 0), 0.02);
+}
+
+#[test]
+fn the_teacher_is_taken_after_its_phase_distils_and_survives_a_checkpoint() {
+    let host = FakeHost::with_space(ofa_like_space(), leaf_mask(), 5).with_label_smoothing(0.1);
+    let mut algorithm = ofa(&host, phases());
+    at_epoch(&host, &mut algorithm, 0);
+    assert!(algorithm.state_tensors().unwrap().is_empty(), "no teacher during the full phase");
+    at_epoch(&host, &mut algorithm, 1);
+    let saved = algorithm.state_tensors().unwrap();
+    let names: Vec<String> = saved.iter().map(|named| named.name.to_string()).collect();
+    assert_eq!(names, ["teacher.option_weights", "teacher.bias"]);
+    // The student moves on; the teacher does not, and the student's values come back after
+    // the teacher's pass.
+    tch::no_grad(|| {
+        let _ = host.option_weights.shallow_clone().g_add_scalar_(0.5);
+    });
+    let student = host.option_weights.copy();
+    let distilled = algorithm.weight_step(&host.context(), &host.train_batch(3)).unwrap().loss.tensor().double_value(&[]);
+    assert!(host.option_weights.equal(&student), "the teacher's pass put the student's parameters back");
+    assert!(!saved[0].tensor.tensor().equal(&student), "the teacher kept the values of the end of its phase");
+    let mut without_teacher = ofa(
+        &host,
+        phases()
+            .as_object()
+            .cloned()
+            .map(|mut object| {
+                object.insert("kd_ratio".into(), 0.0.into());
+                object.into()
+            })
+            .unwrap(),
+    );
+    at_epoch(&host, &mut without_teacher, 1);
+    let plain = without_teacher.weight_step(&host.context(), &host.train_batch(3)).unwrap().loss.tensor().double_value(&[]);
+    assert!((distilled - plain).abs() > 1e-6, "distillation changes the loss ({distilled} vs {plain})");
+    // A resumed algorithm gets the teacher back from the checkpoint.
+    let mut resumed = ofa(&host, phases());
+    resumed.load_state_json(&algorithm.state_json().unwrap()).unwrap();
+    resumed.load_state_tensors(algorithm.state_tensors().unwrap()).unwrap();
+    let restored = resumed.state_tensors().unwrap();
+    assert!(restored.iter().zip(&saved).all(|(a, b)| a.name == b.name && a.tensor.tensor().equal(&b.tensor.tensor())));
+}
+
+#[test]
+fn evolution_returns_the_fittest_subnet_inside_the_mask_and_the_flops_window() {
+    // FLOPs grow with every option index; accuracy too: the window decides.
+    let flops = |architecture: &Architecture| architecture.choices.iter().map(|&choice| 10 * u64::from(choice)).sum::<u64>();
+    let host = FakeHost::with_space(ofa_like_space(), leaf_mask(), 5)
+        .with_network_flops(flops)
+        .with_scorer(move |architecture| architecture.choices.iter().map(|&choice| f64::from(choice)).sum::<f64>() / 10.0);
+    let mut config = phases();
+    config["evolution"]["min_flops"] = 20.0.into();
+    config["evolution"]["max_flops"] = 60.0.into();
+    let mut algorithm = ofa(&host, config.clone());
+    let architecture = algorithm.derive(&host.context()).unwrap();
+    assert!(host.mask.contains(&architecture));
+    assert_eq!(flops(&architecture), 60, "the fittest subnet at the window's top: {:?}", architecture.choices);
+    for evaluated in host.evaluated.borrow().iter() {
+        assert!(host.mask.contains(evaluated) && (20..=60).contains(&flops(evaluated)), "{:?}", evaluated.choices);
+    }
+    config["evolution"]["max_flops"] = 5.0.into();
+    config["evolution"]["min_flops"] = 0.0.into();
+    let error = ofa(&host, config).derive(&host.context()).unwrap_err();
+    assert!(error.message.contains("FLOPs window") && error.message.contains("widen"), "{}", error.message);
+}
+
+#[test]
+fn phases_that_do_not_fill_the_search_or_name_unknown_groups_are_refused() {
+    let host = FakeHost::with_space(ofa_like_space(), leaf_mask(), 5);
+    let mut algorithm = ofa(&host, phases());
+    let error = algorithm.on_epoch_start(&host.context(), TrainingProgress { epoch: 0, total_epochs: 9 }).unwrap_err();
+    assert!(
+        error.message.contains("4 epochs") && error.message.contains("kernel 2") && error.message.contains("[search] epochs"),
+        "{}",
+        error.message
+    );
+    let mut config = phases();
+    config["phases"][0]["allow"]["width"] = serde_json::json!(["1"]);
+    let error = Ofa::create(&config_with::<Ofa>(config), &host.setup(1)).err().unwrap();
+    assert!(error.message.contains("`width`"), "{}", error.message);
+    let mut config = phases();
+    config["phases"][0]["allow"]["kernel"] = serde_json::json!(["9"]);
+    let error = Ofa::create(&config_with::<Ofa>(config), &host.setup(1)).err().unwrap();
+    assert!(error.message.contains("no option `9`"), "{}", error.message);
+}
