@@ -5,6 +5,8 @@
 //! that needs them runs `cargo build` for the host and the plugins (a no-op when
 //! `cargo xtask test` built them already).
 
+pub mod resume;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};

@@ -208,7 +208,7 @@ impl AlgorithmPlugin for Ofa {
                 if progress.epoch >= end {
                     let parameters = host(context.supernet_parameters())?;
                     let copies = tch::no_grad(|| parameters.iter().map(|named| (named.name.to_string(), named.tensor.tensor().copy())).collect());
-                    self.teacher = Some(copies);
+                    self.teacher = Some(sorted_by_name(copies));
                     host(context.log_metric("ofa/teacher_taken".into(), progress.epoch as f64))?;
                 }
             }
@@ -302,9 +302,16 @@ impl AlgorithmPlugin for Ofa {
             })?;
             teacher.push((name.to_string(), named.tensor.tensor().f_to_device(self.space.device)?.f_detach_copy()?));
         }
-        self.teacher = Some(teacher);
+        self.teacher = Some(sorted_by_name(teacher));
         Ok(())
     }
+}
+
+/// One order for the teacher's tensors whether taken or restored (a checkpoint lists them in
+/// its own order), so that everything summed over them repeats exactly after a resume.
+fn sorted_by_name(mut tensors: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    tensors
 }
 
 /// Per choice point, the options `phase` samples from within the mask.
@@ -353,7 +360,7 @@ fn read_teacher(path: &str, device: tch::Device) -> Result<Vec<(String, Tensor)>
         };
         teacher.push((name, tensor.f_to_device(device)?));
     }
-    Ok(teacher)
+    Ok(sorted_by_name(teacher))
 }
 
 impl Ofa {
