@@ -17,6 +17,8 @@ const SHRINK: &[&str] = &[
     "data.eval_batch_size=100",
     "search.max_steps_per_epoch=4",
     "search.eval_batches=1",
+    // Every evolved subnet evaluated after its BN statistics are re-estimated, as OFA's.
+    "search.recalibration_batches=2",
     "split.repeats=1",
     "algorithm.evolution.population=6",
     "algorithm.evolution.iterations=2",

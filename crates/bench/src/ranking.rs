@@ -24,10 +24,11 @@ use tch::{Kind, Tensor};
 
 use crate::rank_statistics::{kendall_tau, regret_of_pick, spearman_rho, top_indices, top_k_precision};
 use crate::table::GroundTruthTable;
-use splitnas_data::{BatchLoader, LoaderOptions, LoaderPosition, SplitName};
+use splitnas_data::{BatchLoader, LoaderPosition, SplitName};
+use splitnas_engine::batch_norm::BatchNormStatistics;
 use splitnas_engine::checkpoint::{read_json, restore_into};
 use splitnas_engine::context::one_hot_weights;
-use splitnas_engine::error::named;
+use splitnas_engine::error::{named, PluginResultExt, SearchError};
 use splitnas_engine::plugins::PluginRegistry;
 use splitnas_engine::sub_supernet::state_prefix;
 use splitnas_run::directory::RunDirectory;
@@ -165,15 +166,7 @@ pub fn rank_run(
 
     let data = &setup.data;
     let valid = RefCell::new(data.eval_loader(SplitName::Valid)?);
-    let calibration_options = LoaderOptions {
-        batch_size: data.training_options.batch_size,
-        shuffle: true,
-        drop_last: true,
-        augmentation: None,
-        cutout: None,
-        seed: 0x0043_414c_4942,
-    };
-    let calibration = RefCell::new(data.loader(&data.splits.train, calibration_options)?);
+    let calibration = RefCell::new(data.calibration_loader()?);
     let bar = splitnas_run::metrics::progress_bar(evaluated as u64, run_options.quiet, "ranking".to_string());
     let mut scores = Vec::with_capacity(evaluated);
     let mut cache = PredictionCache::open(run_dir, options);
@@ -319,9 +312,7 @@ impl PredictionCache {
 /// One leaf's supernet, restored from its checkpoint, with a copy of its BN buffers.
 struct LeafSupernet {
     supernet: SupernetBox,
-    /// Floating-point buffers (running means and variances); counters are left alone.
-    statistics: Vec<Tensor>,
-    saved: Vec<Tensor>,
+    statistics: BatchNormStatistics,
 }
 
 impl LeafSupernet {
@@ -334,9 +325,7 @@ impl LeafSupernet {
         let saved = directory.read_checkpoint_tensors(leaf).with_context(|| format!("leaf {leaf} has no checkpoint"))?;
         restore_into(&path, &saved, &parameters, state_prefix::PARAMETER)?;
         restore_into(&path, &saved, &buffers, state_prefix::BUFFER)?;
-        let statistics: Vec<Tensor> = buffers.into_iter().map(|(_, t)| t).filter(|t| t.is_floating_point()).collect();
-        let saved = statistics.iter().map(Tensor::copy).collect();
-        Ok(LeafSupernet { supernet, statistics, saved })
+        Ok(LeafSupernet { supernet, statistics: BatchNormStatistics::of(&buffers) })
     }
 
     fn forward(&self, images: &Tensor, weights: &Tensor, active: &Mask, train: bool) -> Result<Tensor> {
@@ -367,83 +356,33 @@ impl LeafSupernet {
         })
     }
 
-    fn zero_statistics(&self) {
-        for tensor in &self.statistics {
-            let _ = tensor.shallow_clone().zero_();
-        }
+    /// A training-mode pass of one architecture, for the statistics it leaves.
+    fn train_forward<'a>(&'a self, weights: &'a Tensor, active: &'a Mask) -> impl Fn(&Tensor) -> Result<(), SearchError> + 'a {
+        move |images: &Tensor| self.supernet.forward(TensorRef::new(images), TensorRef::new(weights), active, true).within("supernet").map(drop)
     }
 
-    /// The BatchNorm momentum m, measured rather than assumed: from zeroed buffers one
-    /// training-mode pass leaves r₁ = m·s, a second pass on the same batch r₂ = (2 − m)·r₁.
+    /// The BatchNorm momentum, measured on the first calibration batch (see
+    /// [`BatchNormStatistics::measure_momentum`]).
     fn batch_norm_momentum(&self, calibration: &RefCell<BatchLoader>, architecture: &Architecture, setup: &RunSetup) -> Result<f64> {
-        if self.statistics.is_empty() {
-            return Ok(1.0);
-        }
         let (weights, active) = one_hot_weights(architecture, &setup.info, setup.device);
         let batch = {
             let mut loader = calibration.borrow_mut();
             loader.seek(LoaderPosition::default());
             loader.next_batch()?
         };
-        let momentum = tch::no_grad(|| -> Result<f64> {
-            self.zero_statistics();
-            let _ = self.forward(&batch.images, &weights, &active, true)?;
-            let first: Vec<Tensor> = self.statistics.iter().map(Tensor::copy).collect();
-            let _ = self.forward(&batch.images, &weights, &active, true)?;
-            // The element with the largest first value is the best-conditioned ratio.
-            let (mut best, mut ratio) = (0.0, f64::NAN);
-            for (before, after) in first.iter().zip(&self.statistics) {
-                let magnitude = before.abs().flatten(0, -1);
-                if magnitude.numel() == 0 {
-                    continue;
-                }
-                let index = magnitude.argmax(0, false).int64_value(&[]);
-                let value = before.flatten(0, -1).double_value(&[index]);
-                if value.abs() > best {
-                    best = value.abs();
-                    ratio = after.flatten(0, -1).double_value(&[index]) / value;
-                }
-            }
-            Ok(2.0 - ratio)
-        })?;
-        self.restore_buffers();
-        if !(momentum > 1e-4 && momentum <= 1.0 + 1e-6) {
-            bail!("could not measure the supernet's BatchNorm momentum (got {momentum}); BN recalibration needs buffers that follow PyTorch's running-average rule");
-        }
+        let forward = self.train_forward(&weights, &active);
+        let momentum = self.statistics.measure_momentum(&batch.images, &forward)?;
         Ok(momentum)
     }
 
     /// Sets the statistics to the mean of this architecture's batch statistics over the first
     /// `batches` calibration batches.
     fn recalibrate(&self, calibration: &RefCell<BatchLoader>, weights: &Tensor, active: &Mask, batches: usize, momentum: f64) -> Result<()> {
-        if batches == 0 {
-            return Ok(());
-        }
-        tch::no_grad(|| {
-            let mut loader = calibration.borrow_mut();
-            loader.seek(LoaderPosition::default());
-            let mut sums: Vec<Tensor> = self.statistics.iter().map(Tensor::zeros_like).collect();
-            for _ in 0..batches {
-                let batch = loader.next_batch()?;
-                self.zero_statistics();
-                let _ = self.forward(&batch.images, weights, active, true)?;
-                for (sum, live) in sums.iter_mut().zip(&self.statistics) {
-                    *sum += live;
-                }
-            }
-            for (live, sum) in self.statistics.iter().zip(sums) {
-                live.shallow_clone().copy_(&(sum / (momentum * batches as f64)));
-            }
-            Ok(())
-        })
+        Ok(self.statistics.recalibrate(calibration, batches, momentum, &self.train_forward(weights, active))?)
     }
 
     fn restore_buffers(&self) {
-        tch::no_grad(|| {
-            for (live, saved) in self.statistics.iter().zip(&self.saved) {
-                live.shallow_clone().copy_(saved);
-            }
-        });
+        self.statistics.restore();
     }
 }
 

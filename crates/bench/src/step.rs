@@ -253,6 +253,7 @@ impl SpaceBench {
             option_costs: None,
             label_smoothing: 0.0,
             image_size: self.image_size,
+            recalibration: None,
         }
     }
 

@@ -535,6 +535,21 @@ impl PreparedData {
         BatchLoader::for_split(split, &self.normalization, options, self.stream)
     }
 
+    /// Batches of training images for re-estimating BatchNorm statistics per architecture:
+    /// the train split shuffled once by a fixed seed, without augmentation, so that every
+    /// architecture is recalibrated on the same images.
+    pub fn calibration_loader(&self) -> Result<BatchLoader, DataError> {
+        let options = LoaderOptions {
+            batch_size: self.training_options.batch_size,
+            shuffle: true,
+            drop_last: true,
+            augmentation: None,
+            cutout: None,
+            seed: 0x0043_414c_4942,
+        };
+        self.loader(&self.splits.train, options)
+    }
+
     /// Training batches of the train split: shuffled, augmented, endless via `next_batch`.
     pub fn train_loader(&self) -> Result<BatchLoader, DataError> {
         self.loader(&self.splits.train, self.training_options)

@@ -2,7 +2,7 @@
 //! supernet's forward pass, evaluation through the supernet, derivation, the seeded
 //! generator (docs/ARCHITECTURE.md, "host contexts").
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use abi_stable::std_types::{ROption, RStr, RVec};
 use splitnas_data::{Batch, BatchLoader, LoaderPosition};
@@ -12,6 +12,8 @@ use splitnas_plugin_api::{
 };
 use tch::Tensor;
 
+use crate::batch_norm::BatchNormStatistics;
+use crate::error::{PluginResultExt, SearchError};
 use crate::services::PluginServices;
 
 /// Everything a sub-supernet's training borrows from the run.
@@ -30,6 +32,10 @@ pub struct TrainingEnvironment<'a> {
     pub label_smoothing: f64,
     /// Side of the (square) training images: the size `network_stats` counts FLOPs at.
     pub image_size: u32,
+    /// BatchNorm recalibration of every evaluated architecture (`[search]
+    /// recalibration_batches`): training batches of fixed images, and how many; `None`
+    /// evaluates with each validation batch's own statistics.
+    pub recalibration: Option<(&'a RefCell<BatchLoader>, usize)>,
 }
 
 pub(crate) fn abi_batch(batch: &Batch) -> AbiBatch {
@@ -76,21 +82,64 @@ fn correct(logits: &Tensor, labels: &Tensor) -> Tensor {
     logits.argmax(-1, false).eq_tensor(labels).sum(tch::Kind::Int64)
 }
 
-/// Evaluates the supernet on a validation loader with given weights. BatchNorm uses batch
-/// statistics (the usual weight-sharing evaluation); running statistics are restored after,
-/// so evaluation leaves the supernet exactly as it found it.
+/// Evaluates the supernet on a validation loader with given weights. Without recalibration,
+/// BatchNorm uses each batch's statistics (the usual weight-sharing evaluation); with it, the
+/// running statistics are first re-estimated for the architecture on fixed training images
+/// (OFA's subnet evaluation) and the validation pass runs in inference mode. Running statistics
+/// are restored after either, so evaluation leaves the supernet exactly as it found it.
 pub struct SupernetEvaluator<'a> {
     pub supernet: &'a SupernetBox,
     pub buffers: &'a [(String, Tensor)],
     pub loader: &'a RefCell<BatchLoader>,
     /// Cap on batches (0: the whole split).
     pub max_batches: usize,
+    pub recalibration: Option<(&'a RefCell<BatchLoader>, usize)>,
+    /// The supernet's BatchNorm momentum, measured at the first recalibration.
+    pub momentum: Cell<Option<f64>>,
 }
 
 impl SupernetEvaluator<'_> {
     pub fn accuracy(&self, weights: &Tensor, active: &Mask) -> Result<f64, PluginError> {
         let snapshot = BufferSnapshot::take(self.buffers);
-        let result = tch::no_grad(|| {
+        let recalibrated = match self.recalibration {
+            Some((calibration, batches)) if batches > 0 => {
+                self.recalibrate(calibration, batches, weights, active).map_err(|error| PluginError::other(format!("BN recalibration: {error}")))
+            }
+            _ => Ok(false),
+        };
+        let result = recalibrated.and_then(|recalibrated| self.count_correct(weights, active, !recalibrated));
+        snapshot.restore(self.buffers);
+        result
+    }
+
+    /// Re-estimates the running statistics for this architecture; `Ok(false)` when the
+    /// supernet has none (then batch statistics are all there is).
+    fn recalibrate(&self, calibration: &RefCell<BatchLoader>, batches: usize, weights: &Tensor, active: &Mask) -> Result<bool, SearchError> {
+        let statistics = BatchNormStatistics::of(self.buffers);
+        if statistics.is_empty() {
+            return Ok(false);
+        }
+        let forward =
+            |images: &Tensor| self.supernet.forward(TensorRef::new(images), TensorRef::new(weights), active, true).within("supernet").map(drop);
+        let momentum = match self.momentum.get() {
+            Some(momentum) => momentum,
+            None => {
+                let images = {
+                    let mut loader = calibration.borrow_mut();
+                    loader.seek(LoaderPosition::default());
+                    loader.next_batch()?.images
+                };
+                let momentum = statistics.measure_momentum(&images, &forward)?;
+                self.momentum.set(Some(momentum));
+                momentum
+            }
+        };
+        statistics.recalibrate(calibration, batches, momentum, &forward)?;
+        Ok(true)
+    }
+
+    fn count_correct(&self, weights: &Tensor, active: &Mask, batch_statistics: bool) -> Result<f64, PluginError> {
+        tch::no_grad(|| {
             let mut loader = self.loader.borrow_mut();
             let batches = loader.batches_per_epoch();
             let limit = if self.max_batches == 0 { batches } else { self.max_batches.min(batches) };
@@ -99,14 +148,16 @@ impl SupernetEvaluator<'_> {
             let mut seen = 0i64;
             for _ in 0..limit {
                 let batch = loader.next_batch().map_err(PluginError::other)?;
-                let logits = self.supernet.forward(TensorRef::new(&batch.images), TensorRef::new(weights), active, true).into_result()?.into_tensor();
+                let logits = self
+                    .supernet
+                    .forward(TensorRef::new(&batch.images), TensorRef::new(weights), active, batch_statistics)
+                    .into_result()?
+                    .into_tensor();
                 hits += correct(&logits, &batch.labels);
                 seen += batch.labels.size()[0];
             }
             Ok(hits.int64_value(&[]) as f64 / seen.max(1) as f64)
-        });
-        snapshot.restore(self.buffers);
-        result
+        })
     }
 }
 
@@ -134,7 +185,14 @@ impl<'a> TrainingContext<'a> {
         epoch: usize,
         services: &'a PluginServices,
     ) -> Self {
-        let evaluator = SupernetEvaluator { supernet, buffers, loader: env.valid_eval, max_batches: env.eval_batches };
+        let evaluator = SupernetEvaluator {
+            supernet,
+            buffers,
+            loader: env.valid_eval,
+            max_batches: env.eval_batches,
+            recalibration: env.recalibration,
+            momentum: Cell::new(None),
+        };
         TrainingContext {
             space: env.space,
             info: env.info,

@@ -10,6 +10,7 @@
 //! - [`costs`]: per-option costs (FLOPs, latency tables) offered to algorithms;
 //! - [`optim`], [`standalone`], [`checkpoint`], [`seeds`], [`device`], [`services`].
 
+pub mod batch_norm;
 pub mod checkpoint;
 pub mod components;
 pub mod context;

@@ -174,6 +174,11 @@ pub struct SearchSection {
     pub architecture_warmup_epochs: usize,
     /// Cap on validation batches when the supernet evaluates an architecture; 0 uses the whole split.
     pub eval_batches: usize,
+    /// Training batches (fixed images, no augmentation) on which BatchNorm statistics are
+    /// re-estimated for every architecture the supernet evaluates, which then runs in inference
+    /// mode (OFA's subnet evaluation: 2,000 images); 0 normalises each validation batch with
+    /// its own statistics instead.
+    pub recalibration_batches: usize,
     /// The weight optimizer (SGD) and its cosine schedule over `epochs` (after a final split
     /// with `restart_final`, over the remaining epochs): `lr` → `lr_min`, moving every step
     /// or once per epoch as `lr_schedule_step` says (`"iteration"` by default; DARTS's
@@ -215,6 +220,7 @@ impl Default for SearchSection {
             max_steps_per_epoch: 0,
             architecture_warmup_epochs: 0,
             eval_batches: 0,
+            recalibration_batches: 0,
             weights: SgdConfig::default(),
             architecture: AdamConfig::default(),
             option_cost: OptionCostKind::None,

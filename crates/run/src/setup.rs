@@ -174,6 +174,8 @@ pub fn training_settings(config: &RunConfig) -> TrainingSettings {
 pub struct SearchLoaders {
     /// Side of the training images (what `network_stats` counts FLOPs at).
     image_size: u32,
+    /// Fixed training images for BatchNorm recalibration (`[search] recalibration_batches`).
+    calibration: RefCell<BatchLoader>,
     train: RefCell<BatchLoader>,
     valid: RefCell<BatchLoader>,
     valid_eval: RefCell<BatchLoader>,
@@ -183,6 +185,7 @@ impl SearchLoaders {
     pub fn new(data: &PreparedData) -> Result<Self> {
         Ok(SearchLoaders {
             image_size: space_setup(data).image_size,
+            calibration: RefCell::new(data.calibration_loader()?),
             train: RefCell::new(data.train_loader()?),
             valid: RefCell::new(data.valid_search_loader()?),
             valid_eval: RefCell::new(data.eval_loader(SplitName::Valid)?),
@@ -209,6 +212,7 @@ impl SearchLoaders {
             option_costs,
             label_smoothing: config.search.label_smoothing,
             image_size: self.image_size,
+            recalibration: (config.search.recalibration_batches > 0).then_some((&self.calibration, config.search.recalibration_batches)),
         }
     }
 }

@@ -48,6 +48,8 @@ fn the_imagenet_example_trains_and_searches_as_gm_ofa() {
     }
     assert_eq!(evolution["max_flops"].as_float(), Some(MAX_FLOPS));
     assert_eq!(config.search.label_smoothing, LABEL_SMOOTHING);
+    let recalibration_images = config.search.recalibration_batches * config.data.batch_size;
+    assert!((2_000..2_200).contains(&recalibration_images), "OFA recalibrates BN on 2,000 training images, here {recalibration_images}");
     assert_eq!(config.search.weights.weight_decay, WEIGHT_DECAY);
     let kernel_start = PHASES[0].1 as usize;
     assert_eq!(config.split.criterion, "gm");
