@@ -68,6 +68,22 @@ fn the_cpu_example_splits_kernels_and_evolves_inside_the_mask_and_the_flops_wind
     assert_eq!(teacher_events.len(), 1, "{teacher_events:?}");
 }
 
+#[test]
+fn arch_counts_parameters_and_macs_as_the_official_subnets() {
+    // The max and min subnets of the conformance fixture (ofa's get_active_subnet at width 1.0).
+    let fixture = json_file(&workspace_root().join("plugins/ofa/tests/fixtures/stats.json"));
+    for case in
+        fixture["cases"].as_array().unwrap().iter().filter(|case| case["config"]["width_multiplier"] == 1.0 && case["config"]["classes"] == 1000)
+    {
+        let genotype = case["genotype"].as_str().unwrap();
+        let image = case["image_size"].to_string();
+        let output = run_splitnas(&["arch", "--space", "ofa", genotype, "--classes", "1000", "--image", &image, "--json"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let stats: Value = serde_json::from_str(&stdout(&output)).unwrap();
+        assert_eq!((&stats["parameters"], &stats["flops"]), (&case["parameters"], &case["flops"]), "{}", case["name"]);
+    }
+}
+
 /// A tiny OFA run: the full network for 1 epoch, the kernel phase for epochs 1-3 (the root
 /// splits a kernel at 3; the children inherit the teacher), then depth and expand.
 const RESUME_CONFIG: &str = r#"

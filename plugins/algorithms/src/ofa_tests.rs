@@ -190,3 +190,27 @@ fn phases_that_do_not_fill_the_search_or_name_unknown_groups_are_refused() {
     let error = Ofa::create(&config_with::<Ofa>(config), &host.setup(1)).err().unwrap();
     assert!(error.message.contains("no option `9`"), "{}", error.message);
 }
+
+#[test]
+fn a_teacher_loads_from_a_checkpoint_by_parameter_name() {
+    let host = FakeHost::with_space(ofa_like_space(), leaf_mask(), 5);
+    let scratch = std::env::temp_dir().join(format!("ofa-teacher-{}.safetensors", std::process::id()));
+    // A node checkpoint's layout: `param.` parameters, other roles beside them.
+    let weights = host.option_weights.detach().copy() + 1.0;
+    let bias = host.bias.detach().copy() - 1.0;
+    let noise = tch::Tensor::ones([2], (tch::Kind::Float, tch::Device::Cpu));
+    tch::Tensor::write_safetensors(&[("param.option_weights", &weights), ("param.bias", &bias), ("sgd.option_weights", &noise)], &scratch).unwrap();
+    let mut config = phases();
+    config["teacher_checkpoint"] = scratch.display().to_string().into();
+    config["teacher_phase"] = serde_json::Value::Null;
+    let algorithm = ofa(&host, config);
+    let tensors = algorithm.state_tensors().unwrap();
+    let _ = std::fs::remove_file(&scratch);
+    let names: Vec<String> = tensors.iter().map(|named| named.name.to_string()).collect();
+    assert_eq!(names, ["teacher.bias", "teacher.option_weights"], "parameters only, by name");
+    assert!(tensors[1].tensor.tensor().equal(&weights) && tensors[0].tensor.tensor().equal(&bias));
+    let mut config = phases();
+    config["teacher_checkpoint"] = "/nonexistent/teacher.safetensors".into();
+    let error = Ofa::create(&config_with::<Ofa>(config), &host.setup(1)).err().unwrap();
+    assert!(error.message.contains("teacher_checkpoint") && error.message.contains("/nonexistent/teacher.safetensors"), "{}", error.message);
+}
