@@ -92,6 +92,9 @@ pub struct RecordedForward {
     pub train: bool,
 }
 
+/// How a fake host counts an architecture's FLOPs.
+type FlopsOf = Box<dyn Fn(&Architecture) -> u64>;
+
 pub struct FakeHost {
     pub space: SpaceInfo,
     pub mask: Mask,
@@ -122,7 +125,7 @@ pub struct FakeHost {
     label_smoothing: f64,
     /// The FLOPs `network_stats` reports for an architecture (ABI 1.4); `None`: unsupported,
     /// as a host built before ABI 1.4.
-    flops_of: Option<Box<dyn Fn(&Architecture) -> u64>>,
+    flops_of: Option<FlopsOf>,
 }
 
 impl FakeHost {
