@@ -14,6 +14,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use splitnas_plugin_api::author::SpacePlugin;
 use splitnas_plugin_api::NamedTensor;
 use tch::{Kind, Tensor};
 
@@ -42,6 +44,46 @@ impl Fixtures {
     /// A safetensors fixture, keyed by tensor name.
     pub fn read_tensors(&self, file: &str) -> HashMap<String, Tensor> {
         Tensor::read_safetensors(self.path(file)).unwrap_or_else(|error| panic!("{file}: {error}")).into_iter().collect()
+    }
+}
+
+/// A stand-alone network's size by the reference implementation: one case of a
+/// `stats.json` fixture (`{"cases": [...]}`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct StatsCase {
+    pub name: String,
+    /// The space's configuration keys for this case.
+    pub config: serde_json::Value,
+    /// The network in the space's genotype format.
+    pub genotype: String,
+    pub image_size: u32,
+    pub parameters: u64,
+    /// Multiply-accumulates of conv and linear layers for one `image_size` input.
+    pub flops: u64,
+}
+
+#[derive(Deserialize)]
+struct StatsFile {
+    cases: Vec<StatsCase>,
+}
+
+impl Fixtures {
+    /// Every case of a `stats.json`-shaped fixture; at least `minimum` of them.
+    pub fn stats_cases(&self, file: &str, minimum: usize) -> Vec<StatsCase> {
+        let StatsFile { cases } = self.read_json(file);
+        assert!(cases.len() >= minimum, "{file} holds {} cases, expected at least {minimum}", cases.len());
+        cases
+    }
+}
+
+/// The space `S`, made from each case's configuration, counts each case's parameters and
+/// FLOPs exactly as the reference does; panics naming the case.
+pub fn assert_network_stats_match<S: SpacePlugin>(cases: &[StatsCase]) {
+    for case in cases {
+        let space = S::create(&case.config.to_string()).unwrap_or_else(|error| panic!("{}: {error}", case.name));
+        let architecture = space.parse_genotype(&case.genotype).unwrap_or_else(|error| panic!("{}: {error}", case.name));
+        let stats = space.network_stats(&architecture, case.image_size).unwrap_or_else(|error| panic!("{}: {error}", case.name));
+        assert_eq!((stats.parameters, stats.flops), (case.parameters, case.flops), "{} ({}, {})", case.name, case.config, case.genotype);
     }
 }
 

@@ -19,7 +19,9 @@ use splitnas_plugin_api::{Architecture, Device, ForwardMode, SpaceInfo};
 use splitnas_plugin_ofa::layers::transformed_kernel;
 use splitnas_plugin_ofa::network::OfaNetwork;
 use splitnas_plugin_ofa::Ofa;
-use splitnas_plugin_testkit::conformance::{assert_close, assert_close_within, by_name, load_named, under, Fixtures, NameCheck, Tolerance};
+use splitnas_plugin_testkit::conformance::{
+    assert_close, assert_close_within, assert_network_stats_match, by_name, load_named, under, Fixtures, NameCheck, Tolerance,
+};
 use tch::{Kind, Tensor};
 
 fn fixtures() -> Fixtures {
@@ -30,33 +32,12 @@ fn space(config: &serde_json::Value) -> Ofa {
     Ofa::create(&config.to_string()).unwrap_or_else(|error| panic!("{config}: {error}"))
 }
 
-#[derive(Deserialize)]
-struct StatsFile {
-    cases: Vec<StatsCase>,
-}
-
-#[derive(Deserialize)]
-struct StatsCase {
-    name: String,
-    config: serde_json::Value,
-    genotype: String,
-    image_size: u32,
-    parameters: u64,
-    flops: u64,
-}
-
 #[test]
 fn parameters_and_flops_equal_the_official_subnets() {
-    let file: StatsFile = fixtures().read_json("stats.json");
-    assert!(file.cases.len() >= 14, "the fixture holds max, min and random subnets");
-    for case in &file.cases {
-        let space = space(&case.config);
-        let architecture = space.parse_genotype(&case.genotype).unwrap_or_else(|error| panic!("{}: {error}", case.name));
-        let stats = space.network_stats(&architecture, case.image_size).unwrap();
-        assert_eq!((stats.parameters, stats.flops), (case.parameters, case.flops), "{} ({}, {})", case.name, case.config, case.genotype);
-    }
+    let cases = fixtures().stats_cases("stats.json", 14);
+    assert_network_stats_match::<Ofa>(&cases);
     // The counts come from the layout; the built network must hold as many values.
-    let first = &file.cases[1];
+    let first = &cases[1];
     let space = space(&first.config);
     let network = space.build_network(&space.parse_genotype(&first.genotype).unwrap(), Device::Cpu).unwrap();
     let built: i64 = network.parameters().unwrap().iter().map(|named| named.tensor.tensor().numel() as i64).sum();

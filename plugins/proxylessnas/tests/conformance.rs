@@ -15,7 +15,7 @@ use serde::Deserialize;
 use splitnas_plugin_api::author::{NetworkPlugin, SpacePlugin, SupernetPlugin};
 use splitnas_plugin_api::{Device, ForwardMode, Mask};
 use splitnas_plugin_proxylessnas::ProxylessNas;
-use splitnas_plugin_testkit::conformance::{assert_close, by_name, load_named, under, Fixtures, NameCheck};
+use splitnas_plugin_testkit::conformance::{assert_close, assert_network_stats_match, by_name, load_named, under, Fixtures, NameCheck};
 
 fn fixtures() -> Fixtures {
     Fixtures::of_crate(env!("CARGO_MANIFEST_DIR"))
@@ -25,33 +25,12 @@ fn space(config: &serde_json::Value) -> ProxylessNas {
     ProxylessNas::create(&config.to_string()).unwrap_or_else(|error| panic!("{config}: {error}"))
 }
 
-#[derive(Deserialize)]
-struct StatsFile {
-    cases: Vec<StatsCase>,
-}
-
-#[derive(Deserialize)]
-struct StatsCase {
-    name: String,
-    config: serde_json::Value,
-    genotype: String,
-    image_size: u32,
-    parameters: u64,
-    flops: u64,
-}
-
 #[test]
 fn parameters_and_flops_equal_the_official_networks() {
-    let file: StatsFile = fixtures().read_json("stats.json");
-    assert!(file.cases.len() >= 15, "the fixture holds the published networks and random genotypes");
-    for case in &file.cases {
-        let space = space(&case.config);
-        let architecture = space.parse_genotype(&case.genotype).unwrap_or_else(|error| panic!("{}: {error}", case.name));
-        let stats = space.network_stats(&architecture, case.image_size).unwrap();
-        assert_eq!((stats.parameters, stats.flops), (case.parameters, case.flops), "{} ({})", case.name, case.config);
-    }
+    let cases = fixtures().stats_cases("stats.json", 15);
+    assert_network_stats_match::<ProxylessNas>(&cases);
     // The published numbers themselves (ProxylessNAS's log: 4.08 M parameters, 320.4 M FLOPs).
-    let mobile = file.cases.iter().find(|case| case.name.starts_with("ProxylessNAS-Mobile")).expect("the Mobile case");
+    let mobile = cases.iter().find(|case| case.name.starts_with("ProxylessNAS-Mobile")).expect("the Mobile case");
     assert_eq!((mobile.parameters / 10_000, mobile.flops / 100_000), (408, 3204));
 }
 
