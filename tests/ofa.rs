@@ -112,7 +112,7 @@ phases = [
     { name = "full", epochs = 1, lr = 0.1, subnets_per_step = 1, allow = { kernel = ["7"], expand = ["6"], depth = ["4"] } },
     { name = "kernel", epochs = 3, lr = 0.06, subnets_per_step = 1, allow = { expand = ["6"], depth = ["4"] } },
     { name = "depth", epochs = 1, lr = 0.02, subnets_per_step = 2, allow = { expand = ["6"] } },
-    { name = "expand", epochs = 1, lr = 0.02, subnets_per_step = 2 },
+    { name = "expand", epochs = 1, lr = 0.02, subnets_per_step = 2, reorganize = { expand_ratio_stage = 0 } },
 ]
 
 [algorithm.evolution]

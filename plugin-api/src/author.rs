@@ -163,6 +163,10 @@ pub trait SupernetPlugin: Send + 'static {
     }
     /// See [`Supernet::shared_parameters`]: never a parameter owned by `choice_point`.
     fn shared_parameters(&self, choice_point: u32) -> Result<Vec<String>, PluginError>;
+    /// ABI 1.4: see [`Supernet::reorganize`].
+    fn reorganize(&self, _request: &str) -> Result<Vec<ParameterPermutation>, PluginError> {
+        Err(PluginError::unsupported("reorganize: this supernet has no reorganization"))
+    }
 }
 
 /// A stand-alone network built by a [`SpacePlugin`].
@@ -328,6 +332,9 @@ impl<T: SupernetPlugin> Supernet for GuardedSupernet<T> {
     }
     fn choice_point_parameters(&self, choice_point: u32) -> PluginResult<RVec<RString>> {
         ffi_guard(|| self.0.choice_point_parameters(choice_point).map(rstrings))
+    }
+    fn reorganize(&self, request: RStr<'_>) -> PluginResult<RVec<ParameterPermutation>> {
+        ffi_guard(|| self.0.reorganize(request.as_str()).map(rvec))
     }
     fn shared_parameters(&self, choice_point: u32) -> PluginResult<RVec<RString>> {
         ffi_guard(|| self.0.shared_parameters(choice_point).map(rstrings))

@@ -150,6 +150,16 @@ pub trait Supernet: Send {
     /// plus the reduction blocks).
     #[sabi(last_prefix_field)]
     fn shared_parameters(&self, choice_point: u32) -> PluginResult<RVec<RString>>;
+
+    /// ABI 1.4. Reorders channels in place as the space's own training recipe asks, without
+    /// changing the function of the largest network (OFA: middle channels sorted by importance
+    /// at the start of an expand phase; `request` is the space's JSON, e.g.
+    /// `{"expand_ratio_stage": 1}`), and says which parameters moved how, so that the host
+    /// reorders their optimizer state too. Buffers are reordered by the supernet itself.
+    /// Supernets built before ABI 1.4 answer [`ErrorKind::Unsupported`].
+    fn reorganize(&self, _request: RStr<'_>) -> PluginResult<RVec<ParameterPermutation>> {
+        RResult::RErr(PluginError::unsupported("reorganize: not implemented (supernet built before ABI 1.4, or a space without it)"))
+    }
 }
 
 /// A stand-alone network of one architecture.
@@ -267,6 +277,13 @@ pub trait HostContext {
     /// are not per option (OFA). A host built before ABI 1.4 answers [`ErrorKind::Unsupported`].
     fn network_stats(&self, _architecture: &Architecture) -> PluginResult<NetworkStats> {
         RResult::RErr(PluginError::unsupported("network_stats: this host was built before ABI 1.4"))
+    }
+
+    /// ABI 1.4. Asks the supernet to reorganize itself (see [`Supernet::reorganize`]); the host
+    /// reorders the weights' optimizer state to match before the next step. A host built
+    /// before ABI 1.4 answers [`ErrorKind::Unsupported`].
+    fn reorganize_supernet(&self, _request: RStr<'_>) -> PluginResult<()> {
+        RResult::RErr(PluginError::unsupported("reorganize_supernet: this host was built before ABI 1.4"))
     }
 }
 

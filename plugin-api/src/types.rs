@@ -328,6 +328,17 @@ pub struct StepProgress {
     pub steps_per_epoch: u32,
 }
 
+/// ABI 1.4. How a supernet reordered one parameter in place (OFA's channel re-sorting by
+/// importance): the host reorders the parameter's optimizer state the same way,
+/// `state = state.index_select(dim, index)`.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, PartialEq)]
+pub struct ParameterPermutation {
+    pub parameter: RString,
+    pub dim: u32,
+    pub index: RVec<i64>,
+}
+
 /// What the data is, and how large the stand-alone network should be; handed to a space by
 /// `SearchSpace::configure` (ABI 1.1) right after it is created.
 #[repr(C)]

@@ -126,6 +126,8 @@ pub struct FakeHost {
     /// The FLOPs `network_stats` reports for an architecture (ABI 1.4); `None`: unsupported,
     /// as a host built before ABI 1.4.
     flops_of: Option<FlopsOf>,
+    /// The requests `reorganize_supernet` received (ABI 1.4), in order.
+    pub reorganizations: RefCell<Vec<String>>,
 }
 
 impl FakeHost {
@@ -170,6 +172,7 @@ impl FakeHost {
             option_costs: None,
             label_smoothing: 0.0,
             flops_of: None,
+            reorganizations: RefCell::new(Vec::new()),
         }
     }
 
@@ -395,6 +398,12 @@ impl HostContext for FakeHost {
 
     fn label_smoothing(&self) -> PluginResult<f64> {
         RResult::ROk(self.label_smoothing)
+    }
+
+    /// Records the request; the fake supernet has nothing to reorder.
+    fn reorganize_supernet(&self, request: RStr<'_>) -> PluginResult<()> {
+        self.reorganizations.borrow_mut().push(request.to_string());
+        RResult::ROk(())
     }
 
     fn network_stats(&self, architecture: &Architecture) -> PluginResult<NetworkStats> {

@@ -7,8 +7,8 @@ use std::cell::{Cell, RefCell};
 use abi_stable::std_types::{ROption, RStr, RVec};
 use splitnas_data::{Batch, BatchLoader, LoaderPosition};
 use splitnas_plugin_api::{
-    ffi_guard, Architecture, Batch as AbiBatch, Device, HostContext, Mask, NamedTensor, NetworkStats, OptionCosts, OwnedTensor, PluginError,
-    PluginResult, SearchSpaceBox, SpaceInfo, SupernetBox, TensorRef, TrainingProgress,
+    ffi_guard, Architecture, Batch as AbiBatch, Device, HostContext, Mask, NamedTensor, NetworkStats, OptionCosts, OwnedTensor, ParameterPermutation,
+    PluginError, PluginResult, SearchSpaceBox, SpaceInfo, SupernetBox, TensorRef, TrainingProgress,
 };
 use tch::Tensor;
 
@@ -174,6 +174,9 @@ pub struct TrainingContext<'a> {
     pub option_costs: Option<&'a OptionCosts>,
     pub label_smoothing: f64,
     pub image_size: u32,
+    /// How the supernet reordered parameters at the algorithm's request (ABI 1.4
+    /// `reorganize_supernet`), for the trainer to reorder their optimizer state.
+    pub permutations: RefCell<Vec<ParameterPermutation>>,
 }
 
 impl<'a> TrainingContext<'a> {
@@ -205,6 +208,7 @@ impl<'a> TrainingContext<'a> {
             option_costs: env.option_costs,
             label_smoothing: env.label_smoothing,
             image_size: env.image_size,
+            permutations: RefCell::new(Vec::new()),
         }
     }
 }
@@ -254,5 +258,12 @@ impl HostContext for TrainingContext<'_> {
     }
     fn network_stats(&self, architecture: &Architecture) -> PluginResult<NetworkStats> {
         self.space.network_stats(architecture, self.image_size)
+    }
+    fn reorganize_supernet(&self, request: RStr<'_>) -> PluginResult<()> {
+        ffi_guard(|| {
+            let permutations = self.supernet.reorganize(request).into_result()?;
+            self.permutations.borrow_mut().extend(permutations);
+            Ok(())
+        })
     }
 }

@@ -190,6 +190,16 @@ impl Sgd {
         });
     }
 
+    /// Reorders the momentum of `parameter` along `dim` by `index`, as the parameter itself
+    /// was reordered (a supernet's channel reorganization); nothing when it has none yet.
+    pub fn permute(&mut self, parameter: &str, dim: i64, index: &Tensor) -> Result<(), tch::TchError> {
+        if let Some(buffer) = self.momentum.get_mut(parameter) {
+            let reordered = buffer.f_index_select(dim, &index.f_to_device(buffer.device())?)?;
+            *buffer = reordered;
+        }
+        Ok(())
+    }
+
     /// Named state tensors for a checkpoint (`momentum.<parameter>`).
     pub fn state(&self) -> Vec<(String, Tensor)> {
         self.momentum.iter().map(|(name, t)| (format!("momentum.{name}"), t.shallow_clone())).collect()

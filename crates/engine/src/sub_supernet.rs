@@ -160,6 +160,7 @@ impl SubSupernet {
         let services = PluginServices::new(SeededRng::new(seed));
         let (context, mut trainer) = self.trainer(env, epoch, &services);
         trainer.algorithm.on_epoch_start(HostContext_TO::from_ptr(&context, TD_Opaque), context.progress).within("algorithm")?;
+        trainer.apply_permutations(&context)?;
         let mut loss_sum = Tensor::zeros([], (tch::Kind::Float, env.device.to_tch()));
         for (step, &lr) in step_lrs.iter().enumerate() {
             let train_batch = env.train.borrow_mut().next_batch()?;
@@ -333,6 +334,21 @@ pub struct Trainer<'s> {
 }
 
 impl Trainer<'_> {
+    /// Reorders the weights' optimizer state as the supernet reordered their parameters at the
+    /// algorithm's request (OFA's channel re-sorting), so that momentum stays with its channel.
+    pub fn apply_permutations(&mut self, context: &TrainingContext<'_>) -> Result<(), SearchError> {
+        for permutation in context.permutations.take() {
+            let index = Tensor::from_slice(&permutation.index);
+            self.weight_optimizer.permute(permutation.parameter.as_str(), i64::from(permutation.dim), &index).map_err(|error| {
+                SearchError::Other(format!(
+                    "reordering the optimizer state of {} after the supernet's reorganization: {error}",
+                    permutation.parameter
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
     /// One training step: the algorithm's architecture step on `valid_batch` (if given), then
     /// its weight step on `train_batch` at learning rate `lr`. Returns the detached training
     /// loss, left on the device (reading it would stall the step).

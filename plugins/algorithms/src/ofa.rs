@@ -50,6 +50,11 @@ struct Phase {
     /// every option the mask allows).
     #[serde(default)]
     allow: BTreeMap<String, Vec<String>>,
+    /// A reorganization the supernet does at the phase's first epoch, in the space's terms
+    /// (ABI 1.4 `reorganize_supernet`; the ofa space: `{"expand_ratio_stage": k}`, OFA's
+    /// channel re-sorting by importance before each expand phase).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reorganize: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -89,15 +94,19 @@ fn default_phases() -> Vec<Phase> {
         lr,
         subnets_per_step,
         allow: allow.iter().map(|(group, names)| (group.to_string(), names.iter().map(|name| name.to_string()).collect())).collect(),
+        reorganize: None,
     };
+    // OFA's train_elastic_expand: channels sorted before the first expand phase (stage 0),
+    // then sorted within nested bands before the second (stage 1).
+    let reorganized = |phase: Phase, stage: u32| Phase { reorganize: Some(json!({ "expand_ratio_stage": stage })), ..phase };
     // OFA's train_ofa_net.py (per device): the full network, then kernel, depth and expand.
     vec![
         phase("full", 180, 0.1625, 1, &[("kernel", &["7"]), ("expand", &["6"]), ("depth", &["4"])]),
         phase("kernel", 120, 0.06, 1, &[("expand", &["6"]), ("depth", &["4"])]),
         phase("depth 1", 25, 0.005, 2, &[("expand", &["6"]), ("depth", &["3", "4"])]),
         phase("depth 2", 120, 0.015, 2, &[("expand", &["6"])]),
-        phase("expand 1", 25, 0.005, 4, &[("expand", &["4", "6"])]),
-        phase("expand 2", 120, 0.015, 4, &[]),
+        reorganized(phase("expand 1", 25, 0.005, 4, &[("expand", &["4", "6"])]), 0),
+        reorganized(phase("expand 2", 120, 0.015, 4, &[]), 1),
     ]
 }
 
@@ -200,6 +209,13 @@ impl AlgorithmPlugin for Ofa {
                 self.config.phases.iter().map(|phase| format!("{} {}", phase.name, phase.epochs)).collect::<Vec<_>>().join(", "),
                 progress.total_epochs
             )));
+        }
+        let index = self.phase_at(progress.epoch);
+        if let (Some(request), true) = (&self.config.phases[index].reorganize, self.phases[index].first_epoch == progress.epoch) {
+            host(context.reorganize_supernet(request.to_string().as_str().into())).map_err(|error| {
+                PluginError::new(error.kind, format!("ofa: phase `{}`'s reorganization: {}", self.config.phases[index].name, error.message))
+            })?;
+            host(context.log_metric("ofa/reorganized".into(), f64::from(progress.epoch)))?;
         }
         if self.teacher.is_none() {
             if let Some(name) = &self.config.teacher_phase {

@@ -44,7 +44,7 @@ fn phases() -> serde_json::Value {
         "phases": [
             {"name": "full", "epochs": 1, "lr": 0.1, "subnets_per_step": 1, "allow": {"kernel": ["7"], "expand": ["6"], "depth": ["4"]}},
             {"name": "kernel", "epochs": 2, "lr": 0.06, "subnets_per_step": 1, "allow": {"expand": ["6"], "depth": ["4"]}},
-            {"name": "rest", "epochs": 1, "lr": 0.02, "subnets_per_step": 3},
+            {"name": "rest", "epochs": 1, "lr": 0.02, "subnets_per_step": 3, "reorganize": {"expand_ratio_stage": 1}},
         ],
         "evolution": {"population": 6, "iterations": 3, "parent_ratio": 0.25, "mutation_ratio": 0.5, "mutate_probability": 0.3,
                       "min_flops": 0.0, "max_flops": 0.0, "max_tries": 200}
@@ -213,4 +213,20 @@ fn a_teacher_loads_from_a_checkpoint_by_parameter_name() {
     config["teacher_checkpoint"] = "/nonexistent/teacher.safetensors".into();
     let error = Ofa::create(&config_with::<Ofa>(config), &host.setup(1)).err().unwrap();
     assert!(error.message.contains("teacher_checkpoint") && error.message.contains("/nonexistent/teacher.safetensors"), "{}", error.message);
+}
+
+#[test]
+fn a_phase_asks_the_supernet_to_reorganize_once_at_its_start() {
+    let host = FakeHost::with_space(ofa_like_space(), leaf_mask(), 5);
+    let mut algorithm = ofa(&host, phases());
+    for epoch in 0..3 {
+        at_epoch(&host, &mut algorithm, epoch);
+    }
+    assert!(host.reorganizations.borrow().is_empty(), "no phase before `rest` reorganizes");
+    at_epoch(&host, &mut algorithm, 3);
+    assert_eq!(*host.reorganizations.borrow(), [r#"{"expand_ratio_stage":1}"#]);
+    // The defaults: OFA's two expand phases, stages 0 then 1.
+    let defaults = <Ofa as splitnas_plugin_api::author::Component>::default_config();
+    let requests: Vec<&serde_json::Value> = defaults["phases"].as_array().unwrap().iter().filter_map(|phase| phase.get("reorganize")).collect();
+    assert_eq!(requests, [&serde_json::json!({"expand_ratio_stage": 0}), &serde_json::json!({"expand_ratio_stage": 1})]);
 }

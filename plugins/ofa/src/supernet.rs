@@ -13,11 +13,11 @@
 
 use splitnas_nn_blocks::{is_under, BatchNorm2d, BatchNormSpec, Conv2d, ConvSpec, NamedVariables, ParamInit};
 use splitnas_plugin_api::author::SupernetPlugin;
-use splitnas_plugin_api::{Device, Mask, NamedTensor, PluginError};
+use splitnas_plugin_api::{Device, Mask, NamedTensor, ParameterPermutation, PluginError};
 use tch::nn::{Init, Path, VarStore};
 use tch::{Kind, TchError, Tensor};
 
-use crate::choices::{validate_mask, ChoicePoint, Subnet, BLOCKS_PER_STAGE, DEPTHS, NUM_CHOICE_POINTS, NUM_OPTIONS};
+use crate::choices::{validate_mask, ChoicePoint, Subnet, BLOCKS_PER_STAGE, DEPTHS, EXPAND_RATIOS, NUM_CHOICE_POINTS, NUM_OPTIONS};
 use crate::layers::{run_block, transformed_kernel, BlockRun, BlockTensors, SqueezeExcitation, Trunk, NUMERICS};
 use crate::layout::{BlockLayout, NetworkLayout};
 
@@ -216,6 +216,85 @@ impl OfaSupernet {
     }
 }
 
+/// What [`OfaSupernet::reorganize`] is asked: OFA's `re_organize_middle_weights`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReorganizeRequest {
+    /// 0: sort every middle channel by importance; k > 0: keep the channels of the k + 1
+    /// widest expand ratios' prefixes nested (each width's channels sorted within its band).
+    expand_ratio_stage: usize,
+}
+
+impl ElasticBlock {
+    /// OFA's `DynamicMBConvLayer.re_organize_middle_weights`: middle channels sorted by the L1
+    /// norm of the projection's weights (descending), squeeze-excitation's hidden units by
+    /// the L1 norm of its expand weights. Reorders every middle tensor in place; returns the
+    /// parameters' permutations, named under `prefix`.
+    fn reorganize(&self, prefix: &str, expand_ratio_stage: usize) -> Result<Vec<ParameterPermutation>, TchError> {
+        let importance = self.project.weight.f_abs()?.f_sum_dim_intlist(&[0i64, 2, 3][..], false, Kind::Float)?;
+        if expand_ratio_stage > 0 {
+            // The widths of the ratios, widest first; bands beyond each width sink below it.
+            let widths: Vec<i64> = EXPAND_RATIOS.iter().rev().map(|&ratio| self.layout.middle_channels(ratio)).collect();
+            let mut right = importance.size()[0];
+            let mut base = -(widths.len() as f64) * 1e5;
+            for &left in widths.iter().take(expand_ratio_stage + 1) {
+                let _ = importance.f_narrow(0, left, right - left)?.f_add_scalar_(base)?;
+                base += 1e5;
+                right = left;
+            }
+        }
+        let (_, order) = importance.f_sort(0, true)?;
+        let mut moved = Vec::new();
+        let mut reorder = |name: &str, tensor: &Tensor, dim: i64, index: &Tensor, parameter: bool| -> Result<(), TchError> {
+            let reordered = tensor.f_index_select(dim, index)?;
+            tensor.shallow_clone().f_copy_(&reordered)?;
+            if parameter {
+                moved.push(ParameterPermutation {
+                    parameter: format!("{prefix}.{name}").into(),
+                    dim: dim as u32,
+                    index: Vec::<i64>::try_from(index)?.into(),
+                });
+            }
+            Ok(())
+        };
+        let mut reorder_batch_norm = |path: &str, bn: &BatchNorm2d, index: &Tensor| -> Result<(), TchError> {
+            for (name, tensor, parameter) in [
+                ("weight", &bn.weight, true),
+                ("bias", &bn.bias, true),
+                ("running_mean", &bn.running_mean, false),
+                ("running_var", &bn.running_var, false),
+            ] {
+                if let Some(tensor) = tensor {
+                    reorder(&format!("{path}.{name}"), tensor, 0, index, parameter)?;
+                }
+            }
+            Ok(())
+        };
+        tch::no_grad(|| -> Result<(), TchError> {
+            reorder_batch_norm("depth_conv.bn.bn", &self.depthwise_bn, &order)?;
+            reorder_batch_norm("inverted_bottleneck.bn.bn", &self.expand_bn, &order)?;
+            Ok(())
+        })?;
+        tch::no_grad(|| -> Result<(), TchError> {
+            reorder("point_linear.conv.conv.weight", &self.project.weight, 1, &order, true)?;
+            reorder("depth_conv.conv.conv.weight", &self.depthwise.weight, 0, &order, true)?;
+            reorder("inverted_bottleneck.conv.conv.weight", &self.expand.weight, 0, &order, true)?;
+            if let Some(se) = &self.squeeze_excitation {
+                reorder("depth_conv.se.fc.expand.weight", &se.expand_weight, 0, &order, true)?;
+                reorder("depth_conv.se.fc.expand.bias", &se.expand_bias, 0, &order, true)?;
+                reorder("depth_conv.se.fc.reduce.weight", &se.reduce_weight, 1, &order, true)?;
+                let hidden_importance = se.expand_weight.f_abs()?.f_sum_dim_intlist(&[0i64, 2, 3][..], false, Kind::Float)?;
+                let (_, hidden_order) = hidden_importance.f_sort(0, true)?;
+                reorder("depth_conv.se.fc.expand.weight", &se.expand_weight, 1, &hidden_order, true)?;
+                reorder("depth_conv.se.fc.reduce.weight", &se.reduce_weight, 0, &hidden_order, true)?;
+                reorder("depth_conv.se.fc.reduce.bias", &se.reduce_bias, 0, &hidden_order, true)?;
+            }
+            Ok(())
+        })?;
+        Ok(moved)
+    }
+}
+
 fn share_all(named: &[(String, Tensor)]) -> Vec<NamedTensor> {
     named.iter().map(|(name, tensor)| NamedTensor::share(name.as_str(), tensor)).collect()
 }
@@ -238,6 +317,25 @@ impl SupernetPlugin for OfaSupernet {
     /// depthwise weight and transform matrices, squeeze-excitation, projection, batch norms):
     /// the stem, the first block, every other block, the final expand, the feature mix and
     /// the classifier. For a depth, the blocks the depth may drop are left out.
+    /// OFA's channel re-sorting at the start of an expand phase (`{"expand_ratio_stage": k}`),
+    /// block by block. The largest subnet computes the same function afterwards.
+    fn reorganize(&self, request: &str) -> Result<Vec<ParameterPermutation>, PluginError> {
+        let ReorganizeRequest { expand_ratio_stage } = serde_json::from_str(request).map_err(|error| {
+            PluginError::invalid_input(format!("ofa: reorganize expects {{\"expand_ratio_stage\": 0, 1 or 2}}, got {request}: {error}"))
+        })?;
+        if expand_ratio_stage >= EXPAND_RATIOS.len() {
+            return Err(PluginError::invalid_input(format!(
+                "ofa: expand_ratio_stage must be below {}, got {expand_ratio_stage}",
+                EXPAND_RATIOS.len()
+            )));
+        }
+        let mut moved = Vec::new();
+        for (index, block) in self.blocks.iter().enumerate() {
+            moved.extend(block.reorganize(&format!("{}.conv", block_prefix(index)), expand_ratio_stage)?);
+        }
+        Ok(moved)
+    }
+
     fn shared_parameters(&self, choice_point: u32) -> Result<Vec<String>, PluginError> {
         let prefixes: Vec<String> = Self::blocks_of(Self::check_choice_point(choice_point)?).into_iter().map(block_prefix).collect();
         Ok(self.variables.parameter_names().filter(|name| !prefixes.iter().any(|prefix| is_under(name, prefix))).map(str::to_string).collect())

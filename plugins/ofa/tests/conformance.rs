@@ -11,7 +11,7 @@
 //!   prefixes), evaluation forward; then the extracted static subnet with the supernet's
 //!   weights: its evaluation logits, its parameter count and its `MobileNetV3` configuration.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::Deserialize;
 use splitnas_plugin_api::author::{NetworkPlugin, SpacePlugin, SupernetPlugin};
@@ -166,4 +166,46 @@ fn gradient_matching_shares_everything_but_the_scored_block() {
     // Only kernels are split, as GM-NAS splits OFA.
     let splittable: Vec<&str> = info.choice_points.iter().filter(|point| point.splittable).map(|point| point.group.as_str()).collect();
     assert!(splittable.len() == 20 && splittable.iter().all(|group| *group == "kernel"));
+}
+
+#[test]
+fn expand_channels_reorganize_like_ofa_and_report_their_permutations() {
+    let file: TinyCases = fixtures().read_json("cases.json");
+    let space = space(&file.config);
+    let tensors = fixtures().read_tensors("reorganize.safetensors");
+    let mask = space.info().unwrap().full_mask();
+    for stage in [1, 2] {
+        let supernet = space.supernet(&mask, Device::Cpu).unwrap();
+        let parameters = by_name(supernet.parameters().unwrap());
+        let buffers = by_name(supernet.buffers().unwrap());
+        let before = under(&tensors, "before");
+        let every: Vec<(String, Tensor)> = parameters.iter().chain(&buffers).map(|(name, tensor)| (name.clone(), tensor.shallow_clone())).collect();
+        load_named("parameters and running statistics", &every, &before, NameCheck::Exact);
+        let moved = supernet.reorganize(&format!(r#"{{"expand_ratio_stage": {stage}}}"#)).unwrap();
+        let after = under(&tensors, &format!("stage{stage}"));
+        assert!(after.len() > 20 * 10, "the fixture holds the elastic blocks' tensors after the reorganization");
+        for (name, tensor) in parameters.iter().chain(&buffers) {
+            // The fixture holds what a reorganization may touch; the rest must not move.
+            let expected = after.get(name.as_str()).unwrap_or(&before[name.as_str()]);
+            assert_close(&format!("stage {stage}: {name}"), tensor, expected);
+        }
+        // The permutations the host applies to optimizer state reproduce every move.
+        let mut replayed: std::collections::HashMap<&str, Tensor> = HashMap::new();
+        for permutation in &moved {
+            let name = permutation.parameter.as_str();
+            let current = replayed.remove(name).unwrap_or_else(|| before[name].copy());
+            let index = Tensor::from_slice(&permutation.index);
+            replayed.insert(name, current.index_select(i64::from(permutation.dim), &index));
+        }
+        for (name, tensor) in &parameters {
+            match replayed.get(name.as_str()) {
+                Some(value) => assert!(value.equal(tensor), "stage {stage}: replaying the permutations of {name}"),
+                None => assert!(before[name.as_str()].equal(tensor), "stage {stage}: {name} moved without a permutation"),
+            }
+        }
+        assert!(moved.len() >= 20 * 5, "every block's middle tensors move");
+    }
+    let supernet = space.supernet(&mask, Device::Cpu).unwrap();
+    let error = supernet.reorganize(r#"{"expand_ratio_stage": 3}"#).unwrap_err();
+    assert!(error.message.contains("expand_ratio_stage"), "{}", error.message);
 }
