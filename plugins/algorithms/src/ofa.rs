@@ -19,6 +19,10 @@
 //! supernet's batch-norm running statistics like one more sampled subnet (the host evaluates
 //! subnets with batch statistics, so nothing reads them).
 //!
+//! Not as OFA: no warm-up epochs inside a phase, no elastic image size, and the weights' SGD
+//! momentum carries over from phase to phase (OFA starts each phase with a fresh optimizer;
+//! the momentum is reordered with the channels when a phase reorganizes the supernet).
+//!
 //! Derive: OFA's evolution (population, iterations, parent ratio, mutation ratio, mutate
 //! probability), every candidate inside the sub-supernet's mask and the FLOPs window (the
 //! host's `network_stats`, ABI 1.4), fitness the subnet's validation accuracy through the
