@@ -360,6 +360,8 @@ impl Trainer<'_> {
             apply_architecture_step(self.alphas, self.architecture_optimizer, outcome);
         }
         let step_loss = self.algorithm.weight_step(host(), &train_abi).within("algorithm")?;
+        // A reorganization asked for during the step moves momentum before this step's update.
+        self.apply_permutations(context)?;
         let loss = step_loss.loss.into_tensor();
         self.descend(&loss, lr, step_loss.trains_architecture && valid_batch.is_some());
         Ok(loss.detach())

@@ -39,7 +39,7 @@ use splitnas_plugin_api::{
 };
 use tch::{Kind, Reduction, Tensor};
 
-use crate::common::{host, parse_state, state_to_json, uniform_below, MaskedSpace};
+use crate::common::{host, parse_state, state_to_json, uniform_below, MaskedSpace, NoState};
 
 /// One phase of progressive shrinking.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -126,12 +126,6 @@ pub struct Ofa {
     phases: Vec<PhaseChoices>,
     /// The teacher's parameters by name, once taken.
     teacher: Option<Vec<(String, Tensor)>>,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OfaState {
-    has_teacher: bool,
 }
 
 impl Component for Ofa {
@@ -295,15 +289,13 @@ impl AlgorithmPlugin for Ofa {
         Ok(Some(0.5 * phase.lr * (1.0 + (std::f64::consts::PI * done as f64 / total as f64).cos())))
     }
 
+    /// No scalar state: the phase follows from the epoch, the teacher is a state tensor.
     fn state_json(&self) -> Result<String, PluginError> {
-        state_to_json(Self::NAME, &OfaState { has_teacher: self.teacher.is_some() })
+        state_to_json(Self::NAME, &NoState {})
     }
 
     fn load_state_json(&mut self, state: &str) -> Result<(), PluginError> {
-        let OfaState { has_teacher } = parse_state(Self::NAME, state)?;
-        if !has_teacher {
-            self.teacher = None;
-        }
+        let NoState {} = parse_state(Self::NAME, state)?;
         Ok(())
     }
 

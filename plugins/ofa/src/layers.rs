@@ -155,7 +155,6 @@ pub struct Trunk {
     pub feature_mix: Conv2d,
     pub classifier: Linear,
     pub dropout: f64,
-    pub first_has_shortcut: bool,
 }
 
 impl Trunk {
@@ -171,18 +170,13 @@ impl Trunk {
         let feature_mix =
             Conv2d::new(&(root / "feature_mix_layer" / "conv"), ConvSpec::new(layout.final_expand_channels, layout.feature_mix_channels, 1), init)?;
         let classifier = Linear::new(&(root / "classifier" / "linear"), layout.feature_mix_channels, layout.classes, init)?;
-        Ok(Trunk { stem, first_depthwise, first_project, final_expand, feature_mix, classifier, dropout, first_has_shortcut: true })
+        Ok(Trunk { stem, first_depthwise, first_project, final_expand, feature_mix, classifier, dropout })
     }
 
-    /// Stem and first block.
+    /// Stem and first block, whose identity shortcut always applies: both are the stem's width.
     pub fn head_in(&self, input: &Tensor, train: bool) -> Result<Tensor, TchError> {
         let stem = hard_swish(&self.stem.forward(input, train)?)?;
-        let block = self.first_project.forward(&self.first_depthwise.forward(&stem, train)?.f_relu()?, train)?;
-        if self.first_has_shortcut {
-            block.f_add(&stem)
-        } else {
-            Ok(block)
-        }
+        self.first_project.forward(&self.first_depthwise.forward(&stem, train)?.f_relu()?, train)?.f_add(&stem)
     }
 
     /// Final expand, pooling, feature mix, dropout, classifier.

@@ -125,7 +125,7 @@ impl OfaNetwork {
                 (&ours.final_expand, &theirs.final_expand),
             ] {
                 copy(&target.conv.weight, &source.conv.weight)?;
-                copy_batch_norm(&target.bn, (&source.bn, source.bn.running_mean.as_ref().map_or(0, |mean| mean.size()[0])))?;
+                copy_batch_norm(&target.bn, (&source.bn, source.conv.spec.out_channels))?;
             }
             copy(&ours.feature_mix.weight, &theirs.feature_mix.weight)?;
             copy(&ours.classifier.weight, &theirs.classifier.weight)?;

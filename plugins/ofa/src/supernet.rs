@@ -55,13 +55,13 @@ impl ElasticBlock {
         let conv_path = &depthwise_path / "conv";
         let depthwise = Conv2d::new(&(&conv_path / "conv"), ConvSpec::new(middle, middle, 7).groups(middle), init)?;
         // OFA registers the transform matrices as identities.
-        let identity = |size: i64| -> Result<Tensor, TchError> {
-            let mut matrix = conv_path.f_var(&format!("{}to{}_matrix", size_of(size) + 2, size_of(size)), &[size, size], Init::Const(0.0))?;
+        let identity = |name: &str, size: i64| -> Result<Tensor, TchError> {
+            let mut matrix = conv_path.f_var(name, &[size, size], Init::Const(0.0))?;
             tch::no_grad(|| matrix.f_copy_(&Tensor::eye(size, (Kind::Float, matrix.device()))))?;
             Ok(matrix)
         };
-        let matrix_7to5 = identity(25)?;
-        let matrix_5to3 = identity(9)?;
+        let matrix_7to5 = identity("7to5_matrix", 25)?;
+        let matrix_5to3 = identity("5to3_matrix", 9)?;
         let depthwise_bn = batch_norm(&(&depthwise_path / "bn" / "bn"), middle)?;
         let squeeze_excitation = if layout.squeeze_excitation {
             Some(SqueezeExcitation::new(&(&depthwise_path / "se" / "fc"), middle, BlockLayout::se_channels(middle), init)?)
@@ -95,11 +95,6 @@ impl ElasticBlock {
     pub fn run(&self) -> BlockRun {
         BlockRun { stride: self.layout.stride, activation: self.layout.activation, has_shortcut: self.layout.has_shortcut }
     }
-}
-
-/// 25 -> 5, 9 -> 3: the side of a flattened square kernel.
-fn size_of(flattened: i64) -> i64 {
-    (flattened as f64).sqrt().round() as i64
 }
 
 pub struct OfaSupernet {
@@ -257,25 +252,20 @@ impl ElasticBlock {
             }
             Ok(())
         };
-        let mut reorder_batch_norm = |path: &str, bn: &BatchNorm2d, index: &Tensor| -> Result<(), TchError> {
-            for (name, tensor, parameter) in [
-                ("weight", &bn.weight, true),
-                ("bias", &bn.bias, true),
-                ("running_mean", &bn.running_mean, false),
-                ("running_var", &bn.running_var, false),
-            ] {
-                if let Some(tensor) = tensor {
-                    reorder(&format!("{path}.{name}"), tensor, 0, index, parameter)?;
+        tch::no_grad(|| -> Result<(), TchError> {
+            for (path, bn) in [("depth_conv.bn.bn", &self.depthwise_bn), ("inverted_bottleneck.bn.bn", &self.expand_bn)] {
+                let statistics = [
+                    ("weight", &bn.weight, true),
+                    ("bias", &bn.bias, true),
+                    ("running_mean", &bn.running_mean, false),
+                    ("running_var", &bn.running_var, false),
+                ];
+                for (name, tensor, parameter) in statistics {
+                    if let Some(tensor) = tensor {
+                        reorder(&format!("{path}.{name}"), tensor, 0, &order, parameter)?;
+                    }
                 }
             }
-            Ok(())
-        };
-        tch::no_grad(|| -> Result<(), TchError> {
-            reorder_batch_norm("depth_conv.bn.bn", &self.depthwise_bn, &order)?;
-            reorder_batch_norm("inverted_bottleneck.bn.bn", &self.expand_bn, &order)?;
-            Ok(())
-        })?;
-        tch::no_grad(|| -> Result<(), TchError> {
             reorder("point_linear.conv.conv.weight", &self.project.weight, 1, &order, true)?;
             reorder("depth_conv.conv.conv.weight", &self.depthwise.weight, 0, &order, true)?;
             reorder("inverted_bottleneck.conv.conv.weight", &self.expand.weight, 0, &order, true)?;
