@@ -94,7 +94,7 @@ max_steps_per_epoch = 2
     let config = tiny_config("proxylessnas", directory.path(), &extra);
     let options = RunOptions { quiet: true, ..RunOptions::default() };
     let setup = RunSetup::new(config, shipped_registry(), &options).unwrap();
-    let offered = setup.option_costs.as_ref().expect("the run offers the table's costs");
+    let offered = setup.costs.options.as_ref().expect("the run offers the table's costs");
     assert_eq!(offered.metric.as_str(), "latency_ms");
     assert_eq!(offered.values[0].as_slice(), table.choice_points[0].options.iter().map(|option| option.median_ms).collect::<Vec<_>>());
     let run_directory = setup.directory.path().to_path_buf();

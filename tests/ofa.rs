@@ -1,6 +1,6 @@
 //! OFA end to end: the CPU example (shrunk by `--set`) splits kernel sizes by gradient
-//! matching during the kernel phase and ends with every leaf's evolved subnet inside its mask
-//! and its FLOPs window; progressive shrinking killed mid-phase (the teacher already taken)
+//! matching during the kernel phase and ends with every leaf's evolved subnet inside its mask,
+//! its FLOPs window and a latency window from a table `bench latency` measured; progressive shrinking killed mid-phase (the teacher already taken)
 //! resumes exactly.
 
 use std::os::unix::process::ExitStatusExt;
@@ -26,13 +26,60 @@ const SHRINK: &[&str] = &[
     "final.max_steps_per_epoch=2",
 ];
 
+/// A latency table of the example's space at its data's shape (`bench latency`, few repeats),
+/// and a latency window every sub-supernet can meet, whatever the timings: the two trunk ends
+/// plus 10 times the slowest block part (every subnet runs at least 10 blocks, 2 per stage;
+/// the largest runs 20).
+fn latency_table_and_window(directory: &Path) -> (std::path::PathBuf, f64) {
+    let table = directory.join("ofa-latency.json");
+    let space_config = r#"{"width_multiplier": 0.25, "stage_strides": [1, 2, 2, 1, 2], "dropout": 0.0}"#;
+    let output = run_splitnas(&[
+        "bench",
+        "latency",
+        "--space",
+        "ofa",
+        "--space-config",
+        space_config,
+        "--image",
+        "28",
+        "--input-channels",
+        "1",
+        "--classes",
+        "10",
+        "--threads",
+        "1",
+        "--warmup",
+        "1",
+        "--repeats",
+        "3",
+        "--quiet",
+        "--output",
+        table.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "bench latency failed:\n{}", stderr(&output));
+    let parts = json_file(&table)["parts"].as_array().expect("a table of network parts").clone();
+    let median = |part: &Value| part["median_ms"].as_f64().unwrap();
+    let (blocks, ends): (Vec<&Value>, Vec<&Value>) = parts.iter().partition(|part| part["key"].as_str().unwrap().starts_with("mbconv"));
+    // 9 block shapes (each stage's first block and the rest; stage 1's first has stride 1 and
+    // the shape of the rest) x 3 kernels x 3 ratios; the stem and head ends.
+    assert_eq!((blocks.len(), ends.len()), (81, 2), "{parts:?}");
+    let slowest_block = blocks.iter().map(|part| median(part)).fold(0.0, f64::max);
+    (table, ends.iter().map(|part| median(part)).sum::<f64>() + 10.0 * slowest_block)
+}
+
 #[test]
-fn the_cpu_example_splits_kernels_and_evolves_inside_the_mask_and_the_flops_window() {
+fn the_cpu_example_splits_kernels_and_evolves_inside_the_mask_and_its_cost_windows() {
     let scratch = tempfile::tempdir().unwrap();
+    let (table, max_latency_ms) = latency_table_and_window(scratch.path());
     let example = workspace_root().join("examples/ofa-gm.toml");
     let mut command = splitnas();
     command.args(["run".as_ref(), example.as_os_str(), "--output-dir".as_ref(), scratch.path().as_os_str(), "--quiet".as_ref()]);
-    for set in SHRINK {
+    let latency_window = [
+        "search.option_cost=\"latency\"".to_string(),
+        format!("search.latency_table={}", table.display()),
+        format!("algorithm.evolution.max_latency_ms={max_latency_ms}"),
+    ];
+    for set in SHRINK.iter().copied().chain(latency_window.iter().map(String::as_str)) {
         command.args(["--set", set]);
     }
     let output = command.output().expect("splitnas runs");
@@ -57,6 +104,8 @@ fn the_cpu_example_splits_kernels_and_evolves_inside_the_mask_and_the_flops_wind
         let result = &leaf["result"];
         let flops = result["flops"].as_f64().unwrap();
         assert!(flops > 0.0 && flops <= max_flops, "leaf {}: {flops} FLOPs, window up to {max_flops}", leaf["id"]);
+        let latency = result["latency_ms"].as_f64().expect("the run records each leaf's latency from the table");
+        assert!(latency > 0.0 && latency <= max_latency_ms, "leaf {}: {latency} ms, window up to {max_latency_ms}", leaf["id"]);
         let choices = result["choices"].as_array().unwrap();
         for (point, (choice, row)) in choices.iter().zip(leaf["mask"].as_array().unwrap()).enumerate() {
             let allowed = row[choice.as_u64().unwrap() as usize].as_bool().unwrap();
@@ -66,6 +115,25 @@ fn the_cpu_example_splits_kernels_and_evolves_inside_the_mask_and_the_flops_wind
     // The teacher was taken at the end of the full-network phase, once, by the root.
     let teacher_events: Vec<Value> = metrics(&run).into_iter().filter(|event| event.to_string().contains("ofa/teacher_taken")).collect();
     assert_eq!(teacher_events.len(), 1, "{teacher_events:?}");
+    // The evolution saw the latencies the host records: one per leaf, the same numbers.
+    let mut recorded: Vec<f64> = leaves_latency(&tree);
+    let mut logged: Vec<f64> = metrics(&run)
+        .iter()
+        .filter_map(|event| event["metrics"].as_array())
+        .flatten()
+        .filter(|metric| metric[0] == "ofa/derived_latency_ms")
+        .map(|metric| metric[1].as_f64().unwrap())
+        .collect();
+    recorded.sort_by(f64::total_cmp);
+    logged.sort_by(f64::total_cmp);
+    assert_eq!(logged.len(), recorded.len());
+    for (logged, recorded) in logged.iter().zip(&recorded) {
+        assert!((logged - recorded).abs() <= 1e-9 * recorded, "logged {logged} ms, recorded {recorded} ms");
+    }
+}
+
+fn leaves_latency(tree: &Value) -> Vec<f64> {
+    tree["nodes"].as_array().unwrap().iter().filter_map(|node| node["result"]["latency_ms"].as_f64()).collect()
 }
 
 #[test]

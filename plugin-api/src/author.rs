@@ -84,6 +84,26 @@ pub trait SpacePlugin: Component + Sync {
     fn option_networks(&self, _choice_point: u32, _option: u32, _device: Device) -> Result<Vec<OptionModule>, PluginError> {
         Err(PluginError::unsupported(format!("{}: option_networks is not implemented", Self::NAME)))
     }
+    /// ABI 1.5: every distinct part of the stand-alone networks as a keyed runnable module,
+    /// for latency tables of whole networks (see [`SearchSpace::network_parts`]).
+    fn network_parts(&self, _device: Device) -> Result<Vec<PartModule>, PluginError> {
+        Err(PluginError::unsupported(format!("{}: network_parts is not implemented", Self::NAME)))
+    }
+    /// ABI 1.5: the keys of the parts `architecture`'s stand-alone network runs, once per run
+    /// (see [`SearchSpace::architecture_parts`]).
+    fn architecture_parts(&self, _architecture: &Architecture) -> Result<Vec<String>, PluginError> {
+        Err(PluginError::unsupported(format!("{}: architecture_parts is not implemented", Self::NAME)))
+    }
+}
+
+/// ABI 1.5: one part of the stand-alone networks as a keyed runnable module (see
+/// [`SearchSpace::network_parts`]).
+pub struct PartModule {
+    /// What the part's cost depends on, unique among the space's parts.
+    pub key: String,
+    /// The part alone: `forward` takes `[B, C, H, W]` inputs of `module.input_shape`
+    /// (`module.occurrences` is not read).
+    pub module: OptionModule,
 }
 
 /// ABI 1.3: one option of a choice point as a runnable module at one place of the network
@@ -317,6 +337,22 @@ impl<T: SpacePlugin> SearchSpace for GuardedSpace<T> {
                 })
                 .collect())
         })
+    }
+    fn network_parts(&self, device: Device) -> PluginResult<RVec<NetworkPart>> {
+        ffi_guard(|| {
+            let parts = self.0.network_parts(device)?;
+            Ok(parts
+                .into_iter()
+                .map(|part| NetworkPart {
+                    key: part.key.into(),
+                    network: Network_TO::from_value(GuardedNetwork(part.module.network), TD_Opaque),
+                    input_shape: part.module.input_shape.to_vec().into(),
+                })
+                .collect())
+        })
+    }
+    fn architecture_parts(&self, architecture: &Architecture) -> PluginResult<RVec<RString>> {
+        ffi_guard(|| Ok(self.0.architecture_parts(architecture)?.into_iter().map(RString::from).collect()))
     }
 }
 

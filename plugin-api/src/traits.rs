@@ -109,6 +109,36 @@ pub trait SearchSpace: Send + Sync {
     fn option_networks(&self, _choice_point: u32, _option: u32, _device: Device) -> PluginResult<RVec<OptionNetwork>> {
         RResult::RErr(PluginError::unsupported("option_networks: not implemented (plugin built before ABI 1.3)"))
     }
+
+    /// ABI 1.5. Every distinct part the space's stand-alone networks are made of, as runnable
+    /// modules, for a latency table of whole networks where costs do not add up per option
+    /// (OFA: a block's time depends on its kernel size and expand ratio together, and depths
+    /// drop blocks). A part's `key` names everything its cost depends on (input shape, widths,
+    /// kernel, stride), so that places sharing a key are timed once. `splitnas bench latency`
+    /// times them; an architecture's latency is the sum over [`SearchSpace::architecture_parts`].
+    /// Plugins built before ABI 1.5 answer [`ErrorKind::Unsupported`].
+    fn network_parts(&self, _device: Device) -> PluginResult<RVec<NetworkPart>> {
+        RResult::RErr(PluginError::unsupported("network_parts: not implemented (plugin built before ABI 1.5)"))
+    }
+
+    /// ABI 1.5. The keys of the parts (see [`SearchSpace::network_parts`]) that
+    /// `architecture`'s stand-alone network runs, once for every time it runs one. Plugins
+    /// built before ABI 1.5 answer [`ErrorKind::Unsupported`].
+    fn architecture_parts(&self, _architecture: &Architecture) -> PluginResult<RVec<RString>> {
+        RResult::RErr(PluginError::unsupported("architecture_parts: not implemented (plugin built before ABI 1.5)"))
+    }
+}
+
+/// ABI 1.5. One part of stand-alone networks as a runnable module (see
+/// [`SearchSpace::network_parts`]): `forward` takes `[B, C, H, W]` inputs of `input_shape`.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct NetworkPart {
+    /// What the part's cost depends on, unique among the space's parts.
+    pub key: RString,
+    pub network: NetworkBox,
+    /// `[C, H, W]` of one input.
+    pub input_shape: RVec<i64>,
 }
 
 /// ABI 1.3. One option of a choice point as a runnable module in its context (see
@@ -284,6 +314,15 @@ pub trait HostContext {
     /// before ABI 1.4 answers [`ErrorKind::Unsupported`].
     fn reorganize_supernet(&self, _request: RStr<'_>) -> PluginResult<()> {
         RResult::RErr(PluginError::unsupported("reorganize_supernet: this host was built before ABI 1.4"))
+    }
+
+    /// ABI 1.5. Milliseconds of one forward pass of an architecture's stand-alone network from
+    /// the run's latency table (`[search] latency_table`): the sum of the medians of the parts
+    /// it runs (see [`SearchSpace::network_parts`]), for searches under a latency window whose
+    /// costs are not per option (OFA). [`ErrorKind::Unsupported`] when the run has no table of
+    /// parts, and from hosts built before ABI 1.5.
+    fn network_latency_ms(&self, _architecture: &Architecture) -> PluginResult<f64> {
+        RResult::RErr(PluginError::unsupported("network_latency_ms: this host was built before ABI 1.5"))
     }
 }
 

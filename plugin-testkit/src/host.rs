@@ -94,6 +94,7 @@ pub struct RecordedForward {
 
 /// How a fake host counts an architecture's FLOPs.
 type FlopsOf = Box<dyn Fn(&Architecture) -> u64>;
+type LatencyOf = Box<dyn Fn(&Architecture) -> f64>;
 
 pub struct FakeHost {
     pub space: SpaceInfo,
@@ -126,6 +127,7 @@ pub struct FakeHost {
     /// The FLOPs `network_stats` reports for an architecture (ABI 1.4); `None`: unsupported,
     /// as a host built before ABI 1.4.
     flops_of: Option<FlopsOf>,
+    latency_of: Option<LatencyOf>,
     /// The requests `reorganize_supernet` received (ABI 1.4), in order.
     pub reorganizations: RefCell<Vec<String>>,
 }
@@ -172,6 +174,7 @@ impl FakeHost {
             option_costs: None,
             label_smoothing: 0.0,
             flops_of: None,
+            latency_of: None,
             reorganizations: RefCell::new(Vec::new()),
         }
     }
@@ -235,6 +238,12 @@ impl FakeHost {
     /// Makes `network_stats` answer `flops(architecture)` FLOPs (and no parameters).
     pub fn with_network_flops(mut self, flops: impl Fn(&Architecture) -> u64 + 'static) -> Self {
         self.flops_of = Some(Box::new(flops));
+        self
+    }
+
+    /// Makes `network_latency_ms` answer `latency(architecture)` milliseconds.
+    pub fn with_network_latency(mut self, latency: impl Fn(&Architecture) -> f64 + 'static) -> Self {
+        self.latency_of = Some(Box::new(latency));
         self
     }
 
@@ -411,6 +420,14 @@ impl HostContext for FakeHost {
             Some(flops) if self.mask.contains(architecture) => Ok(NetworkStats { parameters: 0, flops: flops(architecture) }),
             Some(_) => Err(PluginError::invalid_input(format!("network_stats: {:?} is not in the sub-space", architecture.choices))),
             None => Err(PluginError::unsupported("network_stats: this fake host was not given FLOPs (`with_network_flops`)")),
+        })
+    }
+
+    fn network_latency_ms(&self, architecture: &Architecture) -> PluginResult<f64> {
+        answer(|| match &self.latency_of {
+            Some(latency) if self.mask.contains(architecture) => Ok(latency(architecture)),
+            Some(_) => Err(PluginError::invalid_input(format!("network_latency_ms: {:?} is not in the sub-space", architecture.choices))),
+            None => Err(PluginError::unsupported("network_latency_ms: this fake host was not given latencies (`with_network_latency`)")),
         })
     }
 }

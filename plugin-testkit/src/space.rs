@@ -149,10 +149,14 @@ pub fn run_contract_on(component: &ComponentInfo, config: &SpaceSuiteConfig) -> 
         Ok(false) => report.skip("export_names_every_tensor", "export_description is unsupported: the network exports under its own names"),
         outcome => report.run("export_names_every_tensor", || outcome.map(drop)),
     }
+    match suite.network_parts_compose() {
+        Ok(false) => report.skip("network_parts_compose", "network_parts is unsupported: latency tables of this space time options, not parts"),
+        outcome => report.run("network_parts_compose", || outcome.map(drop)),
+    }
     report
 }
 
-const CHECKS_AFTER_CREATION: [&str; 15] = [
+const CHECKS_AFTER_CREATION: [&str; 16] = [
     "info_consistent",
     "supernet_forward_shapes",
     "inactive_options_not_computed",
@@ -168,6 +172,7 @@ const CHECKS_AFTER_CREATION: [&str; 15] = [
     "sample_architecture_deterministic",
     "architecture_enumeration",
     "export_names_every_tensor",
+    "network_parts_compose",
 ];
 
 fn merged_configuration(defaults: &str, overrides: &serde_json::Value) -> String {
@@ -628,6 +633,53 @@ impl Suite {
         }
         if let Some(extra) = description.names.keys().find(|name| !names.contains(name)) {
             return Err(format!("export_description names `{extra}`, which the network does not have"));
+        }
+        Ok(true)
+    }
+
+    /// `Ok(false)` when the space has no network parts (ABI 1.5, optional). Otherwise the
+    /// parts' keys are unique, every architecture's parts are among them, and running an
+    /// architecture's parts one after another on images gives `[B, classes]` outputs: the parts
+    /// are the whole network, in order, at the shapes they claim.
+    fn network_parts_compose(&self) -> Result<bool, String> {
+        let parts = match self.space.network_parts(Device::Cpu).into_result() {
+            Ok(parts) => parts,
+            Err(error) if error.kind == ErrorKind::Unsupported => return Ok(false),
+            Err(error) => return Err(format!("network_parts: {error}")),
+        };
+        let mut by_key = std::collections::HashMap::new();
+        for part in parts.iter() {
+            if part.input_shape.len() != 3 || part.input_shape.iter().any(|&extent| extent < 1) {
+                return Err(format!("network part `{}` has the input shape {:?}, not [C, H, W]", part.key, part.input_shape.as_slice()));
+            }
+            if by_key.insert(part.key.to_string(), part).is_some() {
+                return Err(format!("network_parts hands out `{}` twice: keys must be unique", part.key));
+            }
+        }
+        let setup = self.config.setup;
+        let batch = 2;
+        for architecture in self.architectures()? {
+            let keys = result(self.space.architecture_parts(&architecture), "architecture_parts")?;
+            if keys.is_empty() {
+                return Err(format!("architecture_parts of {:?} is empty", architecture.choices));
+            }
+            let image = i64::from(setup.image_size);
+            let mut features = Tensor::randn([batch, i64::from(setup.input_channels), image, image], (Kind::Float, tch::Device::Cpu));
+            for key in keys.iter() {
+                let part = by_key.get(key.as_str()).ok_or_else(|| {
+                    format!("architecture_parts of {:?} names `{key}`, which network_parts does not hand out", architecture.choices)
+                })?;
+                let expected: Vec<i64> = std::iter::once(batch).chain(part.input_shape.iter().copied()).collect();
+                if features.size() != expected {
+                    return Err(format!("part `{key}` takes {:?} but the part before it gives {:?}", part.input_shape.as_slice(), features.size()));
+                }
+                let output =
+                    result(part.network.forward(TensorRef::new(&features), ForwardMode { train: false, drop_path_prob: 0.0 }), "part forward")?;
+                features = output.logits.tensor().shallow_clone();
+            }
+            if features.size() != [batch, i64::from(setup.classes)] {
+                return Err(format!("the parts of {:?} end in {:?}, not [{batch}, {}] logits", architecture.choices, features.size(), setup.classes));
+            }
         }
         Ok(true)
     }

@@ -325,10 +325,9 @@ pub fn run_gm_repeats(
 
     let split_epoch = split.epochs[0];
     let groups = split.groups[0];
-    let RunSetup { config, registry, device, data, space, info, create_algorithm, option_costs, .. } =
-        RunSetup::new(config.clone(), registry, options)?;
+    let RunSetup { config, registry, device, data, space, info, create_algorithm, costs, .. } = RunSetup::new(config.clone(), registry, options)?;
     let loaders = SearchLoaders::new(&data)?;
-    let env = loaders.environment(&space, &info, device, &config, option_costs.as_ref());
+    let env = loaders.environment(&space, &info, device, &config, &costs);
     // The root a run trains: same seeds, same data order, same code (splitnas_run::phases).
     let mut root = new_root(&env, &config, &create_algorithm)?;
     // What a kept recording must match: the configuration and R.

@@ -7,6 +7,10 @@
 //! kernel caches, lazy initialisation), then `repeats` timed ones, on a fixed random batch in
 //! inference mode without autograd; its latency is the median (robust to the outliers a
 //! shared machine produces). An option's latency is `Σ occurrences · median` over its places.
+//!
+//! Spaces whose costs do not add up per option (OFA) hand out the distinct parts of their
+//! networks instead (ABI 1.5 `network_parts`), timed the same way; a network's latency is then
+//! the sum over the parts it runs.
 //! The format is [`splitnas_engine::costs::LatencyTable`].
 
 use std::time::Instant;
@@ -14,8 +18,8 @@ use std::time::Instant;
 use abi_stable::std_types::RVec;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use splitnas_engine::costs::{ChoicePointLatency, LatencyTable, Machine, OptionLatency, PlaceLatency, LATENCY_TABLE_FORMAT};
-use splitnas_plugin_api::{Device, ForwardMode, OptionNetwork, SearchSpaceBox, SpaceSetup, TensorRef};
+use splitnas_engine::costs::{ChoicePointLatency, LatencyTable, Machine, OptionLatency, PartLatency, PlaceLatency, LATENCY_TABLE_FORMAT};
+use splitnas_plugin_api::{Device, ErrorKind, ForwardMode, NetworkBox, NetworkPart, OptionNetwork, SearchSpaceBox, SpaceSetup, TensorRef};
 use tch::{Kind, Tensor};
 
 /// How each module is timed.
@@ -47,38 +51,24 @@ pub struct LatencySubject<'a> {
     pub device: Device,
 }
 
-/// Times every option of every choice point of `subject.space`; `progress` receives one line
-/// per choice point.
+/// Times every option of every choice point of `subject.space` (spaces whose costs add up per
+/// option, ABI 1.3 `option_networks`) and every part of its networks (spaces whose costs do
+/// not, ABI 1.5 `network_parts`), whichever the space offers; `progress` receives one line per
+/// choice point and one per part.
 pub fn measure_latency_table(subject: &LatencySubject<'_>, options: LatencyOptions, progress: &mut dyn FnMut(String)) -> Result<LatencyTable> {
     if options.batch_size < 1 || options.repeats < 1 {
         bail!("the batch size and the repeats must be at least 1 (got {} and {})", options.batch_size, options.repeats);
     }
     let name = subject.space_name;
-    let info = subject.space.info().into_result().map_err(|error| anyhow::anyhow!("space `{name}`: {error}"))?;
     let _no_grad = tch::no_grad_guard();
-    let mut choice_points = Vec::with_capacity(info.choice_points.len());
-    for (point, choice_point) in info.choice_points.iter().enumerate() {
-        let mut measured_options = Vec::with_capacity(choice_point.options.len());
-        for (option, option_info) in choice_point.options.iter().enumerate() {
-            let what = || format!("space `{name}`, option `{}` of `{}`", option_info.name, choice_point.name);
-            let modules: RVec<OptionNetwork> = subject
-                .space
-                .option_networks(point as u32, option as u32, subject.device)
-                .into_result()
-                .map_err(|error| anyhow::anyhow!("{}: {error}", what()))
-                .with_context(|| format!("space `{name}` cannot hand out its options for timing (ABI 1.3 `option_networks`)"))?;
-            let mut places = Vec::with_capacity(modules.len());
-            for module in &modules {
-                let median_ms = time_module(module, subject.device, options).with_context(what)?;
-                places.push(PlaceLatency { input_shape: module.input_shape.to_vec(), occurrences: module.occurrences, median_ms });
-            }
-            let median_ms = places.iter().map(|place| f64::from(place.occurrences) * place.median_ms).sum();
-            measured_options.push(OptionLatency { name: option_info.name.to_string(), median_ms, places });
-        }
-        let summary: Vec<String> = measured_options.iter().map(|option| format!("{} {:.3}", option.name, option.median_ms)).collect();
-        progress(format!("{} ({}/{}): {} ms", choice_point.name, point + 1, info.choice_points.len(), summary.join(", ")));
-        choice_points.push(ChoicePointLatency { name: choice_point.name.to_string(), options: measured_options });
+    let choice_points = measure_options(subject, options, progress)?;
+    let parts = measure_parts(subject, options, progress)?;
+    if choice_points.is_none() && parts.is_none() {
+        bail!(
+            "space `{name}` hands out neither its options (ABI 1.3 `option_networks`) nor its network parts (ABI 1.5 `network_parts`) for timing, so no latency table can be measured for it"
+        );
     }
+    let (choice_points, parts) = (choice_points.unwrap_or_default(), parts.unwrap_or_default());
     let setup = &subject.setup;
     Ok(LatencyTable {
         format: LATENCY_TABLE_FORMAT,
@@ -95,19 +85,74 @@ pub fn measure_latency_table(subject: &LatencySubject<'_>, options: LatencyOptio
         repeats: options.repeats,
         machine: this_machine(subject.device),
         choice_points,
+        parts,
     })
 }
 
+/// Every option in its context; `None` when the space does not hand options out.
+fn measure_options(
+    subject: &LatencySubject<'_>,
+    options: LatencyOptions,
+    progress: &mut dyn FnMut(String),
+) -> Result<Option<Vec<ChoicePointLatency>>> {
+    let name = subject.space_name;
+    let info = subject.space.info().into_result().map_err(|error| anyhow::anyhow!("space `{name}`: {error}"))?;
+    let mut choice_points = Vec::with_capacity(info.choice_points.len());
+    for (point, choice_point) in info.choice_points.iter().enumerate() {
+        let mut measured_options = Vec::with_capacity(choice_point.options.len());
+        for (option, option_info) in choice_point.options.iter().enumerate() {
+            let what = || format!("space `{name}`, option `{}` of `{}`", option_info.name, choice_point.name);
+            let modules: RVec<OptionNetwork> = match subject.space.option_networks(point as u32, option as u32, subject.device).into_result() {
+                Ok(modules) => modules,
+                Err(error) if error.kind == ErrorKind::Unsupported && point == 0 && option == 0 => return Ok(None),
+                Err(error) => return Err(anyhow::anyhow!("{}: {error}", what())),
+            };
+            let mut places = Vec::with_capacity(modules.len());
+            for module in &modules {
+                let median_ms = time_module(&module.network, &module.input_shape, subject.device, options).with_context(what)?;
+                places.push(PlaceLatency { input_shape: module.input_shape.to_vec(), occurrences: module.occurrences, median_ms });
+            }
+            let median_ms = places.iter().map(|place| f64::from(place.occurrences) * place.median_ms).sum();
+            measured_options.push(OptionLatency { name: option_info.name.to_string(), median_ms, places });
+        }
+        let summary: Vec<String> = measured_options.iter().map(|option| format!("{} {:.3}", option.name, option.median_ms)).collect();
+        progress(format!("{} ({}/{}): {} ms", choice_point.name, point + 1, info.choice_points.len(), summary.join(", ")));
+        choice_points.push(ChoicePointLatency { name: choice_point.name.to_string(), options: measured_options });
+    }
+    Ok(Some(choice_points))
+}
+
+/// Every distinct part of the space's networks; `None` when the space has no parts.
+fn measure_parts(subject: &LatencySubject<'_>, options: LatencyOptions, progress: &mut dyn FnMut(String)) -> Result<Option<Vec<PartLatency>>> {
+    let name = subject.space_name;
+    let parts: RVec<NetworkPart> = match subject.space.network_parts(subject.device).into_result() {
+        Ok(parts) => parts,
+        Err(error) if error.kind == ErrorKind::Unsupported => return Ok(None),
+        Err(error) => bail!("space `{name}` cannot hand out its network parts for timing: {error}"),
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut measured = Vec::with_capacity(parts.len());
+    for (index, part) in parts.iter().enumerate() {
+        if !seen.insert(part.key.as_str()) {
+            bail!("space `{name}` hands out the network part `{}` twice: part keys must be unique", part.key);
+        }
+        let median_ms = time_module(&part.network, &part.input_shape, subject.device, options)
+            .with_context(|| format!("space `{name}`, network part `{}`", part.key))?;
+        progress(format!("part {}/{}: {} {median_ms:.3} ms", index + 1, parts.len(), part.key));
+        measured.push(PartLatency { key: part.key.to_string(), input_shape: part.input_shape.to_vec(), median_ms });
+    }
+    Ok(Some(measured))
+}
+
 /// The median milliseconds of one module's forward pass (inference mode).
-fn time_module(module: &OptionNetwork, device: Device, options: LatencyOptions) -> Result<f64> {
-    let shape = &module.input_shape;
+fn time_module(network: &NetworkBox, shape: &[i64], device: Device, options: LatencyOptions) -> Result<f64> {
     if shape.len() != 3 || shape.iter().any(|&extent| extent < 1) {
-        bail!("the space gave the input shape {:?}, not [C, H, W]", shape.as_slice());
+        bail!("the space gave the input shape {shape:?}, not [C, H, W]");
     }
     let input = Tensor::f_randn([options.batch_size, shape[0], shape[1], shape[2]], (Kind::Float, device.to_tch()))?;
     let mode = ForwardMode { train: false, drop_path_prob: 0.0 };
     let run = || -> Result<()> {
-        let output = module.network.forward(TensorRef::new(&input), mode).into_result()?;
+        let output = network.forward(TensorRef::new(&input), mode).into_result()?;
         drop(output);
         synchronize(device);
         Ok(())

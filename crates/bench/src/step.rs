@@ -251,6 +251,7 @@ impl SpaceBench {
             eval_batches: 1,
             total_epochs: 1,
             option_costs: None,
+            network_latency: None,
             label_smoothing: 0.0,
             image_size: self.image_size,
             recalibration: None,

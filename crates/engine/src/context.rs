@@ -13,6 +13,7 @@ use splitnas_plugin_api::{
 use tch::Tensor;
 
 use crate::batch_norm::BatchNormStatistics;
+use crate::costs::PartLatencies;
 use crate::error::{PluginResultExt, SearchError};
 use crate::services::PluginServices;
 
@@ -28,6 +29,8 @@ pub struct TrainingEnvironment<'a> {
     pub total_epochs: usize,
     /// The per-option costs algorithms are offered (`[search] option_cost`), if any.
     pub option_costs: Option<&'a OptionCosts>,
+    /// Whole-network latencies from `[search] latency_table`'s parts, if any (ABI 1.5).
+    pub network_latency: Option<&'a PartLatencies>,
     /// Label smoothing ε of training losses (`[search] label_smoothing`).
     pub label_smoothing: f64,
     /// Side of the (square) training images: the size `network_stats` counts FLOPs at.
@@ -172,6 +175,7 @@ pub struct TrainingContext<'a> {
     pub evaluator: SupernetEvaluator<'a>,
     pub services: &'a PluginServices,
     pub option_costs: Option<&'a OptionCosts>,
+    pub network_latency: Option<&'a PartLatencies>,
     pub label_smoothing: f64,
     pub image_size: u32,
     /// How the supernet reordered parameters at the algorithm's request (ABI 1.4
@@ -206,6 +210,7 @@ impl<'a> TrainingContext<'a> {
             evaluator,
             services,
             option_costs: env.option_costs,
+            network_latency: env.network_latency,
             label_smoothing: env.label_smoothing,
             image_size: env.image_size,
             permutations: RefCell::new(Vec::new()),
@@ -258,6 +263,17 @@ impl HostContext for TrainingContext<'_> {
     }
     fn network_stats(&self, architecture: &Architecture) -> PluginResult<NetworkStats> {
         self.space.network_stats(architecture, self.image_size)
+    }
+    fn network_latency_ms(&self, architecture: &Architecture) -> PluginResult<f64> {
+        ffi_guard(|| {
+            let table = self.network_latency.ok_or_else(|| {
+                PluginError::unsupported(
+                    "the run has no latency table of network parts: set `[search] option_cost = \"latency\"` and `latency_table` to a table written by `splitnas bench latency` for this space",
+                )
+            })?;
+            let parts = self.space.architecture_parts(architecture).into_result()?;
+            table.network_latency_ms(parts.iter().map(|key| key.as_str())).map_err(|error| PluginError::invalid_input(error.to_string()))
+        })
     }
     fn reorganize_supernet(&self, request: RStr<'_>) -> PluginResult<()> {
         ffi_guard(|| {

@@ -5,6 +5,7 @@
 //! The table's file format lives here, so that the command writing it (crates/bench) and the
 //! run reading it (crates/run) share one definition and one check against the space.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use abi_stable::std_types::RVec;
@@ -74,8 +75,18 @@ pub struct ChoicePointLatency {
     pub options: Vec<OptionLatency>,
 }
 
+/// One part of the space's stand-alone networks (ABI 1.5 `network_parts`) and its median time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartLatency {
+    pub key: String,
+    pub input_shape: Vec<i64>,
+    pub median_ms: f64,
+}
+
 /// A latency lookup table: what `splitnas bench latency` writes and `[search] latency_table`
-/// reads.
+/// reads. A space whose costs add up per option has `choice_points` (ProxylessNAS); one whose
+/// costs do not has `parts`, and a network's latency is the sum over the parts it runs (OFA).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LatencyTable {
@@ -90,7 +101,12 @@ pub struct LatencyTable {
     pub warmup: usize,
     pub repeats: usize,
     pub machine: Machine,
+    /// Per option (empty for a space that times only parts).
+    #[serde(default)]
     pub choice_points: Vec<ChoicePointLatency>,
+    /// Per part of the stand-alone networks (absent from tables of spaces without parts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<PartLatency>,
 }
 
 impl LatencyTable {
@@ -111,13 +127,43 @@ impl LatencyTable {
         Ok(table)
     }
 
+    fn check_space(&self, info: &SpaceInfo, path: &Path) -> Result<(), CostError> {
+        if self.space != info.name.as_str() {
+            return Err(CostError::Mismatch {
+                path: path.to_path_buf(),
+                space: info.name.to_string(),
+                message: format!("the table was measured for the space `{}`, the run searches `{}`", self.space, info.name),
+            });
+        }
+        Ok(())
+    }
+
+    /// The table's per-part latencies, for whole-network latencies of the space `info`
+    /// describes; `None` when the table has no parts.
+    pub fn part_latencies(&self, info: &SpaceInfo, path: &Path) -> Result<Option<PartLatencies>, CostError> {
+        self.check_space(info, path)?;
+        if self.parts.is_empty() {
+            return Ok(None);
+        }
+        let mut medians = HashMap::with_capacity(self.parts.len());
+        for part in &self.parts {
+            if !(part.median_ms.is_finite() && part.median_ms >= 0.0) {
+                return Err(CostError::Mismatch {
+                    path: path.to_path_buf(),
+                    space: info.name.to_string(),
+                    message: format!("part `{}` has the latency {}", part.key, part.median_ms),
+                });
+            }
+            medians.insert(part.key.clone(), part.median_ms);
+        }
+        Ok(Some(PartLatencies { path: path.to_path_buf(), space: self.space.clone(), medians }))
+    }
+
     /// The table's latencies as option costs of `info`, refused unless the table has exactly
     /// the space's choice points and options, by name and in order.
     pub fn option_costs(&self, info: &SpaceInfo, path: &Path) -> Result<OptionCosts, CostError> {
         let mismatch = |message: String| CostError::Mismatch { path: path.to_path_buf(), space: info.name.to_string(), message };
-        if self.space != info.name.as_str() {
-            return Err(mismatch(format!("the table was measured for the space `{}`, the run searches `{}`", self.space, info.name)));
-        }
+        self.check_space(info, path)?;
         if self.choice_points.len() != info.choice_points.len() {
             return Err(mismatch(format!("the table has {} choice points, the space {}", self.choice_points.len(), info.choice_points.len())));
         }
@@ -143,6 +189,39 @@ impl LatencyTable {
     }
 }
 
+/// What a run searches under (`[search] option_cost`): per-option costs offered to
+/// algorithms, and whole-network latencies from a table's parts (ABI 1.5).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchCosts {
+    pub options: Option<OptionCosts>,
+    pub network_latency: Option<PartLatencies>,
+}
+
+/// Whole-network latencies from a table's parts: what `HostContext::network_latency_ms` sums.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartLatencies {
+    /// The table they were read from (named in errors).
+    pub path: PathBuf,
+    pub space: String,
+    pub medians: HashMap<String, f64>,
+}
+
+impl PartLatencies {
+    /// The sum of the medians of `parts` (one key per part run), refused when the table lacks
+    /// one of them (it was measured under other space settings).
+    pub fn network_latency_ms<'k>(&self, parts: impl IntoIterator<Item = &'k str>) -> Result<f64, CostError> {
+        let mut total = 0.0;
+        for key in parts {
+            total += self.medians.get(key).ok_or_else(|| CostError::Mismatch {
+                path: self.path.clone(),
+                space: self.space.clone(),
+                message: format!("the table has no part `{key}` (it was measured under other space settings or data shape)"),
+            })?;
+        }
+        Ok(total)
+    }
+}
+
 /// The space's per-option FLOPs as option costs, checked against its choice points.
 pub fn flops_costs(space: &SearchSpaceBox, info: &SpaceInfo) -> Result<OptionCosts, CostError> {
     let failure = |message: String| CostError::Flops { space: info.name.to_string(), message };
@@ -156,4 +235,19 @@ pub fn flops_costs(space: &SearchSpaceBox, info: &SpaceInfo) -> Result<OptionCos
         }
     }
     Ok(OptionCosts { metric: metric::FLOPS.into(), values })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_latencies_sum_the_parts_run_and_name_a_missing_part() {
+        let medians = HashMap::from([("stem".to_string(), 0.5), ("block k3".to_string(), 1.25), ("head".to_string(), 0.25)]);
+        let table = PartLatencies { path: PathBuf::from("lut.json"), space: "ofa".to_string(), medians };
+        // A part run twice counts twice.
+        assert_eq!(table.network_latency_ms(["stem", "block k3", "block k3", "head"]).unwrap(), 3.25);
+        let error = table.network_latency_ms(["stem", "block k7"]).unwrap_err().to_string();
+        assert!(error.contains("lut.json") && error.contains("`block k7`") && error.contains("bench latency --space ofa"), "{error}");
+    }
 }

@@ -68,7 +68,7 @@ pub fn resume(directory: &Path, registry: PluginRegistry, options: &RunOptions) 
 
 fn execute(setup: RunSetup, _lock: RunLock, options: &RunOptions) -> Result<Report> {
     let loaders = SearchLoaders::new(&setup.data)?;
-    let env = loaders.environment(&setup.space, &setup.info, setup.device, &setup.config, setup.option_costs.as_ref());
+    let env = loaders.environment(&setup.space, &setup.info, setup.device, &setup.config, &setup.costs);
     let mut search = Search { setup: &setup, options, metrics: MetricsLog::for_run(&setup.directory, &setup.config)? };
     let mut tree = search.tree(&env)?;
     search.announce();
@@ -382,6 +382,7 @@ impl<'a> Search<'a> {
                 sub.derive(env, epoch, stream_seed(seed, Stream::Derivation, &[node as u64]))?;
             let genotype = space.format_genotype(&architecture).into_result().map_err(space_error)?.to_string();
             let stats = space.network_stats(&architecture, image).into_result().map_err(space_error)?;
+            let latency_ms = setup.network_latency_ms(&architecture)?;
             if !self.options.quiet {
                 eprintln!("node {node}: derived {genotype} (supernet valid {supernet_accuracy:.4}, architecture through supernet {architecture_accuracy:.4})");
             }
@@ -394,6 +395,7 @@ impl<'a> Search<'a> {
                 standalone: None,
                 parameters: stats.parameters,
                 flops: stats.flops,
+                latency_ms,
             });
             self.directory().write_tree(tree)?;
         }

@@ -98,6 +98,7 @@ fn quickstart_tree() -> SplitTree {
             standalone: None,
             parameters: 12345,
             flops: 678910,
+            latency_ms: None,
         });
     }
     tree

@@ -150,6 +150,7 @@ mod tests {
             standalone: Some(standalone),
             parameters: 1,
             flops: 1,
+            latency_ms: None,
         };
         let json = r#"{"run": "r", "space": "t", "algorithm": "a", "criterion": "none", "device": "cpu", "seed": 0,
             "search_seconds": 0.0, "split_seconds": 0.0, "leaves": [], "selected": 0,

@@ -208,6 +208,7 @@ mod tests {
                 standalone: None,
                 parameters: 1,
                 flops: 1,
+                latency_ms: None,
             });
         }
         let directory = tempfile::tempdir().unwrap();

@@ -9,12 +9,12 @@ use serde_json::Value;
 use splitnas_data::{prepare_data, BatchLoader, PreparedData, SplitName};
 use splitnas_engine::components::{algorithm_factory, create_criterion, create_space, merge_config};
 use splitnas_engine::context::TrainingEnvironment;
-use splitnas_engine::costs::{flops_costs, LatencyTable};
+use splitnas_engine::costs::{flops_costs, LatencyTable, SearchCosts};
 use splitnas_engine::device::DeviceChoice;
 use splitnas_engine::error::SearchError;
 use splitnas_engine::plugins::PluginRegistry;
 use splitnas_engine::sub_supernet::TrainingSettings;
-use splitnas_plugin_api::{AlgorithmSetup, ComponentKind, Device, OptionCosts, SearchAlgorithmBox, SearchSpaceBox, SpaceInfo, SpaceSetup};
+use splitnas_plugin_api::{AlgorithmSetup, Architecture, ComponentKind, Device, SearchAlgorithmBox, SearchSpaceBox, SpaceInfo, SpaceSetup};
 
 use crate::config::{ComponentChoice, OptionCostKind, RunConfig};
 use crate::directory::RunDirectory;
@@ -54,9 +54,9 @@ pub struct RunSetup {
     pub directory: RunDirectory,
     /// The plugin builds of the components the configuration names.
     pub builds: Vec<ComponentBuild>,
-    /// The per-option costs algorithms are offered (`[search] option_cost`), checked against
-    /// the space before a run directory exists.
-    pub option_costs: Option<OptionCosts>,
+    /// The costs the run searches under (`[search] option_cost`), checked against the space
+    /// before a run directory exists.
+    pub costs: SearchCosts,
 }
 
 impl RunSetup {
@@ -76,7 +76,7 @@ impl RunSetup {
         let data = prepare_data(&config.data, device.to_tch()).context("preparing the data ([data] table)")?;
         let space = create_run_space(&registry, &config, &data)?;
         let info = space.info().into_result().map_err(|e| anyhow::anyhow!("space `{}`: {e}", config.space.name))?;
-        let option_costs = search_option_costs(&config, &space, &info)?;
+        let costs = search_costs(&config, &space, &info)?;
         let create_algorithm: AlgorithmFactory = Box::new(algorithm_factory(&registry, &config.algorithm.name, &config.algorithm.config_json())?);
         if !config.split.is_one_shot() {
             create_criterion(&registry, &config.split.criterion, &config.split.config_json())?;
@@ -85,19 +85,43 @@ impl RunSetup {
         let output_dir = options.output_dir.clone().unwrap_or_else(|| config.run.output_dir.clone());
         let directory = RunDirectory::new(output_dir.join(&config.run.name));
         config.run.output_dir = output_dir;
-        Ok(RunSetup { config, registry, device, data, space, info, create_algorithm, directory, builds, option_costs })
+        Ok(RunSetup { config, registry, device, data, space, info, create_algorithm, directory, builds, costs })
+    }
+}
+
+impl RunSetup {
+    /// Milliseconds of `architecture`'s stand-alone network from the latency table's network
+    /// parts; `None` when the run has no such table.
+    pub fn network_latency_ms(&self, architecture: &Architecture) -> Result<Option<f64>> {
+        let Some(table) = &self.costs.network_latency else {
+            return Ok(None);
+        };
+        let parts =
+            self.space.architecture_parts(architecture).into_result().map_err(|e| anyhow::anyhow!("space `{}`: {e}", self.config.space.name))?;
+        Ok(Some(table.network_latency_ms(parts.iter().map(|key| key.as_str()))?))
     }
 }
 
 /// The costs `[search] option_cost` names: the space's FLOPs at the data's image size, or the
-/// latency table's milliseconds, refused when the table does not describe this space.
-pub fn search_option_costs(config: &RunConfig, space: &SearchSpaceBox, info: &SpaceInfo) -> Result<Option<OptionCosts>> {
+/// latency table's milliseconds (per option, per network part, or both), refused when the
+/// table does not describe this space.
+pub fn search_costs(config: &RunConfig, space: &SearchSpaceBox, info: &SpaceInfo) -> Result<SearchCosts> {
     Ok(match config.search.option_cost {
-        OptionCostKind::None => None,
-        OptionCostKind::Flops => Some(flops_costs(space, info).context("`search.option_cost = \"flops\"`")?),
+        OptionCostKind::None => SearchCosts::default(),
+        OptionCostKind::Flops => {
+            SearchCosts { options: Some(flops_costs(space, info).context("`search.option_cost = \"flops\"`")?), network_latency: None }
+        }
         OptionCostKind::Latency => {
             let path = config.search.latency_table.as_deref().context("`search.option_cost = \"latency\"` needs `search.latency_table`")?;
-            Some(LatencyTable::read(path)?.option_costs(info, path).context("`search.latency_table`")?)
+            let table = LatencyTable::read(path)?;
+            let network_latency = table.part_latencies(info, path).context("`search.latency_table`")?;
+            // A table of parts only (OFA's) offers no per-option costs.
+            let options = if table.choice_points.is_empty() && network_latency.is_some() {
+                None
+            } else {
+                Some(table.option_costs(info, path).context("`search.latency_table`")?)
+            };
+            SearchCosts { options, network_latency }
         }
     })
 }
@@ -198,7 +222,7 @@ impl SearchLoaders {
         info: &'a SpaceInfo,
         device: Device,
         config: &RunConfig,
-        option_costs: Option<&'a OptionCosts>,
+        costs: &'a SearchCosts,
     ) -> TrainingEnvironment<'a> {
         TrainingEnvironment {
             space,
@@ -209,7 +233,8 @@ impl SearchLoaders {
             valid_eval: &self.valid_eval,
             eval_batches: config.search.eval_batches,
             total_epochs: config.search.epochs,
-            option_costs,
+            option_costs: costs.options.as_ref(),
+            network_latency: costs.network_latency.as_ref(),
             label_smoothing: config.search.label_smoothing,
             image_size: self.image_size,
             recalibration: (config.search.recalibration_batches > 0).then_some((&self.calibration, config.search.recalibration_batches)),

@@ -228,6 +228,7 @@ pub(crate) fn execute_training(setup: &RunSetup, genotype: &str, options: &RunOp
         standalone: Some(result.clone()),
         parameters: stats.parameters,
         flops: stats.flops,
+        latency_ms: setup.network_latency_ms(&architecture)?,
     };
     let config = &setup.config;
     let report = Report {

@@ -53,6 +53,10 @@ pub struct LeafResult {
     pub standalone: Option<StandaloneResult>,
     pub parameters: u64,
     pub flops: u64,
+    /// Milliseconds of the stand-alone network from `[search] latency_table`'s network parts,
+    /// when the run has such a table (OFA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

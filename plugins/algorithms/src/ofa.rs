@@ -1,5 +1,5 @@
 //! OFA (Cai et al., ICLR 2020): progressive shrinking of a weight-shared supernet, then an
-//! evolutionary search under a FLOPs window.
+//! evolutionary search under a FLOPs and/or latency window.
 //!
 //! Training runs in phases, each with its own epochs, learning rate (a cosine from the phase's
 //! rate to 0, moved every step: ABI 1.4 `weight_learning_rate`) and number of subnets per
@@ -24,9 +24,10 @@
 //! the momentum is reordered with the channels when a phase reorganizes the supernet).
 //!
 //! Derive: OFA's evolution (population, iterations, parent ratio, mutation ratio, mutate
-//! probability), every candidate inside the sub-supernet's mask and the FLOPs window (the
-//! host's `network_stats`, ABI 1.4), fitness the subnet's validation accuracy through the
-//! supernet (`HostContext::evaluate`), memoised.
+//! probability), every candidate inside the sub-supernet's mask, the FLOPs window (the host's
+//! `network_stats`, ABI 1.4) and the latency window (the host's `network_latency_ms` from the
+//! run's latency table of network parts, ABI 1.5), fitness the subnet's validation accuracy
+//! through the supernet (`HostContext::evaluate`), memoised.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -73,6 +74,12 @@ struct Evolution {
     /// size); 0 = no bound.
     min_flops: f64,
     max_flops: f64,
+    /// The latency window in milliseconds, from `[search] latency_table` (a table of network
+    /// parts measured by `splitnas bench latency`); 0 = no bound.
+    #[serde(default)]
+    min_latency_ms: f64,
+    #[serde(default)]
+    max_latency_ms: f64,
     /// Draws allowed to find one subnet inside the window before giving up.
     max_tries: u32,
 }
@@ -131,7 +138,7 @@ pub struct Ofa {
 impl Component for Ofa {
     const NAME: &'static str = "ofa";
     const DESCRIPTION: &'static str =
-        "OFA: progressive shrinking (full, kernel, depth, expand phases; distillation), evolutionary search under a FLOPs window";
+        "OFA: progressive shrinking (full, kernel, depth, expand phases; distillation), evolutionary search under a FLOPs and/or latency window";
     fn default_config() -> serde_json::Value {
         json!({
             "phases": default_phases(),
@@ -140,7 +147,7 @@ impl Component for Ofa {
             "teacher_checkpoint": null,
             "evolution": {
                 "population": 100, "iterations": 500, "parent_ratio": 0.25, "mutation_ratio": 0.5, "mutate_probability": 0.1,
-                "min_flops": 0.0, "max_flops": 600e6, "max_tries": 10000
+                "min_flops": 0.0, "max_flops": 600e6, "min_latency_ms": 0.0, "max_latency_ms": 0.0, "max_tries": 10000
             }
         })
     }
@@ -168,6 +175,15 @@ impl AlgorithmPlugin for Ofa {
         ] {
             if !(0.0..=1.0).contains(&value) {
                 return Err(invalid(format!("`evolution.{key}` must be in [0, 1], got {value}")));
+            }
+        }
+        for (window, min, max) in
+            [("flops", evolution.min_flops, evolution.max_flops), ("latency_ms", evolution.min_latency_ms, evolution.max_latency_ms)]
+        {
+            if !(min >= 0.0 && max >= 0.0 && min.is_finite() && max.is_finite()) || (max > 0.0 && min > max) {
+                return Err(invalid(format!(
+                    "the window `evolution.min_{window}` = {min}, `max_{window}` = {max} is empty: give bounds >= 0 with min <= max (0 = no bound)"
+                )));
             }
         }
         if !(config.kd_ratio >= 0.0 && config.kd_ratio.is_finite()) {
@@ -450,13 +466,27 @@ impl Evolver<'_, '_> {
     }
 
     fn within_window(&self, choices: &[u32]) -> Result<bool, PluginError> {
-        let (min, max) = (self.config.min_flops, self.config.max_flops);
-        if min <= 0.0 && max <= 0.0 {
-            return Ok(true);
+        let config = self.config;
+        let inside = |value: f64, min: f64, max: f64| (min <= 0.0 || value >= min) && (max <= 0.0 || value <= max);
+        let architecture = || Architecture { choices: choices.to_vec().into() };
+        if config.min_flops > 0.0 || config.max_flops > 0.0 {
+            let flops = host(self.context.network_stats(&architecture()))?.flops as f64;
+            if !inside(flops, config.min_flops, config.max_flops) {
+                return Ok(false);
+            }
         }
-        let stats = host(self.context.network_stats(&Architecture { choices: choices.to_vec().into() }))?;
-        let flops = stats.flops as f64;
-        Ok((min <= 0.0 || flops >= min) && (max <= 0.0 || flops <= max))
+        if config.min_latency_ms > 0.0 || config.max_latency_ms > 0.0 {
+            let latency = self.context.network_latency_ms(&architecture()).into_result().map_err(|error| {
+                PluginError::new(
+                    error.kind,
+                    format!("ofa: the latency window (`evolution.min_latency_ms`/`max_latency_ms`) needs the subnet's latency: {error}"),
+                )
+            })?;
+            if !inside(latency, config.min_latency_ms, config.max_latency_ms) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Draws from `draw` until one lies inside the window.
@@ -467,9 +497,10 @@ impl Evolver<'_, '_> {
                 return Ok(choices);
             }
         }
+        let config = self.config;
         Err(PluginError::invalid_input(format!(
-            "ofa: no {what} within the FLOPs window [{}, {}] after {} draws in this sub-supernet's mask: widen `evolution.min_flops`/`max_flops` (0 = no bound)",
-            self.config.min_flops, self.config.max_flops, self.config.max_tries
+            "ofa: no {what} within the FLOPs window [{}, {}] and the latency window [{}, {}] ms after {} draws in this sub-supernet's mask: widen `evolution.min_flops`/`max_flops` or `min_latency_ms`/`max_latency_ms` (0 = no bound)",
+            config.min_flops, config.max_flops, config.min_latency_ms, config.max_latency_ms, config.max_tries
         )))
     }
 
@@ -536,6 +567,9 @@ impl Evolver<'_, '_> {
         // Hosts before ABI 1.4 count nothing; the FLOPs are a report, not a requirement, here.
         if let Ok(stats) = self.context.network_stats(&Architecture { choices: best.0.clone().into() }).into_result() {
             host(self.context.log_metric("ofa/derived_flops".into(), stats.flops as f64))?;
+        }
+        if let Ok(latency) = self.context.network_latency_ms(&Architecture { choices: best.0.clone().into() }).into_result() {
+            host(self.context.log_metric("ofa/derived_latency_ms".into(), latency))?;
         }
         Ok(Architecture { choices: best.0.into() })
     }

@@ -1,5 +1,5 @@
 //! The `ofa` algorithm on an OFA-shaped fake space: phases, the learning rate per phase, the
-//! teacher, evolution under a FLOPs window.
+//! teacher, evolution under a FLOPs or latency window.
 
 use abi_stable::std_types::RVec;
 use splitnas_plugin_api::author::AlgorithmPlugin;
@@ -169,6 +169,33 @@ fn evolution_returns_the_fittest_subnet_inside_the_mask_and_the_flops_window() {
     config["evolution"]["min_flops"] = 0.0.into();
     let error = ofa(&host, config).derive(&host.context()).unwrap_err();
     assert!(error.message.contains("FLOPs window") && error.message.contains("widen"), "{}", error.message);
+}
+
+#[test]
+fn evolution_stays_inside_a_latency_window_and_says_what_it_needs_without_a_table() {
+    // Latency grows with the kernels' and ratios' indices, accuracy with every index: the
+    // latency window decides (the FLOPs window is off).
+    let latency = |architecture: &Architecture| architecture.choices[..4].iter().map(|&choice| 1.5 * f64::from(choice)).sum::<f64>();
+    let scorer = |architecture: &Architecture| architecture.choices.iter().map(|&choice| f64::from(choice)).sum::<f64>() / 10.0;
+    let host = FakeHost::with_space(ofa_like_space(), leaf_mask(), 5).with_network_latency(latency).with_scorer(scorer);
+    let mut config = phases();
+    config["evolution"]["min_latency_ms"] = 1.0.into();
+    config["evolution"]["max_latency_ms"] = 4.5.into();
+    let architecture = ofa(&host, config.clone()).derive(&host.context()).unwrap();
+    assert!(host.mask.contains(&architecture));
+    assert!((1.0..=4.5).contains(&latency(&architecture)), "{:?}", architecture.choices);
+    for evaluated in host.evaluated.borrow().iter() {
+        assert!((1.0..=4.5).contains(&latency(evaluated)), "evaluated outside the window: {:?}", evaluated.choices);
+    }
+    assert!(host.metrics.borrow().iter().any(|(name, value)| name == "ofa/derived_latency_ms" && *value == latency(&architecture)));
+    // A host without a latency table: the error names the window and what the host said.
+    let without_table = FakeHost::with_space(ofa_like_space(), leaf_mask(), 5).with_scorer(scorer);
+    let error = ofa(&without_table, config.clone()).derive(&without_table.context()).unwrap_err();
+    assert!(error.message.contains("max_latency_ms") && error.message.contains("with_network_latency"), "{}", error.message);
+    // An empty window is refused when the algorithm is created.
+    config["evolution"]["min_latency_ms"] = 5.0.into();
+    let error = Ofa::create(&config_with::<Ofa>(config), &host.setup(1)).err().unwrap();
+    assert!(error.message.contains("min_latency_ms") && error.message.contains("empty"), "{}", error.message);
 }
 
 #[test]

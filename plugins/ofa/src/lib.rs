@@ -26,12 +26,13 @@ pub mod choices;
 pub mod layers;
 pub mod layout;
 pub mod network;
+pub mod parts;
 pub mod supernet;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use splitnas_nn_blocks::{ParamInit, SeededRng};
-use splitnas_plugin_api::author::{parse_config, Component, SpacePlugin};
+use splitnas_plugin_api::author::{parse_config, Component, PartModule, SpacePlugin};
 use splitnas_plugin_api::{
     Architecture, ChoicePointInfo, Device, ExportDescription, Mask, NamedValue, NetworkStats, OptionInfo, PluginError, SpaceInfo, SpaceSetup,
 };
@@ -246,6 +247,17 @@ impl SpacePlugin for Ofa {
         }
         let (parameters, flops) = self.layout.subnet_counts(&self.subnet(architecture)?, image_size as i64);
         Ok(NetworkStats { parameters, flops })
+    }
+
+    /// ABI 1.5: the stem end, every block shape × kernel × expand ratio, and the head end at
+    /// the configured image size (see [`parts`]).
+    fn network_parts(&self, device: Device) -> Result<Vec<PartModule>, PluginError> {
+        parts::network_parts(&self.layout, self.config.dropout, self.config.image_size as i64, device)
+    }
+
+    /// ABI 1.5: the parts the extracted subnet runs, at the configured image size.
+    fn architecture_parts(&self, architecture: &Architecture) -> Result<Vec<String>, PluginError> {
+        Ok(parts::architecture_parts(&self.layout, &self.subnet(architecture)?, self.config.image_size as i64))
     }
 
     /// Per choice point, the allowed option with the largest weight (the first on ties);

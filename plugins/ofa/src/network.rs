@@ -72,6 +72,12 @@ impl StaticBlock {
         Ok(StaticBlock { layout, kernel_size, middle, expand, expand_bn, depthwise, depthwise_bn, squeeze_excitation, project, project_bn })
     }
 
+    /// The block's forward pass, shortcut included.
+    pub fn forward(&self, input: &Tensor, train: bool) -> Result<Tensor, TchError> {
+        let run = BlockRun { stride: self.layout.stride, activation: self.layout.activation, has_shortcut: self.layout.has_shortcut };
+        run_block(input, &self.tensors()?, run, train)
+    }
+
     fn tensors(&self) -> Result<BlockTensors<'_>, TchError> {
         let hidden = BlockLayout::se_channels(self.middle);
         Ok(BlockTensors {
@@ -162,8 +168,7 @@ impl OfaNetwork {
     pub fn logits(&self, input: &Tensor, train: bool) -> Result<Tensor, TchError> {
         let mut features = self.trunk.head_in(input, train)?;
         for block in &self.blocks {
-            let run = BlockRun { stride: block.layout.stride, activation: block.layout.activation, has_shortcut: block.layout.has_shortcut };
-            features = run_block(&features, &block.tensors()?, run, train)?;
+            features = block.forward(&features, train)?;
         }
         self.trunk.head_out(&features, train)
     }

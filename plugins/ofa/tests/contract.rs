@@ -17,8 +17,8 @@ fn ofa_honours_the_space_contract() {
     let report = run_contract::<Ofa>(&config);
     report.assert_passed();
     // Every check applies to this space: weight sharing still leaves the 3x3 kernel owning its
-    // 5to3 matrix, and masks that fit a u64 enumerate.
-    for check in ["inactive_options_not_computed", "architecture_enumeration", "export_names_every_tensor"] {
+    // 5to3 matrix, masks that fit a u64 enumerate, and the latency parts compose the network.
+    for check in ["inactive_options_not_computed", "architecture_enumeration", "export_names_every_tensor", "network_parts_compose"] {
         assert_eq!(report.outcome(check), Some(&Outcome::Passed), "{check}");
     }
 }

@@ -339,8 +339,9 @@ fn latency(plugins: &PluginArgs, args: LatencyArgs) -> Result<ExitCode> {
     table.write(&args.output)?;
     let options_timed: usize = table.choice_points.iter().map(|point| point.options.len()).sum();
     println!(
-        "{options_timed} options of {} choice points timed on {} ({} threads) written to {}",
+        "{options_timed} options of {} choice points and {} network parts timed on {} ({} threads) written to {}",
         table.choice_points.len(),
+        table.parts.len(),
         table.device,
         table.machine.threads,
         args.output.display()
