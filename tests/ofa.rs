@@ -106,6 +106,18 @@ fn the_cpu_example_splits_kernels_and_evolves_inside_the_mask_and_its_cost_windo
         assert!(flops > 0.0 && flops <= max_flops, "leaf {}: {flops} FLOPs, window up to {max_flops}", leaf["id"]);
         let latency = result["latency_ms"].as_f64().expect("the run records each leaf's latency from the table");
         assert!(latency > 0.0 && latency <= max_latency_ms, "leaf {}: {latency} ms, window up to {max_latency_ms}", leaf["id"]);
+        // The evolved subnet extracted with the leaf's supernet weights, no retraining: with the
+        // run's recalibration and validation batches it scores what the search measured
+        // through the supernet (one image of 100 for float differences).
+        let node = leaf["id"].to_string();
+        let output = run_splitnas(&["extract", run.to_str().unwrap(), "--node", &node, "--json", "--quiet"]);
+        assert!(output.status.success(), "extract failed:\n{}", stderr(&output));
+        let extracted: Value = serde_json::from_str(&stdout(&output)).unwrap();
+        let (valid, through_supernet) = (extracted["valid_accuracy"].as_f64().unwrap(), result["architecture_valid_accuracy"].as_f64().unwrap());
+        assert!((valid - through_supernet).abs() <= 0.0101, "leaf {node}: extracted {valid}, through the supernet {through_supernet}");
+        let model = json_file(&run.join(format!("models/node-{node}-from-supernet.json")));
+        assert_eq!((model["trained"]["epochs"].as_u64(), model["trained"]["from_supernet"]["node"].to_string()), (Some(0), node.clone()));
+        assert_eq!(model["reference"], "ofa.imagenet_classification.networks.mobilenet_v3.MobileNetV3", "{model}");
         let choices = result["choices"].as_array().unwrap();
         for (point, (choice, row)) in choices.iter().zip(leaf["mask"].as_array().unwrap()).enumerate() {
             let allowed = row[choice.as_u64().unwrap() as usize].as_bool().unwrap();

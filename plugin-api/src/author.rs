@@ -94,6 +94,19 @@ pub trait SpacePlugin: Component + Sync {
     fn architecture_parts(&self, _architecture: &Architecture) -> Result<Vec<String>, PluginError> {
         Err(PluginError::unsupported(format!("{}: architecture_parts is not implemented", Self::NAME)))
     }
+    /// ABI 1.5: the stand-alone network of `architecture` with the weights of a trained
+    /// supernet of `mask`, given as its parameters and buffers by name (see
+    /// [`SearchSpace::network_from_supernet`]). The default says subnets of this space are
+    /// trained from scratch.
+    fn network_from_supernet(
+        &self,
+        _architecture: &Architecture,
+        _mask: &Mask,
+        _supernet_tensors: Vec<NamedTensor>,
+        _device: Device,
+    ) -> Result<Self::Network, PluginError> {
+        Err(PluginError::unsupported(format!("{}: its subnets are trained from scratch (network_from_supernet is not implemented)", Self::NAME)))
+    }
 }
 
 /// ABI 1.5: one part of the stand-alone networks as a keyed runnable module (see
@@ -353,6 +366,18 @@ impl<T: SpacePlugin> SearchSpace for GuardedSpace<T> {
     }
     fn architecture_parts(&self, architecture: &Architecture) -> PluginResult<RVec<RString>> {
         ffi_guard(|| Ok(self.0.architecture_parts(architecture)?.into_iter().map(RString::from).collect()))
+    }
+    fn network_from_supernet(
+        &self,
+        architecture: &Architecture,
+        mask: &Mask,
+        supernet_tensors: RVec<NamedTensor>,
+        device: Device,
+    ) -> PluginResult<NetworkBox> {
+        ffi_guard(|| {
+            let net = self.0.network_from_supernet(architecture, mask, supernet_tensors.into_vec(), device)?;
+            Ok(Network_TO::from_value(GuardedNetwork(net), TD_Opaque))
+        })
     }
 }
 

@@ -127,6 +127,24 @@ pub trait SearchSpace: Send + Sync {
     fn architecture_parts(&self, _architecture: &Architecture) -> PluginResult<RVec<RString>> {
         RResult::RErr(PluginError::unsupported("architecture_parts: not implemented (plugin built before ABI 1.5)"))
     }
+
+    /// ABI 1.5. The stand-alone network of `architecture` carrying a trained supernet's weights,
+    /// for spaces whose subnets need no retraining (OFA's `get_active_subnet(preserve_weight=
+    /// True)`): `supernet_tensors` are the parameters and buffers of a supernet of `mask` under
+    /// their supernet names (as [`Supernet::parameters`] and [`Supernet::buffers`] name them).
+    /// Plugins built before ABI 1.5, and spaces whose subnets are trained from scratch, answer
+    /// [`ErrorKind::Unsupported`].
+    fn network_from_supernet(
+        &self,
+        _architecture: &Architecture,
+        _mask: &Mask,
+        _supernet_tensors: RVec<NamedTensor>,
+        _device: Device,
+    ) -> PluginResult<NetworkBox> {
+        RResult::RErr(PluginError::unsupported(
+            "network_from_supernet: not implemented (plugin built before ABI 1.5, or a space whose subnets are trained from scratch)",
+        ))
+    }
 }
 
 /// ABI 1.5. One part of stand-alone networks as a runnable module (see

@@ -31,6 +31,8 @@ enum Command {
     Compare(commands::compare::CompareArgs),
     /// Train one architecture stand-alone under `[final]`, and export its weights.
     Train(commands::train::TrainArgs),
+    /// A leaf's subnet with the supernet's weights, no retraining (OFA): BN re-estimated, evaluated, exported.
+    Extract(commands::extract::ExtractArgs),
     /// Continue an interrupted run (search or `train`) from its last checkpoint.
     Resume(commands::run::ResumeArgs),
     /// Print the split tree of a run (text, --dot, or --svg FILE).
@@ -67,6 +69,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Plugins(command) => commands::plugins::execute(plugins, command),
         Command::Run(args) => commands::run::run(plugins, args),
         Command::Train(args) => commands::train::execute(plugins, args),
+        Command::Extract(args) => commands::extract::execute(plugins, args),
         Command::Resume(args) => commands::run::resume(plugins, args),
         Command::Compare(args) => commands::compare::execute(plugins, args),
         Command::Tree(args) => commands::tree::execute(args),

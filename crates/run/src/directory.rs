@@ -188,6 +188,12 @@ impl RunDirectory {
         };
         (stem.with_extension("safetensors"), stem.with_extension("json"))
     }
+    /// Where `splitnas extract` exports a leaf's subnet with the supernet's weights
+    /// (`models/node-N-from-supernet.*`).
+    pub fn extracted_model_paths(&self, node: usize) -> (PathBuf, PathBuf) {
+        let stem = self.root.join(MODELS).join(format!("node-{node}-from-supernet"));
+        (stem.with_extension("safetensors"), stem.with_extension("json"))
+    }
     /// `path` relative to the run directory (as reports name files, so that a run directory
     /// can move), or whole where it lies elsewhere.
     pub fn relative(&self, path: &Path) -> String {

@@ -6,6 +6,7 @@ pub mod cell_graph;
 pub mod charts;
 pub mod config;
 pub mod directory;
+pub mod extract;
 pub mod metrics;
 pub mod overrides;
 pub mod phases;
@@ -20,6 +21,7 @@ pub mod tensorboard;
 pub mod training;
 pub mod tree;
 
+pub use extract::{extract, ExtractRequest, Extracted};
 pub use phases::{resume, run};
 pub use report::Report;
 pub use setup::{RunOptions, RunSetup};

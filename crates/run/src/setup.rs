@@ -216,6 +216,16 @@ impl SearchLoaders {
         })
     }
 
+    /// The fixed training images BatchNorm recalibration reads.
+    pub(crate) fn calibration(&self) -> &RefCell<BatchLoader> {
+        &self.calibration
+    }
+
+    /// The validation split in order, as the search evaluates architectures on it.
+    pub(crate) fn valid_eval(&self) -> &RefCell<BatchLoader> {
+        &self.valid_eval
+    }
+
     pub fn environment<'a>(
         &'a self,
         space: &'a SearchSpaceBox,

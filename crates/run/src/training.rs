@@ -160,9 +160,24 @@ pub(crate) fn export_trained(
     let buffers = splitnas_engine::error::named(network.buffers().into_result().map_err(|e| anyhow::anyhow!("network: {e}"))?);
     restore_into(&checkpoint, &saved, &parameters, "param.")?;
     restore_into(&checkpoint, &saved, &buffers, "buffer.")?;
-    let exported = export_network(&setup.space, &network, architecture)?;
     let (tensors_path, json_path) = setup.directory.model_paths(leaf);
-    write_tensors(&tensors_path, &exported.tensors)?;
+    let trained = json!({"epochs": result.epochs, "valid_accuracy": result.valid_accuracy, "test_accuracy": result.test_accuracy});
+    write_model(setup, &network, architecture, genotype, (&tensors_path, &json_path), trained)?;
+    Ok(tensors_path)
+}
+
+/// Exports `network` under its reference names to `paths` (safetensors, then the JSON that
+/// says how to load it), `trained` saying how its weights came about.
+pub(crate) fn write_model(
+    setup: &RunSetup,
+    network: &NetworkBox,
+    architecture: &Architecture,
+    genotype: &str,
+    (tensors_path, json_path): (&std::path::Path, &std::path::Path),
+    trained: serde_json::Value,
+) -> Result<()> {
+    let exported = export_network(&setup.space, network, architecture)?;
+    write_tensors(tensors_path, &exported.tensors)?;
     let space_config = setup.config.space.config_json();
     let setup_data = crate::setup::space_setup(&setup.data);
     let mut record = json!({
@@ -170,7 +185,7 @@ pub(crate) fn export_trained(
         "space": {"name": setup.config.space.name, "config": space_config},
         "data": {"classes": setup_data.classes, "input_channels": setup_data.input_channels, "image_size": setup_data.image_size},
         "weights": tensors_path.file_name().map(|name| name.to_string_lossy().into_owned()),
-        "trained": {"epochs": result.epochs, "valid_accuracy": result.valid_accuracy, "test_accuracy": result.test_accuracy},
+        "trained": trained,
         "normalization": {"mean": setup.data.normalization.mean, "std": setup.data.normalization.std},
     });
     match &exported.description {
@@ -189,8 +204,8 @@ pub(crate) fn export_trained(
             )]);
         }
     }
-    write_json(&json_path, &record)?;
-    Ok(tensors_path)
+    write_json(json_path, &record)?;
+    Ok(())
 }
 
 /// `splitnas train`: `genotype` trained stand-alone under `[final]` in a directory of its own,

@@ -260,6 +260,26 @@ impl SpacePlugin for Ofa {
         Ok(parts::architecture_parts(&self.layout, &self.subnet(architecture)?, self.config.image_size as i64))
     }
 
+    /// ABI 1.5: the extracted subnet with a trained supernet's weights (OFA's point: subnets
+    /// need no retraining; recalibrate their batch norms first).
+    fn network_from_supernet(
+        &self,
+        architecture: &Architecture,
+        mask: &Mask,
+        supernet_tensors: Vec<splitnas_plugin_api::NamedTensor>,
+        device: Device,
+    ) -> Result<OfaNetwork, PluginError> {
+        let subnet = self.subnet(architecture)?;
+        if !mask.contains(architecture) {
+            return Err(PluginError::invalid_input(format!("ofa: {} is outside the supernet's mask", subnet.to_json())));
+        }
+        let supernet = self.supernet(mask, device)?;
+        let tensors: Vec<(String, Tensor)> =
+            supernet_tensors.iter().map(|named| (named.name.to_string(), named.tensor.tensor().shallow_clone())).collect();
+        supernet.load_named(&tensors)?;
+        OfaNetwork::from_supernet(&self.layout, &subnet, self.config.dropout, &supernet, device)
+    }
+
     /// Per choice point, the allowed option with the largest weight (the first on ties);
     /// dropped blocks' choices canonical.
     fn derive(&self, weights: &Tensor, mask: &Mask) -> Result<Architecture, PluginError> {

@@ -289,6 +289,30 @@ fn share_all(named: &[(String, Tensor)]) -> Vec<NamedTensor> {
     named.iter().map(|(name, tensor)| NamedTensor::share(name.as_str(), tensor)).collect()
 }
 
+impl OfaSupernet {
+    /// Copies `tensors` (parameters and buffers by the supernet's names, e.g. a node
+    /// checkpoint's) into this supernet; every tensor of the supernet must be given, at its shape.
+    pub fn load_named(&self, tensors: &[(String, Tensor)]) -> Result<(), PluginError> {
+        let given: std::collections::HashMap<&str, &Tensor> = tensors.iter().map(|(name, tensor)| (name.as_str(), tensor)).collect();
+        tch::no_grad(|| {
+            for (name, target) in self.variables.parameters.iter().chain(&self.variables.buffers) {
+                let source = given.get(name.as_str()).ok_or_else(|| {
+                    PluginError::invalid_input(format!("ofa: the supernet's tensor `{name}` is not among the {} given", tensors.len()))
+                })?;
+                if source.size() != target.size() {
+                    return Err(PluginError::invalid_input(format!(
+                        "ofa: the supernet's tensor `{name}` is {:?}, the given one {:?} (another width or class count?)",
+                        target.size(),
+                        source.size()
+                    )));
+                }
+                target.shallow_clone().f_copy_(source)?;
+            }
+            Ok(())
+        })
+    }
+}
+
 impl SupernetPlugin for OfaSupernet {
     fn forward(&self, input: &Tensor, weights: &Tensor, active: &Mask, train: bool) -> Result<Tensor, PluginError> {
         let subnet = self.selected_subnet(weights, active)?;

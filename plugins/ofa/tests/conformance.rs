@@ -15,7 +15,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::Deserialize;
 use splitnas_plugin_api::author::{NetworkPlugin, SpacePlugin, SupernetPlugin};
-use splitnas_plugin_api::{Architecture, Device, ForwardMode, SpaceInfo};
+use splitnas_plugin_api::{Architecture, Device, ForwardMode, NamedTensor, SpaceInfo};
 use splitnas_plugin_ofa::layers::transformed_kernel;
 use splitnas_plugin_ofa::network::OfaNetwork;
 use splitnas_plugin_ofa::Ofa;
@@ -132,8 +132,42 @@ fn subnets_in_the_supernet_train_evaluate_and_extract_like_ofa() {
         assert_eq!(network.parameter_count(), case.subnet_parameters, "{}", what("extracted parameters"));
         let (extracted, _) = tch::no_grad(|| network.forward(input, ForwardMode { train: false, drop_path_prob: 0.0 })).unwrap();
         assert_close(&what("extracted subnet's evaluation logits"), &extracted, &tensors[&format!("case{index}/subnet_logits_eval")]);
+        // The same through the ABI's route: a fresh space handed the supernet's tensors by name
+        // (what `splitnas extract` gives it from a node checkpoint).
+        let named: Vec<NamedTensor> =
+            parameters.iter().chain(&buffers).map(|(name, tensor)| NamedTensor::share(name.as_str(), &tensor.detach().copy())).collect();
+        let rebuilt = space.network_from_supernet(&architecture, &mask, named, Device::Cpu).unwrap();
+        let (rebuilt_logits, _) = tch::no_grad(|| rebuilt.forward(input, ForwardMode { train: false, drop_path_prob: 0.0 })).unwrap();
+        assert_close(&what("network_from_supernet's evaluation logits"), &rebuilt_logits, &tensors[&format!("case{index}/subnet_logits_eval")]);
         assert_eq!(space.reference_config(&subnet), case.subnet_config, "{}", what("MobileNetV3 configuration"));
     }
+}
+
+#[test]
+fn network_from_supernet_names_a_missing_or_misshapen_tensor_and_refuses_subnets_outside_the_mask() {
+    let file: TinyCases = fixtures().read_json("cases.json");
+    let space = space(&file.config);
+    let mask = space.info().unwrap().full_mask();
+    let supernet = space.supernet(&mask, Device::Cpu).unwrap();
+    let all: Vec<NamedTensor> = supernet.parameters().unwrap().into_iter().chain(supernet.buffers().unwrap()).collect();
+    let architecture = space.parse_genotype(&file.cases[0].genotype).unwrap();
+    let share =
+        |tensors: &[NamedTensor]| -> Vec<NamedTensor> { tensors.iter().map(|t| NamedTensor::share(t.name.as_str(), &t.tensor.tensor())).collect() };
+    let mut missing = share(&all);
+    let dropped = missing.pop().unwrap().name.to_string();
+    let error = space.network_from_supernet(&architecture, &mask, missing, Device::Cpu).err().unwrap();
+    assert!(error.message.contains(&format!("`{dropped}`")), "{}", error.message);
+    let mut misshapen = share(&all);
+    let first = misshapen[0].name.to_string();
+    misshapen[0] = NamedTensor::share(first.as_str(), &Tensor::zeros([1], (Kind::Float, tch::Device::Cpu)));
+    let error = space.network_from_supernet(&architecture, &mask, misshapen, Device::Cpu).err().unwrap();
+    assert!(error.message.contains(&format!("`{first}`")) && error.message.contains("[1]"), "{}", error.message);
+    // A leaf without this subnet's first kernel.
+    let mut leaf = mask.clone();
+    let kernel = architecture.choices[0] as usize;
+    leaf.rows[0] = (0..3).map(|option| option != kernel).collect::<Vec<bool>>().into();
+    let error = space.network_from_supernet(&architecture, &leaf, share(&all), Device::Cpu).err().unwrap();
+    assert!(error.message.contains("outside"), "{}", error.message);
 }
 
 #[test]

@@ -4,6 +4,7 @@ pub mod arch;
 pub mod bench;
 pub mod compare;
 pub mod data;
+pub mod extract;
 pub mod info;
 pub mod plugins;
 pub mod run;
