@@ -24,6 +24,7 @@ mod common;
 mod darts;
 mod gdas;
 mod ofa;
+mod ofa_predictor;
 mod proxylessnas;
 mod rsps;
 mod snas;

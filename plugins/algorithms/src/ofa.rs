@@ -27,7 +27,9 @@
 //! probability), every candidate inside the sub-supernet's mask, the FLOPs window (the host's
 //! `network_stats`, ABI 1.4) and the latency window (the host's `network_latency_ms` from the
 //! run's latency table of network parts, ABI 1.5), fitness the subnet's validation accuracy
-//! through the supernet (`HostContext::evaluate`), memoised.
+//! through the supernet (`HostContext::evaluate`), memoised, or with `fitness = "predictor"`
+//! OFA's accuracy predictor trained on sampled subnets' accuracies ([`crate::ofa_predictor`]),
+//! whose held-out rank correlation is logged (`ofa/predictor_held_out_kendall_tau`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -38,9 +40,11 @@ use splitnas_plugin_api::{
     AlgorithmSetup, Architecture, Batch, HostContextRef, NamedTensor, OwnedTensor, PluginError, StepProgress, TensorRef, TrainingProgress,
     WeightSample, WeightStepLoss,
 };
+use splitnas_seeded_rng::SeededRng;
 use tch::{Kind, Reduction, Tensor};
 
 use crate::common::{host, parse_state, state_to_json, uniform_below, MaskedSpace, NoState};
+use crate::ofa_predictor::{rank_correlations, AccuracyPredictor, PredictorConfig};
 
 /// One phase of progressive shrinking.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -82,6 +86,21 @@ struct Evolution {
     max_latency_ms: f64,
     /// Draws allowed to find one subnet inside the window before giving up.
     max_tries: u32,
+    /// What ranks candidates: their accuracy through the supernet, each evaluated, or OFA's
+    /// accuracy predictor trained on sampled subnets' accuracies.
+    #[serde(default)]
+    fitness: Fitness,
+    /// The predictor's settings, read with `fitness = "predictor"`.
+    #[serde(default)]
+    predictor: PredictorConfig,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Fitness {
+    #[default]
+    Supernet,
+    Predictor,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -147,7 +166,8 @@ impl Component for Ofa {
             "teacher_checkpoint": null,
             "evolution": {
                 "population": 100, "iterations": 500, "parent_ratio": 0.25, "mutation_ratio": 0.5, "mutate_probability": 0.1,
-                "min_flops": 0.0, "max_flops": 600e6, "min_latency_ms": 0.0, "max_latency_ms": 0.0, "max_tries": 10000
+                "min_flops": 0.0, "max_flops": 600e6, "min_latency_ms": 0.0, "max_latency_ms": 0.0, "max_tries": 10000,
+                "fitness": "supernet", "predictor": PredictorConfig::default()
             }
         })
     }
@@ -176,6 +196,9 @@ impl AlgorithmPlugin for Ofa {
             if !(0.0..=1.0).contains(&value) {
                 return Err(invalid(format!("`evolution.{key}` must be in [0, 1], got {value}")));
             }
+        }
+        if evolution.fitness == Fitness::Predictor {
+            evolution.predictor.validate().map_err(invalid)?;
         }
         for (window, min, max) in
             [("flops", evolution.min_flops, evolution.max_flops), ("latency_ms", evolution.min_latency_ms, evolution.max_latency_ms)]
@@ -293,7 +316,7 @@ impl AlgorithmPlugin for Ofa {
     }
 
     fn derive(&mut self, context: &HostContextRef<'_>) -> Result<Architecture, PluginError> {
-        Evolver { config: &self.config.evolution, space: &self.space, context, fitness: HashMap::new() }.run()
+        Evolver { config: &self.config.evolution, space: &self.space, context, fitness: HashMap::new(), predictor: None }.run()
     }
 
     fn weight_learning_rate(&self, progress: StepProgress) -> Result<Option<f64>, PluginError> {
@@ -452,7 +475,10 @@ struct Evolver<'a, 'c> {
     config: &'a Evolution,
     space: &'a MaskedSpace,
     context: &'a HostContextRef<'c>,
+    /// Accuracies through the supernet, by subnet.
     fitness: HashMap<Vec<u32>, f64>,
+    /// With `fitness = "predictor"`, once trained: it ranks the candidates instead.
+    predictor: Option<AccuracyPredictor>,
 }
 
 impl Evolver<'_, '_> {
@@ -509,6 +535,14 @@ impl Evolver<'_, '_> {
     }
 
     fn score(&mut self, choices: &[u32]) -> Result<f64, PluginError> {
+        if let Some(predictor) = &self.predictor {
+            return Ok(predictor.predict(choices));
+        }
+        self.accuracy(choices)
+    }
+
+    /// The subnet's accuracy through the supernet (memoised).
+    fn accuracy(&mut self, choices: &[u32]) -> Result<f64, PluginError> {
         if let Some(&accuracy) = self.fitness.get(choices) {
             return Ok(accuracy);
         }
@@ -517,8 +551,42 @@ impl Evolver<'_, '_> {
         Ok(accuracy)
     }
 
+    /// OFA's predictor: sampled subnets (within the mask and the windows) evaluated through
+    /// the supernet, the last `held_out` share kept aside to measure its rank correlation.
+    fn train_predictor(&mut self) -> Result<AccuracyPredictor, PluginError> {
+        let config = self.config.predictor.clone();
+        let mut samples = Vec::with_capacity(config.samples as usize);
+        for _ in 0..config.samples {
+            let choices = self.until_valid("predictor sample", |evolver| evolver.random_subnet())?;
+            let accuracy = self.accuracy(&choices)?;
+            samples.push((choices, accuracy));
+        }
+        let held_out = config.held_out_count();
+        let (training, testing) = samples.split_at(samples.len() - held_out);
+        let widths: Vec<usize> = self.space.mask.rows.iter().map(|row| row.len()).collect();
+        let mut random = SeededRng::new(host(self.context.next_random())?);
+        let predictor = AccuracyPredictor::train(training, &widths, &config, &mut random)?;
+        let predicted: Vec<f64> = testing.iter().map(|(choices, _)| predictor.predict(choices)).collect();
+        let measured: Vec<f64> = testing.iter().map(|(_, accuracy)| *accuracy).collect();
+        let (tau, rho) = rank_correlations(&predicted, &measured);
+        let mean_error = predicted.iter().zip(&measured).map(|(p, m)| (p - m).abs()).sum::<f64>() / held_out as f64;
+        for (name, value) in [
+            ("ofa/predictor_samples", samples.len() as f64),
+            ("ofa/predictor_held_out", held_out as f64),
+            ("ofa/predictor_held_out_kendall_tau", tau),
+            ("ofa/predictor_held_out_spearman", rho),
+            ("ofa/predictor_held_out_mean_absolute_error", mean_error),
+        ] {
+            host(self.context.log_metric(name.into(), value))?;
+        }
+        Ok(predictor)
+    }
+
     fn run(mut self) -> Result<Architecture, PluginError> {
         let config = self.config.clone();
+        if config.fitness == Fitness::Predictor {
+            self.predictor = Some(self.train_predictor()?);
+        }
         let population_size = config.population as usize;
         let parents_size = ((population_size as f64 * config.parent_ratio).round() as usize).max(1);
         let mutations = (population_size as f64 * config.mutation_ratio).round() as usize;

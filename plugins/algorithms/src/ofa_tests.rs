@@ -199,6 +199,40 @@ fn evolution_stays_inside_a_latency_window_and_says_what_it_needs_without_a_tabl
 }
 
 #[test]
+fn the_accuracy_predictor_learns_the_ranking_and_replaces_the_evaluations_in_the_evolution() {
+    // Accuracy a weighted sum of the option indices: every choice point matters, by its own
+    // amount, so that a good predictor ranks the held-out subnets almost perfectly.
+    let weights = [0.05, 0.03, 0.02, 0.011, 0.007];
+    let accuracy = move |architecture: &Architecture| -> f64 {
+        0.5 + architecture.choices.iter().zip(weights).map(|(&choice, weight)| weight * f64::from(choice)).sum::<f64>()
+    };
+    let host = FakeHost::with_space(ofa_like_space(), leaf_mask(), 5).with_scorer(accuracy);
+    let mut config = phases();
+    config["evolution"]["fitness"] = "predictor".into();
+    config["evolution"]["predictor"] =
+        serde_json::json!({"samples": 120, "held_out": 0.25, "hidden": 32, "layers": 2, "epochs": 150, "batch_size": 32, "learning_rate": 0.01});
+    config["evolution"]["iterations"] = 6.into();
+    let architecture = ofa(&host, config.clone()).derive(&host.context()).unwrap();
+    assert!(host.mask.contains(&architecture));
+    let metric = |name: &str| host.metrics.borrow().iter().find(|(metric, _)| metric == name).map(|(_, value)| *value).unwrap();
+    let (tau, held_out) = (metric("ofa/predictor_held_out_kendall_tau"), metric("ofa/predictor_held_out"));
+    assert_eq!(held_out, 30.0);
+    assert!(tau > 0.8, "held-out Kendall tau {tau}");
+    // Only the predictor's samples were evaluated through the supernet: the evolution asked
+    // the predictor.
+    assert_eq!(host.evaluated.borrow().len() as f64, metric("ofa/evaluated_subnets"));
+    assert!(metric("ofa/evaluated_subnets") <= 120.0);
+    // The best subnet of the leaf (largest indices where allowed) or one the predictor cannot
+    // tell from it.
+    let best = accuracy(&Architecture { choices: vec![1, 2, 2, 2, 2].into() });
+    assert!(accuracy(&architecture) >= best - 0.012, "{:?} at {}, best {best}", architecture.choices, accuracy(&architecture));
+    // Bad settings are refused when the algorithm is created.
+    config["evolution"]["predictor"]["held_out"] = 1.5.into();
+    let error = Ofa::create(&config_with::<Ofa>(config), &host.setup(1)).err().unwrap();
+    assert!(error.message.contains("held_out"), "{}", error.message);
+}
+
+#[test]
 fn phases_that_do_not_fill_the_search_or_name_unknown_groups_are_refused() {
     let host = FakeHost::with_space(ofa_like_space(), leaf_mask(), 5);
     let mut algorithm = ofa(&host, phases());
