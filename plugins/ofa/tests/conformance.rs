@@ -100,7 +100,7 @@ fn subnets_in_the_supernet_train_evaluate_and_extract_like_ofa() {
         let parameters = by_name(supernet.parameters().unwrap());
         let buffers = by_name(supernet.buffers().unwrap());
         load_named("parameters", &parameters, &under(&tensors, "param"), NameCheck::Exact);
-        load_named("buffers", &buffers, &under(&tensors, "buffer_before"), NameCheck::Exact);
+        load_named("buffers", &buffers, &under(&tensors, &format!("case{index}/buffer_before")), NameCheck::Exact);
         let architecture = space.parse_genotype(&case.genotype).unwrap();
         let weights = one_hot(&info, &architecture);
         let input = &tensors["input"];
