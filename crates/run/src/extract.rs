@@ -67,7 +67,7 @@ pub fn extract(directory: &Path, registry: PluginRegistry, options: &RunOptions,
         None => run_directory.read_report().with_context(|| format!("{} has no report: give the leaf with --node", directory.display()))?.selected,
     };
     let Some(leaf) = tree.nodes.get(node) else {
-        bail!("{}: the split tree has no node {node} (it has 0..{})", directory.display(), tree.nodes.len());
+        bail!("{}: the split tree has no node {node} (its nodes are 0 to {})", directory.display(), tree.nodes.len().saturating_sub(1));
     };
     let Some(result) = &leaf.result else {
         bail!("{}: node {node} has no derived architecture (only leaves of a finished search have one)", directory.display());

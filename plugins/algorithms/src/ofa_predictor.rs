@@ -48,7 +48,12 @@ impl PredictorConfig {
                 self.samples, self.held_out
             ));
         }
-        if self.hidden == 0 || self.layers == 0 || self.epochs == 0 || self.batch_size == 0 || !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+        if self.hidden == 0
+            || self.layers == 0
+            || self.epochs == 0
+            || self.batch_size == 0
+            || !(self.learning_rate.is_finite() && self.learning_rate > 0.0)
+        {
             return Err("`evolution.predictor`: hidden, layers, epochs, batch_size and learning_rate must be positive".to_string());
         }
         Ok(())
