@@ -81,7 +81,7 @@ impl BufferSnapshot {
 }
 
 /// Top-1 accuracy of logits against labels, as a count (kept on the device until read).
-fn correct(logits: &Tensor, labels: &Tensor) -> Tensor {
+pub fn correct(logits: &Tensor, labels: &Tensor) -> Tensor {
     logits.argmax(-1, false).eq_tensor(labels).sum(tch::Kind::Int64)
 }
 

@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::json;
 use splitnas_data::{BatchLoader, LoaderPosition};
 use splitnas_engine::batch_norm::BatchNormStatistics;
+use splitnas_engine::context::correct;
 use splitnas_engine::error::{named, SearchError};
 use splitnas_engine::plugins::PluginRegistry;
 use splitnas_plugin_api::{ForwardMode, NamedTensor, NetworkBox, TensorRef};
@@ -153,7 +154,7 @@ fn accuracy(network: &NetworkBox, loader: &RefCell<BatchLoader>, max_batches: us
         for _ in 0..limit {
             let batch = loader.next_batch()?;
             let logits = forward(network, &batch.images, false)?;
-            hits += logits.argmax(-1, false).eq_tensor(&batch.labels).sum(tch::Kind::Int64).int64_value(&[]);
+            hits += correct(&logits, &batch.labels).int64_value(&[]);
             seen += batch.labels.size()[0];
         }
         anyhow::ensure!(seen > 0, "the evaluation split has no images");
