@@ -55,10 +55,10 @@ def main():
     print("| criterion | seed | leaves | pairs within / across leaves "
           "| BN | τ within: split | within: one-shot | τ across: split | across: one-shot |")
     print("|---|---|---|---|---|---|---|---|---|")
+    seeds = args.seeds.split(",")
     tables = set()
     for criterion in args.criteria.split(","):
         sums = {name: [0.0] * 4 for name in METHODS}
-        seeds = args.seeds.split(",")
         for seed in seeds:
             table, split = load_scores(args.output_dir / f"{criterion}-seed{seed}")
             one_shot_table, one_shot = load_scores(args.output_dir / f"none-seed{seed}")
