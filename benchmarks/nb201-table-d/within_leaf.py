@@ -11,13 +11,23 @@ This script scores both kinds, and the one-shot run of the same seed (`none-seed
 exactly the same pairs, from the `ranking.json` files that `splitnas compare --table` /
 `splitnas bench ranking` leave in each run directory. The score is Kendall's τ-a over the
 pairs: (concordant − discordant) / pairs, ties in either ranking counting as neither.
-Plain Python, no packages.
+
+A second table tests one explanation of a loss across leaves: that each leaf predicts on its
+own scale. Per leaf, its offset is the mean predicted accuracy minus the mean true accuracy
+of the table architectures it evaluates, for the split run and for the one-shot run on the
+same architectures. How much the offsets matter depends on how widely the predictions spread
+inside a leaf, so the table gives their ratio: the standard deviation of a run's leaf offsets
+over the mean standard deviation of its predictions inside a leaf. "τ across, offsets removed" subtracts each leaf's offset
+before scoring the pairs across leaves: a diagnostic that uses the ground truth, not a
+method, and for the one-shot run it removes the same groups' offsets, so both columns get
+the same help. Plain Python, no packages.
 """
 import argparse
 import json
 import sys
 from itertools import combinations
 from pathlib import Path
+from statistics import mean, pstdev
 
 METHODS = ("running", "recalibrated")  # the order of `predicted` in ranking.json
 
@@ -44,6 +54,62 @@ def pair_tau(pairs, scores, method):
         elif truth * predicted < 0:
             discordant += 1
     return (concordant - discordant) / len(pairs) if pairs else float("nan")
+
+
+def leaf_offsets(scores, leaf_of, method):
+    """Mean predicted minus mean true accuracy per leaf, over the architectures it holds."""
+    sums = {}
+    for genotype, score in scores.items():
+        total = sums.setdefault(leaf_of[genotype], [0.0, 0.0, 0])
+        total[0] += score["predicted"][method]
+        total[1] += score["truth"]
+        total[2] += 1
+    return {leaf: (predicted - truth) / count for leaf, (predicted, truth, count) in sums.items()}
+
+
+def offset_ratio(scores, leaf_of, method):
+    """Spread of the leaf offsets relative to the spread of predictions inside a leaf."""
+    offsets = leaf_offsets(scores, leaf_of, method)
+    inside = [pstdev([score["predicted"][method] for genotype, score in scores.items()
+                      if leaf_of[genotype] == leaf]) for leaf in offsets]
+    return pstdev(offsets.values()) / mean(inside)
+
+
+def without_offsets(scores, leaf_of, method):
+    offsets = leaf_offsets(scores, leaf_of, method)
+    shifted = {}
+    for genotype, score in scores.items():
+        predicted = list(score["predicted"])
+        predicted[method] -= offsets[leaf_of[genotype]]
+        shifted[genotype] = {**score, "predicted": predicted}
+    return shifted
+
+
+def offsets_report(output_dir, criteria, seeds):
+    method = METHODS.index("recalibrated")
+    print("\n| criterion | seed | leaf offsets: split | the same groups: one-shot "
+          "| offsets / spread inside: split | one-shot | τ across, offsets removed: split | one-shot |")
+    print("|---|---|---|---|---|---|---|---|")
+    for criterion in criteria:
+        sums = [0.0] * 4
+        for seed in seeds:
+            _, split = load_scores(output_dir / f"{criterion}-seed{seed}")
+            _, one_shot = load_scores(output_dir / f"none-seed{seed}")
+            leaf_of = {genotype: score["leaf"] for genotype, score in split.items()}
+            across = [(a, b) for a, b in combinations(sorted(split), 2) if leaf_of[a] != leaf_of[b]]
+            row = []
+            for scores in (split, one_shot):
+                offsets = leaf_offsets(scores, leaf_of, method)
+                row.append(" ".join(f"{offsets[leaf]:+.3f}" for leaf in sorted(offsets)))
+            ratios = [offset_ratio(scores, leaf_of, method) for scores in (split, one_shot)]
+            taus = [pair_tau(across, without_offsets(scores, leaf_of, method), method)
+                    for scores in (split, one_shot)]
+            values = ratios + taus
+            sums = [total + value for total, value in zip(sums, values)]
+            print(f"| {criterion} | {seed} | {row[0]} | {row[1]} | "
+                  + " | ".join(f"{value:+.3f}" for value in values) + " |")
+        print(f"| **{criterion}** | **mean of {len(seeds)}** | | | "
+              + " | ".join(f"**{total / len(seeds):+.3f}**" for total in sums) + " |")
 
 
 def main():
@@ -80,6 +146,9 @@ def main():
             print(f"| **{criterion}** | **mean of {len(seeds)}** | | | {name} | "
                   + " | ".join(f"**{total / len(seeds):+.3f}**" for total in sums[name]) + " |")
     print(f"\nScored against: {', '.join(sorted(tables))}")
+    print("\nPer-leaf offsets (recalibrated BN; leaves in id order): mean predicted minus mean true"
+          " accuracy of the table architectures in each leaf.")
+    offsets_report(args.output_dir, args.criteria.split(","), seeds)
 
 
 if __name__ == "__main__":
