@@ -20,7 +20,10 @@ inside a leaf, so the table gives their ratio: the standard deviation of a run's
 over the mean standard deviation of its predictions inside a leaf. "τ across, offsets removed" subtracts each leaf's offset
 before scoring the pairs across leaves: a diagnostic that uses the ground truth, not a
 method, and for the one-shot run it removes the same groups' offsets, so both columns get
-the same help. Plain Python, no packages.
+the same help. The last two columns are a method that needs no ground truth: each leaf's
+predictions standardized (minus their mean, over their standard deviation) before all pairs
+are ranked, which puts the leaves on a common scale if they hold equally good architectures.
+Plain Python, no packages.
 """
 import argparse
 import json
@@ -85,13 +88,29 @@ def without_offsets(scores, leaf_of, method):
     return shifted
 
 
+def standardized(scores, leaf_of, method):
+    """Each leaf's predictions as z-scores inside that leaf."""
+    by_leaf = {}
+    for genotype, score in scores.items():
+        by_leaf.setdefault(leaf_of[genotype], []).append(score["predicted"][method])
+    moments = {leaf: (mean(values), pstdev(values)) for leaf, values in by_leaf.items()}
+    result = {}
+    for genotype, score in scores.items():
+        centre, spread = moments[leaf_of[genotype]]
+        predicted = list(score["predicted"])
+        predicted[method] = (predicted[method] - centre) / spread if spread > 0 else 0.0
+        result[genotype] = {**score, "predicted": predicted}
+    return result
+
+
 def offsets_report(output_dir, criteria, seeds):
     method = METHODS.index("recalibrated")
     print("\n| criterion | seed | leaf offsets: split | the same groups: one-shot "
-          "| offsets / spread inside: split | one-shot | τ across, offsets removed: split | one-shot |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| offsets / spread inside: split | one-shot | τ across, offsets removed: split | one-shot "
+          "| τ all pairs, leaves standardized: split | one-shot |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for criterion in criteria:
-        sums = [0.0] * 4
+        sums = [0.0] * 6
         for seed in seeds:
             _, split = load_scores(output_dir / f"{criterion}-seed{seed}")
             _, one_shot = load_scores(output_dir / f"none-seed{seed}")
@@ -104,7 +123,10 @@ def offsets_report(output_dir, criteria, seeds):
             ratios = [offset_ratio(scores, leaf_of, method) for scores in (split, one_shot)]
             taus = [pair_tau(across, without_offsets(scores, leaf_of, method), method)
                     for scores in (split, one_shot)]
-            values = ratios + taus
+            everything = list(combinations(sorted(split), 2))
+            common_scale = [pair_tau(everything, standardized(scores, leaf_of, method), method)
+                            for scores in (split, one_shot)]
+            values = ratios + taus + common_scale
             sums = [total + value for total, value in zip(sums, values)]
             print(f"| {criterion} | {seed} | {row[0]} | {row[1]} | "
                   + " | ".join(f"{value:+.3f}" for value in values) + " |")
