@@ -17,10 +17,10 @@ own scale. Per leaf, its offset is the mean predicted accuracy minus the mean tr
 of the table architectures it evaluates, for the split run and for the one-shot run on the
 same architectures. How much the offsets matter depends on how widely the predictions spread
 inside a leaf, so the table gives their ratio: the standard deviation of a run's leaf offsets
-over the mean standard deviation of its predictions inside a leaf. "τ across, offsets removed" subtracts each leaf's offset
-before scoring the pairs across leaves: a diagnostic that uses the ground truth, not a
-method, and for the one-shot run it removes the same groups' offsets, so both columns get
-the same help. The last two columns are a method that needs no ground truth: each leaf's
+over the mean standard deviation of its predictions inside a leaf. "τ across, offsets
+removed" subtracts each leaf's offset before scoring the pairs across leaves: a diagnostic
+that uses the ground truth, not a method, and for the one-shot run it removes the same
+groups' offsets, so both columns get the same help. The last two columns are a method that needs no ground truth: each leaf's
 predictions standardized (minus their mean, over their standard deviation) before all pairs
 are ranked, which puts the leaves on a common scale if they hold equally good architectures.
 Plain Python, no packages.
@@ -78,14 +78,19 @@ def offset_ratio(scores, leaf_of, method):
     return pstdev(offsets.values()) / mean(inside)
 
 
-def without_offsets(scores, leaf_of, method):
-    offsets = leaf_offsets(scores, leaf_of, method)
-    shifted = {}
+def with_predictions(scores, method, predict):
+    """A copy of `scores` whose predictions for `method` are `predict(genotype, prediction)`."""
+    result = {}
     for genotype, score in scores.items():
         predicted = list(score["predicted"])
-        predicted[method] -= offsets[leaf_of[genotype]]
-        shifted[genotype] = {**score, "predicted": predicted}
-    return shifted
+        predicted[method] = predict(genotype, predicted[method])
+        result[genotype] = {**score, "predicted": predicted}
+    return result
+
+
+def without_offsets(scores, leaf_of, method):
+    offsets = leaf_offsets(scores, leaf_of, method)
+    return with_predictions(scores, method, lambda genotype, value: value - offsets[leaf_of[genotype]])
 
 
 def standardized(scores, leaf_of, method):
@@ -94,13 +99,12 @@ def standardized(scores, leaf_of, method):
     for genotype, score in scores.items():
         by_leaf.setdefault(leaf_of[genotype], []).append(score["predicted"][method])
     moments = {leaf: (mean(values), pstdev(values)) for leaf, values in by_leaf.items()}
-    result = {}
-    for genotype, score in scores.items():
+
+    def z_score(genotype, value):
         centre, spread = moments[leaf_of[genotype]]
-        predicted = list(score["predicted"])
-        predicted[method] = (predicted[method] - centre) / spread if spread > 0 else 0.0
-        result[genotype] = {**score, "predicted": predicted}
-    return result
+        return (value - centre) / spread if spread > 0 else 0.0
+
+    return with_predictions(scores, method, z_score)
 
 
 def offsets_report(output_dir, criteria, seeds):
