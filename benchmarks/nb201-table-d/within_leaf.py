@@ -107,19 +107,17 @@ def standardized(scores, leaf_of, method):
     return with_predictions(scores, method, z_score)
 
 
-def offsets_report(output_dir, criteria, seeds):
+def offsets_report(runs, seeds):
+    """`runs`: per criterion, the (seed, split, one-shot, pairs across leaves) that main loaded."""
     method = METHODS.index("recalibrated")
     print("\n| criterion | seed | leaf offsets: split | the same groups: one-shot "
           "| offsets / spread inside: split | one-shot | τ across, offsets removed: split | one-shot "
           "| τ all pairs, leaves standardized: split | one-shot |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for criterion in criteria:
+    for criterion, criterion_runs in runs.items():
         sums = [0.0] * 6
-        for seed in seeds:
-            _, split = load_scores(output_dir / f"{criterion}-seed{seed}")
-            _, one_shot = load_scores(output_dir / f"none-seed{seed}")
+        for seed, split, one_shot, across in criterion_runs:
             leaf_of = {genotype: score["leaf"] for genotype, score in split.items()}
-            across = [(a, b) for a, b in combinations(sorted(split), 2) if leaf_of[a] != leaf_of[b]]
             row = []
             for scores in (split, one_shot):
                 offsets = leaf_offsets(scores, leaf_of, method)
@@ -149,6 +147,7 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|")
     seeds = args.seeds.split(",")
     tables = set()
+    runs = {}  # loaded once, reused by the offsets report
     for criterion in args.criteria.split(","):
         sums = {name: [0.0] * 4 for name in METHODS}
         for seed in seeds:
@@ -159,6 +158,7 @@ def main():
             within, across = [], []
             for a, b in combinations(sorted(split), 2):
                 (within if split[a]["leaf"] == split[b]["leaf"] else across).append((a, b))
+            runs.setdefault(criterion, []).append((seed, split, one_shot, across))
             leaves = len({s["leaf"] for s in split.values()})
             tables.add(table)
             for method, name in enumerate(METHODS):
@@ -174,7 +174,7 @@ def main():
     print(f"\nScored against: {', '.join(sorted(tables))}")
     print("\nPer-leaf offsets (recalibrated BN; leaves in id order): mean predicted minus mean true"
           " accuracy of the table architectures in each leaf.")
-    offsets_report(args.output_dir, args.criteria.split(","), seeds)
+    offsets_report(runs, seeds)
 
 
 if __name__ == "__main__":
